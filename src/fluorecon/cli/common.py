@@ -1,0 +1,106 @@
+"""Helpers every command uses: error handling, JSON output, batch expansion.
+
+Exit codes: 0 success; 1 a processing failure (e.g. one file of a batch failed); 2 bad input or bad
+parameters (missing file, invalid PSF, ...). Errors are printed as one line on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from fluorecon.errors import FluoreconError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+# Suffixes treated as image files when a folder is given.
+IMAGE_SUFFIXES = (".tif", ".tiff", ".npy", ".png", ".jpg", ".jpeg", ".zarr")
+
+
+def error_exit(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the ``typer.Exit`` to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def handle_errors() -> Iterator[None]:
+    """Turn known exceptions into a one-line message and a non-zero exit code.
+
+    Use as ``with handle_errors(): ...`` around a command body.
+    """
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except FluoreconError as e:
+        raise error_exit(str(e), EXIT_BAD_INPUT) from None
+    except FileNotFoundError as e:
+        raise error_exit(f"file not found: {e.filename or e}. Fix: check the path", EXIT_BAD_INPUT) from None
+    except (ValueError, OSError) as e:
+        raise error_exit(f"{type(e).__name__}: {e}", EXIT_BAD_INPUT) from None
+    except KeyboardInterrupt:
+        raise error_exit("interrupted", 130) from None
+
+
+def emit_json(obj: Any) -> None:
+    """Print ``obj`` as JSON on stdout (NaN/numpy values made serialisable)."""
+    typer.echo(json.dumps(to_jsonable(obj), indent=2, sort_keys=True))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Recursively convert numpy scalars/arrays, paths and tuples into JSON-friendly values."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "model_dump"):
+        return to_jsonable(obj.model_dump())
+    return obj
+
+
+def expand_inputs(spec: str) -> list[Path]:
+    """Expand a file, folder or glob into a sorted list of image paths.
+
+    Raises
+    ------
+    FluoreconError
+        If nothing matches.
+    """
+    p = Path(spec)
+    if p.is_dir() and p.suffix != ".zarr":
+        files = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith("."))
+    elif p.exists():
+        files = [p]
+    else:
+        files = sorted(Path(s) for s in glob.glob(spec))
+    if not files:
+        raise FluoreconError(f"no input found for {spec!r}", hint="give an existing file, a folder of images or a glob such as 'data/*.tif'")
+    return files
+
+
+def is_batch(spec: str) -> bool:
+    """True when ``spec`` names several inputs (a folder or a glob pattern)."""
+    p = Path(spec)
+    return (p.is_dir() and p.suffix != ".zarr") or (not p.exists() and any(c in spec for c in "*?["))
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
