@@ -104,3 +104,64 @@ def is_batch(spec: str) -> bool:
 
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+def output_for(input_path: Path, output: Path | None, n_inputs: int, suffix: str = ".tif", tag: str = "") -> Path:
+    """Choose the output path for one input of a (possibly batch) run.
+
+    With one input, ``output`` is the file to write. With several, ``output`` is a folder and each
+    result is ``<output>/<input stem><tag><suffix>``.
+    """
+    stem = input_path.name
+    for ext in (".ome.tif", ".ome.tiff", ".ome.zarr", ".tif", ".tiff", ".npy", ".png", ".zarr", ".jpg", ".jpeg"):
+        if stem.lower().endswith(ext):
+            stem = stem[: -len(ext)]
+            break
+    if n_inputs == 1 and output is not None:
+        return output
+    folder = output if output is not None else input_path.parent
+    return Path(folder) / f"{stem}{tag}{suffix}"
+
+
+def run_batch(files: list[Path], process, *, quiet: bool = False, json_out: bool = False, label: str = "processing") -> int:
+    """Run ``process(path) -> dict`` on each file with one progress bar and a summary table.
+
+    A file that fails is reported and the others still run. Returns the exit code: 0 if all
+    succeeded, ``EXIT_FAILED`` (or ``EXIT_BAD_INPUT`` for a single bad input) otherwise.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    console = Console(stderr=True, quiet=quiet)
+    results: list[dict] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, disable=quiet or len(files) == 1) as progress:
+        task = progress.add_task(label, total=len(files))
+        for f in files:
+            row: dict = {"input": str(f)}
+            try:
+                row.update(process(f) or {})
+                row["status"] = "ok"
+            except FluoreconError as e:
+                row.update(status="error", error=str(e))
+            except (ValueError, OSError) as e:
+                row.update(status="error", error=f"{type(e).__name__}: {e}")
+            results.append(row)
+            progress.advance(task)
+    failed = [r for r in results if r["status"] != "ok"]
+    if json_out:
+        emit_json(results if len(results) > 1 else results[0])
+    if len(files) > 1 and not quiet:
+        table = Table(title=f"{label}: {len(files) - len(failed)} ok, {len(failed)} failed")
+        table.add_column("input")
+        table.add_column("status")
+        table.add_column("output / error")
+        for r in results:
+            table.add_row(r["input"], r["status"], str(r.get("output", r.get("error", ""))))
+        console.print(table)
+    for r in failed:
+        typer.echo(f"error: {r['input']}: {r['error']}", err=True)
+    if not failed:
+        return EXIT_OK
+    return EXIT_BAD_INPUT if len(files) == 1 else EXIT_FAILED
