@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,10 +47,72 @@ def handle_errors() -> Iterator[None]:
         raise error_exit(str(e), EXIT_BAD_INPUT) from None
     except FileNotFoundError as e:
         raise error_exit(f"file not found: {e.filename or e}. Fix: check the path", EXIT_BAD_INPUT) from None
-    except (ValueError, OSError) as e:
+    except ValueError as e:
+        # pydantic's ValidationError is a ValueError with a multi-line message: keep it to one line.
+        raise error_exit(_one_line(e), EXIT_BAD_INPUT) from None
+    except OSError as e:
         raise error_exit(f"{type(e).__name__}: {e}", EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
         raise error_exit("interrupted", 130) from None
+    except Exception as e:
+        if os.environ.get("FLUORECON_DEBUG"):
+            raise
+        raise error_exit(f"internal error ({type(e).__name__}: {e}). Set FLUORECON_DEBUG=1 for the traceback "
+                         "and please report it", EXIT_FAILED) from None
+
+
+def _one_line(e: ValueError) -> str:
+    """Condense an exception (pydantic ValidationError included) into one readable line."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        try:
+            parts = []
+            for err in errors():
+                loc = ".".join(str(x) for x in err.get("loc", ()))
+                msg = str(err.get("msg", "")).removeprefix("Value error, ")
+                parts.append(f"{loc}: {msg}" if loc else msg)
+            return "invalid parameter(s): " + "; ".join(parts)
+        except Exception:  # fall back to the plain text
+            pass
+    text = " ".join(str(e).split())
+    return text if isinstance(e, FluoreconError) else f"{type(e).__name__}: {text}"
+
+
+def load_image(path: str | Path, axes: str | None = None, name: str | None = None):
+    """Read ``path`` and validate it (``as_image``): returns ``(ImageData, float32 array, axes)``.
+
+    The error messages name the file. NaN/Inf, empty arrays and axes that do not match raise
+    :class:`FluoreconError`.
+    """
+    from fluorecon.io import read_image
+    from fluorecon.validation import as_image
+
+    img = read_image(path, axes=axes)
+    arr, ax = as_image(img.data, img.axes, name=name or str(path))
+    return img, arr, ax
+
+
+@contextlib.contextmanager
+def echo_warnings(quiet: bool = False) -> Iterator[None]:
+    """Show each :class:`FluoreconWarning` raised inside as one ``warning: ...`` line on stderr."""
+    import warnings
+
+    from fluorecon.errors import FluoreconWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FluoreconWarning)
+        try:
+            yield
+        finally:
+            seen = set()
+            for w in caught:
+                if issubclass(w.category, FluoreconWarning):
+                    msg = str(w.message)
+                    if msg not in seen and not quiet:
+                        typer.echo(f"warning: {msg}", err=True)
+                    seen.add(msg)
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def emit_json(obj: Any) -> None:
@@ -67,6 +130,8 @@ def to_jsonable(obj: Any) -> Any:
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
+    if isinstance(obj, float | np.floating) and not np.isfinite(obj):
+        return None  # JSON has no NaN/Infinity; null reads as "not available"
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -92,6 +157,8 @@ def expand_inputs(spec: str) -> list[Path]:
     else:
         files = sorted(Path(s) for s in glob.glob(spec))
     if not files:
+        if not any(c in spec for c in "*?["):
+            raise FluoreconError(f"file not found: {spec}", hint="check the path (a file, a folder of images or a glob such as 'data/*.tif')")
         raise FluoreconError(f"no input found for {spec!r}", hint="give an existing file, a folder of images or a glob such as 'data/*.tif'")
     return files
 

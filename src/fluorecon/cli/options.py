@@ -77,3 +77,33 @@ BudgetOpt = Annotated[float, typer.Option("--budget", help="Training wall-time b
 DEFAULT_NA = 1.4
 DEFAULT_WAVELENGTH = 0.52
 DEFAULT_REFRACTIVE_INDEX = 1.518
+
+# --- added by the foundation CLI (info / simulate / metrics); reuse them in other commands ---------
+OutDirOpt = Annotated[Path, typer.Option("-o", "--output", "--out", help="Output folder (created if missing).")]
+DataRangeOpt = Annotated[float | None, typer.Option("--data-range", help="Dynamic range for PSNR/SSIM (default: the target's max − min, reported in the output).")]
+ShapeOpt = Annotated[str | None, typer.Option("--shape", help="Image shape: Y X or Z Y X, e.g. 256,256 or 32,128,128 (also 256x256).", metavar="[Z,]Y,X")]
+PhantomOpt = Annotated[str, typer.Option("--phantom", help="Phantom kind: filaments, membranes, puncta, nuclei (fluorecon.physics.phantoms.KINDS).")]
+PhotonsOpt = Annotated[float, typer.Option("--photons", help="Expected photons per pixel at intensity 1.0 of the (normalised) signal.")]
+ReadNoiseOpt = Annotated[float, typer.Option("--read-noise", help="Camera read noise in electrons rms.")]
+GainOpt = Annotated[float, typer.Option("--gain", help="Camera gain in ADU per electron.")]
+OffsetOpt = Annotated[float, typer.Option("--offset", help="Camera offset (baseline) in ADU.")]
+EmGainOpt = Annotated[float | None, typer.Option("--em-gain", help="EMCCD multiplication gain (>1); omit for sCMOS/CCD.")]
+BitDepthOpt = Annotated[int | None, typer.Option("--bit-depth", help="ADC bit depth (quantise and saturate); 0 = float output.")]
+BackgroundOpt = Annotated[float, typer.Option("--background", help="Background photons per pixel (autofluorescence, out-of-focus light).")]
+
+
+def parse_shape(value: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Parse ``"32,128,128"`` / ``"256x256"`` / ``"256 256"`` into a shape of 2 or 3 positive ints."""
+    from fluorecon.errors import FluoreconError
+
+    if value is None or value == "":
+        return default
+    parts = [p for p in value.lower().replace("x", ",").replace(" ", ",").split(",") if p]
+    try:
+        vals = tuple(int(p) for p in parts)
+    except ValueError:
+        raise FluoreconError(f"--shape {value!r} is not a list of integers", hint="e.g. --shape 256,256 or --shape 32,128,128") from None
+    if len(vals) not in (2, 3) or any(v < 8 for v in vals[-2:]) or any(v < 1 for v in vals):
+        raise FluoreconError(f"--shape needs 2 (Y,X) or 3 (Z,Y,X) sizes (Y, X ≥ 8), got {value!r}",
+                             hint="e.g. --shape 256,256 or --shape 32,128,128")
+    return vals
