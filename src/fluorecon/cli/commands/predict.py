@@ -1,9 +1,190 @@
-"""`fluorecon predict` (not implemented yet)."""
+"""``fluorecon predict``: apply a model bundle to images (tiled), optionally with trust maps and a report."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from fluorecon.cli.common import expand_inputs, handle_errors, output_for, run_batch
+from fluorecon.cli.options import (
+    AxesOpt,
+    DeviceOpt,
+    JsonOpt,
+    OptionalOutputOpt,
+    OverwriteOpt,
+    QuietOpt,
+    ReportOpt,
+    SchedulerOpt,
+)
+
+EPILOG = """Examples:
+
+  fluorecon predict care_model noisy.tif -o restored.tif
+
+  fluorecon predict care_model big.tif -o restored.tif --tile 512,512 --tta
+
+  fluorecon predict ens_model noisy.tif -o restored.tif --uncertainty --check --report
+
+  fluorecon predict care_model 'raw/*.tif' -o restored/
+
+  fluorecon predict care_model --verify        (recompute the bundle's stored test tensors)
+
+--tile takes 'auto' (from free memory), 'none', or sizes per spatial axis separated by commas
+(Y,X or Z,Y,X). --uncertainty and --check write <out>_uncertainty.tif, <out>_consistency.tif and
+<out>_trust.json beside the output.
+"""
+
+BundleArg = Annotated[Path, typer.Argument(help="Model bundle folder (written by fluorecon train).")]
+OptInputArg = Annotated[str | None, typer.Argument(help="Input image file, folder or glob.")]
+TileOpt = Annotated[str, typer.Option("--tile", help="auto | none | Y,X | Z,Y,X tile size in pixels.")]
+OverlapOpt = Annotated[int | None, typer.Option("--overlap", help="Tile overlap in pixels (default from the network's receptive field).")]
+TtaOpt = Annotated[bool, typer.Option("--tta", help="Test-time augmentation: average over 8 flips/rotations.")]
+UncOpt = Annotated[bool, typer.Option("--uncertainty", help="Write a per-pixel uncertainty map (ensemble spread / probabilistic head).")]
+CheckOpt = Annotated[bool, typer.Option("--check", help="Forward-model consistency map and distribution-shift warning.")]
+VerifyOpt = Annotated[bool, typer.Option("--verify", help="Recompute the bundle's stored test tensors and compare.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per forward pass.")]
+
+
+def parse_tile(value: str | None):
+    """``"auto"`` → "auto"; ``"none"`` → None; ``"512,512"`` / ``"512x512"`` / ``"512 512"`` → tuple."""
+    from fluorecon.errors import FluoreconError
+
+    if value is None or value.lower() == "none":
+        return None
+    if value.lower() == "auto":
+        return "auto"
+    parts = [p for p in value.replace("x", ",").replace(" ", ",").split(",") if p]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        raise FluoreconError(f"--tile {value!r} is not 'auto', 'none' or sizes", hint="e.g. --tile 512,512") from None
+    if not sizes or any(s < 8 for s in sizes):
+        raise FluoreconError(f"--tile {value!r}: sizes must be ≥ 8 pixels", hint="e.g. --tile 512,512")
+    return sizes
 
 
 def register(app: typer.Typer) -> None:
-    """Add this command to ``app``. (Placeholder until the command lands.)"""
+    @app.command("predict", epilog=EPILOG)
+    def predict_cmd(
+        bundle: BundleArg,
+        input: OptInputArg = None,
+        output: OptionalOutputOpt = None,
+        axes: AxesOpt = None,
+        tile: TileOpt = "auto",
+        overlap: OverlapOpt = None,
+        tta: TtaOpt = False,
+        uncertainty: UncOpt = False,
+        check: CheckOpt = False,
+        report: ReportOpt = False,
+        verify: VerifyOpt = False,
+        batch_size: BatchOpt = 4,
+        device: DeviceOpt = "auto",
+        scheduler: SchedulerOpt | None = None,
+        overwrite: OverwriteOpt = False,
+        json_out: JsonOpt = False,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """Restore images with a trained bundle."""
+        with handle_errors():
+            from fluorecon.cli.common import emit_json
+            from fluorecon.errors import FluoreconError
+            from fluorecon.learn.bundle import Bundle
+
+            b = Bundle.load(bundle)
+            dev = device.value if hasattr(device, "value") else str(device)
+            if verify:
+                res = b.verify(device="cpu")
+                if json_out:
+                    emit_json(res)
+                else:
+                    typer.echo(f"bundle verify: {'OK' if res['ok'] else 'MISMATCH'} (max abs error "
+                               f"{res['max_abs_error']:.3g}, tolerance {res['atol']:.3g})", err=True)
+                if input is None:
+                    raise typer.Exit(0 if res["ok"] else 1)
+            if input is None:
+                raise FluoreconError("no INPUT given", hint="fluorecon predict BUNDLE INPUT -o OUT")
+            tile_v = parse_tile(tile)
+            files = expand_inputs(input)
+            if len(files) > 1 and output is not None and output.suffix:
+                raise FluoreconError(f"{len(files)} inputs but -o {output} looks like a file",
+                                     hint="give an output folder for several inputs")
+            command = "fluorecon " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+            def process(path: Path) -> dict:
+                out = output_for(path, output, len(files), tag="_restored")
+                if scheduler is not None or str(out).endswith(".zarr"):
+                    # Out of core (dask): the bundle is loaded once per worker, blocks carry the network's halo.
+                    from fluorecon.scale.bridge import run_out_of_core
+
+                    params = {"model": str(bundle), "tta": tta, **({"tile": list(tile_v)} if isinstance(tile_v, tuple) else {})}
+                    return run_out_of_core("predict", path, out, params, scheduler=scheduler or "threads",
+                                           overwrite=overwrite, quiet=quiet)
+                return _predict_one(b, path, output_for(path, output, len(files), tag="_restored"), axes, tile_v,
+                                    overlap, tta, uncertainty, check, report, batch_size, dev, command)
+
+            code = run_batch(files, process, quiet=quiet, json_out=json_out, label="predict")
+        raise typer.Exit(code)
+
+
+def _stem(p: Path) -> Path:
+    name = p.name
+    for ext in (".ome.tif", ".ome.tiff", ".ome.zarr", ".tif", ".tiff", ".npy", ".png", ".zarr"):
+        if name.lower().endswith(ext):
+            return p.with_name(name[: -len(ext)])
+    return p.with_suffix("")
+
+
+def _predict_one(b, path: Path, out: Path, axes, tile, overlap, tta, uncertainty, check, report, batch_size, device,
+                 command) -> dict:
+    import json
+
+    import numpy as np
+
+    from fluorecon._atomic import atomic_path
+    from fluorecon.io import read_image, write_image
+    from fluorecon.learn.predict import predict
+
+    im = read_image(path, axes=axes)
+    want_scale = uncertainty and (bool(b.model.head) or len(b.members) > 1)
+    res = predict(b, im.data, im.axes, tile=tile, overlap=overlap, batch_size=batch_size, device=device, tta=tta,
+                  return_scale=want_scale)
+    pred, scale = (res if want_scale else (res, None))
+    write_image(out, pred, axes=im.axes, voxel_size=im.voxel_size,
+                metadata={"fluorecon": {"bundle_scheme": b.config.get("scheme"), "command": command}})
+    row: dict = {"output": str(out)}
+    trust_dict = None
+    maps = None
+    if uncertainty or check:
+        from fluorecon.trust.summary import assess
+
+        ts = assess(im.data, im.axes, bundle=b, prediction=pred, uncertainty=uncertainty, consistency=check,
+                    shift=check, uncertainty_map=scale)
+        stem = _stem(out)
+        maps = dict(ts.maps)
+        for key in ("uncertainty", "consistency"):
+            if key in maps and maps[key] is not None:
+                p = stem.with_name(stem.name + f"_{key}.tif")
+                write_image(p, np.asarray(maps[key], np.float32), axes=im.axes if np.ndim(maps[key]) == pred.ndim else None)
+                row[key] = str(p)
+        trust_dict = ts.to_dict()
+        jp = stem.with_name(stem.name + "_trust.json")
+        from fluorecon.cli.common import to_jsonable
+
+        with atomic_path(jp) as tmp:
+            tmp.write_text(json.dumps(to_jsonable(trust_dict), indent=2, sort_keys=True))
+        row["trust"] = str(jp)
+        row["warnings"] = list(ts.warnings)
+    if report:
+        from fluorecon.report import write_report
+
+        html = _stem(out).with_name(_stem(out).name + "_report.html")
+        write_report(html, title=f"fluorecon predict: {path.name}", input=im.data, output=pred, axes=im.axes,
+                     voxel_size=im.voxel_size, params={"bundle": b.config.get("scheme"), "tile": tile, "tta": tta,
+                                                       "provenance_steps": b.provenance.get("steps")},
+                     command=command, trust=trust_dict, maps=maps)
+        row["report"] = str(html)
+    return row
