@@ -1,0 +1,159 @@
+"""Pick a dask scheduler: ``threads`` | ``processes`` | ``distributed`` (a LocalCluster) | an address.
+
+:func:`get_compute` is a context manager yielding ``compute(list_of_delayed) -> list`` and closing
+whatever it started (a LocalCluster and its client) on exit.
+
+Examples
+--------
+>>> import dask
+>>> with get_compute("threads", n_workers=2) as compute:
+...     compute([dask.delayed(sum)([1, 2])])
+[3]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fluorecon.errors import FluoreconError
+
+__all__ = ["SCHEDULERS", "get_compute", "parse_memory"]
+
+SCHEDULERS = ("threads", "processes", "distributed", "sync")
+
+
+def parse_memory(value: str | int | float | None) -> int | None:
+    """Parse ``"1GB"``, ``"512 MiB"`` or a byte count.
+
+    Examples
+    --------
+    >>> parse_memory("1GiB")
+    1073741824
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise FluoreconError(f"memory limit must be positive, got {value}", hint="e.g. '2GB'")
+        return int(value)
+    from dask.utils import parse_bytes
+
+    try:
+        out = int(parse_bytes(str(value)))
+    except (ValueError, TypeError):
+        raise FluoreconError(f"cannot parse memory limit {value!r}", hint="e.g. '2GB', '512MiB' or a byte count") from None
+    if out <= 0:
+        raise FluoreconError(f"memory limit must be positive, got {value!r}", hint="e.g. '2GB'")
+    return out
+
+
+def _looks_like_address(s: str) -> bool:
+    return "://" in s or (":" in s and s.rsplit(":", 1)[-1].isdigit())
+
+
+@contextlib.contextmanager
+def get_compute(scheduler: str = "threads", *, n_workers: int | None = None, threads_per_worker: int | None = None,
+                memory_limit: str | int | None = None, timeout: float = 10.0, quiet: bool = True,
+                progress: bool = False) -> Iterator[Callable[[list], list]]:
+    """Context manager yielding a ``compute(tasks)`` function bound to the chosen scheduler.
+
+    Parameters
+    ----------
+    scheduler : str
+        ``"threads"`` (default; ``n_workers`` threads), ``"processes"`` (``n_workers`` processes),
+        ``"sync"`` (debugging), ``"distributed"`` (starts a ``dask.distributed.LocalCluster`` with
+        ``n_workers`` × ``threads_per_worker`` and ``memory_limit`` per worker) or the address of a
+        running dask scheduler (``tcp://host:8786``).
+    timeout : float
+        Seconds to wait for a scheduler address to answer before a :class:`FluoreconError`.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Examples
+    --------
+    >>> with get_compute("sync") as compute:
+    ...     len(compute([]))
+    0
+    """
+    import dask
+
+    if not isinstance(scheduler, str) or not scheduler:
+        raise FluoreconError(f"scheduler must be a string, got {scheduler!r}", hint="threads, processes, distributed or ADDRESS")
+    s = scheduler.strip()
+    for name, v in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
+        if v is not None and int(v) < 1:
+            raise FluoreconError(f"{name} must be ≥ 1, got {v}", hint=f"e.g. {name}=2")
+    mem = parse_memory(memory_limit)
+
+    if s in ("threads", "processes", "sync"):
+        kw: dict[str, Any] = {"scheduler": "synchronous" if s == "sync" else s}
+        if n_workers and s != "sync":
+            kw["num_workers"] = int(n_workers) * (int(threads_per_worker or 1) if s == "threads" else 1)
+
+        def compute(tasks: list) -> list:
+            if progress and tasks:
+                from dask.diagnostics import ProgressBar
+
+                with ProgressBar(out=sys.stderr, minimum=1.0):
+                    return list(dask.compute(*tasks, **kw))
+            return list(dask.compute(*tasks, **kw))
+
+        # Each dask thread runs its own torch ops: share the cores instead of oversubscribing them.
+        torch_mod = sys.modules.get("torch")
+        old = torch_mod.get_num_threads() if torch_mod is not None else None
+        if torch_mod is not None and s == "threads":
+            torch_mod.set_num_threads(max(1, (os.cpu_count() or 1) // int(kw.get("num_workers", os.cpu_count() or 1))))
+        try:
+            yield compute
+        finally:
+            if torch_mod is not None and old is not None:
+                torch_mod.set_num_threads(old)
+        return
+
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if s == "distributed":
+        import logging
+
+        level = logging.ERROR if quiet else logging.WARNING
+        logging.getLogger("distributed").setLevel(level)
+        # Our tasks hold one block and return a chunk id: there is nothing to spill, and pausing a
+        # worker at 80 % of its limit only stalls it. The limit itself stays enforced (the nanny
+        # restarts a worker that passes 95 %).
+        with dask.config.set({"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
+                              "distributed.worker.memory.pause": False}):
+            cluster = LocalCluster(n_workers=int(n_workers or 1), threads_per_worker=int(threads_per_worker or 1),
+                                   memory_limit=mem if mem is not None else "auto", processes=True,
+                                   dashboard_address=":0", silence_logs=level)
+        client = Client(cluster)
+    elif _looks_like_address(s):
+        try:
+            client = Client(s, timeout=f"{timeout}s")
+        except (OSError, TimeoutError) as e:
+            raise FluoreconError(f"no dask scheduler answered at {s!r} within {timeout:g} s ({type(e).__name__})",
+                                 hint="start one (dask scheduler / dask worker) or use --scheduler threads|distributed") from None
+    else:
+        raise FluoreconError(f"unknown scheduler {scheduler!r}",
+                             hint="use threads, processes, distributed or the address of a dask scheduler (tcp://host:8786)")
+    try:
+        def compute(tasks: list) -> list:
+            if not tasks:
+                return []
+            futures = client.compute(tasks)
+            if progress:
+                from distributed import progress as dprogress
+
+                dprogress(futures, notebook=False)
+            return client.gather(futures)
+
+        compute.client = client  # type: ignore[attr-defined]
+        yield compute
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
