@@ -1,0 +1,795 @@
+"""Self-contained HTML reports of a restoration run.
+
+A report shows what a careful reader needs to judge a reconstruction: input, output and their
+difference side by side with the *same* display range, zoomed crops, intensity profiles, the trust
+layer's maps (uncertainty, consistency residuals) and warnings in plain words, metrics with
+confidence intervals when a ground truth is known, the Fourier ring correlation of the input, and
+the full parameters, provenance and the exact command that re-runs it.
+
+Everything is in one HTML file: figures are PNGs (matplotlib, Agg backend) embedded as base64, so the
+file opens from disk, from an e-mail attachment or from an electronic lab notebook, with no server.
+
+3D data are shown as maximum-intensity projections (XY) plus the middle XZ slice.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import html
+import io
+import json
+import os
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fluorecon._atomic import atomic_path
+from fluorecon.errors import FluoreconError
+
+__all__ = ["write_report", "render_report", "array_sha256", "file_sha256", "provenance", "rerun_command"]
+
+_SPATIAL = "ZYX"
+
+
+# --------------------------------------------------------------------------------------------------
+# Array helpers (display only: nothing here changes the data that was processed)
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_array(a: Any, name: str) -> np.ndarray:
+    if a is None:
+        raise FluoreconError(f"report: {name} is missing", hint=f"pass the {name} image as an array")
+    if hasattr(a, "data") and hasattr(a, "axes") and not isinstance(a, np.ndarray):  # ImageData
+        a = a.data
+    if hasattr(a, "detach"):  # torch tensor
+        a = a.detach().cpu().numpy()
+    arr = np.asarray(a)
+    if arr.size == 0:
+        raise FluoreconError(f"report: {name} is empty", hint="pass a non-empty image")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise FluoreconError(f"report: {name} has non-numeric dtype {arr.dtype}", hint="pass a real-valued image")
+    return arr.astype(np.float32, copy=False)
+
+
+def _spatial_view(arr: np.ndarray, axes: str, name: str) -> tuple[np.ndarray, str, list[str]]:
+    """Reduce ``arr`` to its spatial axes (``ZYX`` or ``YX``) for display; say what was dropped."""
+    axes = axes.upper()
+    if arr.ndim != len(axes):
+        raise FluoreconError(
+            f"report: {name} has {arr.ndim} dimensions but axes {axes!r} has {len(axes)}",
+            hint="pass axes matching the array, e.g. 'YX' for 2D or 'ZYX' for a stack",
+        )
+    notes: list[str] = []
+    idx: list[Any] = []
+    kept = ""
+    for ax, n in zip(axes, arr.shape, strict=True):
+        if ax in _SPATIAL:
+            idx.append(slice(None))
+            kept += ax
+        else:
+            i = n // 2 if ax == "T" else 0
+            idx.append(i)
+            if n > 1:
+                notes.append(f"{ax}={i} of {n}")
+    out = arr[tuple(idx)]
+    if kept not in ("YX", "ZYX"):
+        raise FluoreconError(f"report: axes {axes!r} must end with YX or ZYX", hint="e.g. YX, ZYX, CYX, TZYX")
+    return out, kept, notes
+
+
+def _match_shape(a: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
+    return a if a.shape == ref.shape else None
+
+
+def _display_range(*arrays: np.ndarray, low: float = 0.5, high: float = 99.8) -> tuple[float, float]:
+    vals = np.concatenate([np.ravel(a[np.isfinite(a)]) for a in arrays if a is not None])
+    if vals.size > 2_000_000:  # percentiles of a regular subsample are enough for display
+        vals = vals[:: vals.size // 1_000_000]
+    lo, hi = np.percentile(vals, [low, high]) if vals.size else (0.0, 1.0)
+    if not hi > lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def _views(vol: np.ndarray, kept: str) -> dict[str, np.ndarray]:
+    """2D views of a spatial image: the image itself, or XY max projection + middle XZ slice."""
+    if kept == "YX":
+        return {"XY": vol}
+    return {"XY max projection": vol.max(axis=0), "XZ middle slice": vol[:, vol.shape[1] // 2, :]}
+
+
+def _crop_box(img2d: np.ndarray, size: int) -> tuple[int, int, int, int]:
+    """The ``size``×``size`` window with the most structure (local std of the image)."""
+    from scipy import ndimage
+
+    h, w = img2d.shape
+    size = int(min(size, h, w))
+    if size >= min(h, w):
+        return 0, 0, h, w
+    m = ndimage.uniform_filter(img2d.astype(np.float64), size)
+    m2 = ndimage.uniform_filter(img2d.astype(np.float64) ** 2, size)
+    score = np.sqrt(np.clip(m2 - m**2, 0, None)) + 0.5 * m
+    half = size // 2
+    score[:half, :] = -np.inf
+    score[:, :half] = -np.inf
+    score[h - (size - half) + 1 :, :] = -np.inf
+    score[:, w - (size - half) + 1 :] = -np.inf
+    cy, cx = np.unravel_index(int(np.argmax(score)), score.shape)
+    y0, x0 = int(cy - half), int(cx - half)
+    return y0, x0, size, size
+
+
+def _aspect(kept: str, view: str, voxel_size: Sequence[float] | None) -> float:
+    """imshow aspect (pixel height / width) so physical proportions are kept."""
+    if not voxel_size:
+        return 1.0
+    vs = dict(zip(kept, voxel_size[-len(kept) :], strict=False))
+    if view.startswith("XZ"):
+        return float(vs.get("Z", 1.0) / vs.get("X", 1.0))
+    return float(vs.get("Y", 1.0) / vs.get("X", 1.0))
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------------
+
+
+def _new_figure(w: float, h: float):
+    from matplotlib.figure import Figure
+
+    # Figure objects (not pyplot) keep reports thread-safe and never open a window.
+    return Figure(figsize=(w, h), dpi=100, layout="constrained")
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img_tag(b64: str, alt: str) -> str:
+    return f'<img class="fig" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _panel_figure(panels: list[tuple[str, np.ndarray, dict]], aspect: float, box=None) -> str:
+    n = len(panels)
+    h0, w0 = panels[0][1].shape
+    ratio = (h0 * aspect) / max(w0, 1)
+    width = min(4.2 * n, 15.0)
+    height = max(2.0, min(width / n * ratio + 0.8, 8.0))
+    fig = _new_figure(width, height)
+    axs = fig.subplots(1, n, squeeze=False)[0]
+    for ax, (label, img, kw) in zip(axs, panels, strict=True):
+        im = ax.imshow(img, interpolation="nearest", aspect=aspect, **kw)
+        ax.set_title(label, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
+        if box is not None:
+            from matplotlib.patches import Rectangle
+
+            y0, x0, hh, ww = box
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), ww, hh, fill=False, ec="#ffcc00", lw=1.2))
+    return _png(fig)
+
+
+def _profile_figure(profiles: list[tuple[str, np.ndarray]], where: str) -> str:
+    fig = _new_figure(8.0, 2.8)
+    ax = fig.subplots()
+    for label, p in profiles:
+        ax.plot(np.arange(p.size), p, label=label, lw=1.2)
+    ax.set_xlabel(f"pixel along {where}")
+    ax.set_ylabel("intensity")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _frc_figure(curves: list[tuple[str, Any]], pixel_size: float | None) -> str:
+    fig = _new_figure(6.5, 3.2)
+    ax = fig.subplots()
+    unit = "1/µm" if pixel_size else "1/pixel"
+    for label, res in curves:
+        f = np.asarray(res.freq, dtype=float)
+        if pixel_size:
+            f = f / pixel_size
+        line, = ax.plot(f, np.asarray(res.curve, dtype=float), label=label, lw=1.3)
+    thr = np.asarray(getattr(curves[0][1], "threshold", 1 / 7), dtype=float)
+    f0 = np.asarray(curves[0][1].freq, dtype=float) / (pixel_size or 1.0)
+    if thr.ndim == 0:
+        ax.axhline(float(thr), color="k", ls="--", lw=0.8, label=f"threshold {float(thr):.3f}")
+    elif thr.shape == f0.shape:
+        ax.plot(f0, thr, color="k", ls="--", lw=0.8, label="threshold")
+    ax.set_xlabel(f"spatial frequency ({unit})")
+    ax.set_ylabel("correlation")
+    ax.set_ylim(-0.1, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics (delegated to fluorecon.evaluate.metrics; scikit-image as the fallback reference)
+# --------------------------------------------------------------------------------------------------
+
+
+def _metric_fns():
+    try:
+        from fluorecon.evaluate import metrics as m
+
+        return {
+            "PSNR (dB)": lambda p, t, r: m.psnr(p, t, data_range=r),
+            "SSIM": lambda p, t, r: m.ssim(p, t, data_range=r),
+            "NRMSE": lambda p, t, r: m.nrmse(p, t),
+        }, getattr(m, "bootstrap_ci", None)
+    except ImportError:  # the metrics module is optional for a report
+        from skimage import metrics as sk
+
+        return {
+            "PSNR (dB)": lambda p, t, r: sk.peak_signal_noise_ratio(t, p, data_range=r),
+            "SSIM": lambda p, t, r: sk.structural_similarity(t, p, data_range=r),
+            "NRMSE": lambda p, t, r: sk.normalized_root_mse(t, p),
+        }, None
+
+
+def _tiles(a: np.ndarray, n: int = 4) -> list[tuple[slice, ...]]:
+    """Split the last two axes into an n×n grid of tiles (at least 16 px wide)."""
+    h, w = a.shape[-2:]
+    n = max(1, min(n, h // 16, w // 16))
+    ys = np.linspace(0, h, n + 1).astype(int)
+    xs = np.linspace(0, w, n + 1).astype(int)
+    lead = (slice(None),) * (a.ndim - 2)
+    return [(*lead, slice(ys[i], ys[i + 1]), slice(xs[j], xs[j + 1])) for i in range(n) for j in range(n)]
+
+
+def _percentile_ci(values: np.ndarray, seed: int = 0, n: int = 2000, alpha: float = 0.05) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    boots = rng.choice(values, size=(n, values.size), replace=True).mean(axis=1)
+    return float(np.quantile(boots, alpha / 2)), float(np.quantile(boots, 1 - alpha / 2))
+
+
+def _metrics_table(images: Mapping[str, np.ndarray], target: np.ndarray) -> list[dict]:
+    """Metrics of each image against ``target`` on the whole image, with a 95 % bootstrap CI
+    over a 4×4 grid of tiles (the spread across regions of the field of view)."""
+    fns, boot = _metric_fns()
+    rng_t = float(np.max(target) - np.min(target)) or 1.0
+    rows = []
+    tiles = _tiles(target)
+    for name, img in images.items():
+        row: dict[str, Any] = {"image": name}
+        for mname, fn in fns.items():
+            try:
+                value = float(fn(img, target, rng_t))
+                per_tile = np.array([float(fn(img[s], target[s], rng_t)) for s in tiles if min(target[s].shape[-2:]) >= 7])
+                per_tile = per_tile[np.isfinite(per_tile)]
+                ci = (float("nan"), float("nan"))
+                if per_tile.size >= 2:
+                    if boot is not None:
+                        try:
+                            r = boot(per_tile, seed=0)
+                            ci = (float(r[-2]), float(r[-1])) if isinstance(r, tuple) else (float(r.low), float(r.high))
+                        except Exception:
+                            ci = _percentile_ci(per_tile)
+                    else:
+                        ci = _percentile_ci(per_tile)
+                row[mname] = (value, ci)
+            except Exception as e:
+                row[mname] = (float("nan"), (float("nan"), float("nan")), str(e))
+        rows.append(row)
+    return rows
+
+
+def _frc_curves(inp: np.ndarray, out: np.ndarray, target: np.ndarray | None, kept: str,
+                voxel_size: Sequence[float] | None) -> tuple[list, list[str]]:
+    """FRC of the acquisition (checkerboard half-split, geometry-corrected) and, with a target, of
+    input/output vs target. Computed on the (middle plane of the) spatial image."""
+    try:
+        from fluorecon.evaluate.metrics import frc, single_image_frc
+    except ImportError:
+        return [], ["FRC not available (fluorecon.evaluate.metrics not installed)."]
+    notes: list[str] = []
+    curves = []
+    vs2 = tuple(voxel_size[-2:]) if voxel_size else None
+
+    def plane(a):
+        return a if kept == "YX" else a[a.shape[0] // 2]
+
+    try:
+        curves.append(("input: single-image FRC (checkerboard halves)", single_image_frc(plane(inp), vs2)))
+    except Exception as e:
+        notes.append(f"input FRC failed: {e}")
+    if target is not None:
+        for label, img in (("input vs target", inp), ("output vs target", out)):
+            try:
+                curves.append((label, frc(plane(img), plane(target), vs2)))
+            except Exception as e:
+                notes.append(f"{label} FRC failed: {e}")
+    if kept == "ZYX":
+        notes.append("FRC computed on the middle Z plane.")
+    return curves, notes
+
+
+# --------------------------------------------------------------------------------------------------
+# Provenance
+# --------------------------------------------------------------------------------------------------
+
+
+def array_sha256(a: np.ndarray) -> str:
+    """SHA-256 of an array's shape, dtype and bytes.
+
+    Examples
+    --------
+    >>> len(array_sha256(np.zeros((2, 2), np.float32)))
+    64
+    """
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.shape}|{a.dtype.str}|".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (or of every file in a directory store, in sorted order)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    for q in files:
+        if p.is_dir():
+            h.update(str(q.relative_to(p)).encode())
+        with open(q, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def rerun_command(argv: Sequence[str] | None = None, prog: str = "fluorecon") -> str:
+    """The shell command that re-runs the current CLI invocation (quoted for a POSIX shell).
+
+    Examples
+    --------
+    >>> rerun_command(["denoise", "in put.tif", "-o", "out.tif"])
+    "fluorecon denoise 'in put.tif' -o out.tif"
+    """
+    import shlex
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    return shlex.join([prog, *args])
+
+
+def provenance() -> dict[str, str]:
+    """Versions of fluorecon, Python and the numerical stack, and the machine.
+
+    Examples
+    --------
+    >>> "fluorecon" in provenance()
+    True
+    """
+    import fluorecon
+
+    info = {"fluorecon": fluorecon.__version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    for mod in ("numpy", "scipy", "torch", "skimage", "tifffile", "zarr", "matplotlib"):
+        m = sys.modules.get(mod)
+        if m is None and mod in ("numpy", "scipy", "matplotlib"):
+            try:
+                m = __import__(mod)
+            except ImportError:
+                m = None
+        if m is not None:
+            info[mod if mod != "skimage" else "scikit-image"] = getattr(m, "__version__", "?")
+    return info
+
+
+# --------------------------------------------------------------------------------------------------
+# HTML
+# --------------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;color:#222}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+.sub{color:#666;font-size:.9em} img.fig{max-width:100%;height:auto;display:block;margin:.5em 0}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0} td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f4f4f4} pre{background:#f6f8fa;padding:.8em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.5em 1em;margin:.4em 0}
+.ok{background:#eef8ee;border-left:4px solid #3a3;padding:.5em 1em;margin:.4em 0}
+.note{color:#555;font-size:.85em} code{background:#f6f8fa;padding:0 .2em}
+nav a{margin-right:1em;font-size:.9em}
+"""
+
+# Counts images that actually decoded; lets a headless browser test (and a curious user) check that
+# the embedded figures are readable.
+_JS = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var el = document.getElementById('image-check');
+  if (el) { el.setAttribute('data-decoded', String(ok)); el.setAttribute('data-total', String(imgs.length));
+            el.textContent = ok + ' of ' + imgs.length + ' figures decoded.'; }
+});
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        return f"{float(v):.4g}"
+    if isinstance(v, dict | list | tuple):
+        return json.dumps(_jsonable(v), sort_keys=True)
+    return str(v)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist() if obj.size <= 64 else f"<array {obj.shape} {obj.dtype}>"
+    if hasattr(obj, "model_dump"):
+        return _jsonable(obj.model_dump())
+    return obj
+
+
+def _kv_table(d: Mapping[str, Any]) -> str:
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in d.items())
+    return f"<table>{rows}</table>"
+
+
+def _warning_text(w: Any) -> str:
+    if isinstance(w, Mapping):
+        msg = w.get("message") or w.get("text") or w.get("warning") or json.dumps(_jsonable(w))
+        extra = w.get("hint") or w.get("advice") or w.get("what_to_do")
+        return f"{msg}" + (f" — {extra}" if extra else "")
+    return str(w)
+
+
+def _trust_section(trust: Mapping[str, Any] | None) -> str:
+    if not trust:
+        return ('<p class="note">No trust checks were run for this result. Run <code>fluorecon check</code> '
+                "to compare the output with the forward model and estimate its uncertainty.</p>")
+    parts = []
+    warnings = trust.get("warnings") or []
+    if warnings:
+        parts.append("".join(f'<div class="warn">⚠ {_e(_warning_text(w))}</div>' for w in warnings))
+    else:
+        parts.append('<div class="ok">The trust checks raised no warning.</div>')
+    scores = trust.get("scores") or {}
+    if scores:
+        flat: dict[str, Any] = {}
+
+        def walk(prefix: str, v: Any, depth: int) -> None:
+            # Headline numbers only; nested detail (per-image results, curves) stays in "All trust results".
+            if isinstance(v, Mapping):
+                if depth < 2:
+                    for k2, v2 in v.items():
+                        walk(f"{prefix}.{k2}" if prefix else str(k2), v2, depth + 1)
+            elif isinstance(v, str | bool | int | float | np.generic) or v is None:
+                flat[prefix] = v
+
+        walk("", scores, 0)
+        parts.append("<h3>Scores</h3>" + _kv_table(flat))
+    other = {k: v for k, v in trust.items() if k not in ("warnings",)}
+    if other:
+        parts.append("<details><summary>All trust results</summary><pre>"
+                     + _e(json.dumps(_jsonable(other), indent=2, sort_keys=True, default=str)) + "</pre></details>")
+    return "".join(parts)
+
+
+def _metrics_html(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    names = [k for k in rows[0] if k != "image"]
+    head = "<tr><th>image</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"
+    body = ""
+    for r in rows:
+        cells = []
+        for n in names:
+            v = r[n]
+            val, (lo, hi) = v[0], v[1]
+            txt = f"{val:.4g}" if np.isfinite(val) else "n/a"
+            if np.isfinite(lo):
+                txt += f" <span class='note'>[{lo:.4g}, {hi:.4g}]</span>"
+            cells.append(f"<td>{txt}</td>")
+        body += f"<tr><td>{_e(r['image'])}</td>{''.join(cells)}</tr>"
+    return (f"<table>{head}{body}</table><p class='note'>Value on the whole image; in brackets the 95 % "
+            "bootstrap confidence interval of the mean over a 4×4 grid of tiles (spread across the field of "
+            "view). Data range for PSNR/SSIM: the target's min–max.</p>")
+
+
+def _extra_html(extra: Any) -> list[tuple[str, str]]:
+    out = []
+    if not extra:
+        return out
+    items = extra.items() if isinstance(extra, Mapping) else extra
+    for title, content in items:
+        if isinstance(content, np.ndarray) and content.ndim == 2:
+            lo, hi = _display_range(content)
+            body = _img_tag(_panel_figure([(title, content, {"cmap": "gray", "vmin": lo, "vmax": hi})], 1.0), title)
+        elif isinstance(content, Mapping):
+            body = _kv_table(content)
+        elif isinstance(content, str) and content.lstrip().startswith("<"):
+            body = content  # trusted HTML fragment from our own code
+        else:
+            body = f"<p>{_e(content)}</p>"
+        out.append((str(title), body))
+    return out
+
+
+def render_report(
+    *,
+    title: str,
+    input: Any,
+    output: Any,
+    axes: str,
+    voxel_size: Sequence[float] | None = None,
+    params: Mapping[str, Any] | None = None,
+    command: str = "",
+    trust: Mapping[str, Any] | None = None,
+    maps: Mapping[str, Any] | None = None,
+    target: Any = None,
+    extra_sections: Any = None,
+    input_path: str | os.PathLike | None = None,
+    provenance_extra: Mapping[str, Any] | None = None,
+    crop: int = 96,
+) -> str:
+    """Build the report's HTML as a string (see :func:`write_report`)."""
+    inp_full = _as_array(input, "input")
+    out_full = _as_array(output, "output")
+    inp, kept, notes = _spatial_view(inp_full, axes, "input")
+    if out_full.shape != inp_full.shape:
+        raise FluoreconError(
+            f"report: output shape {out_full.shape} differs from input shape {inp_full.shape}",
+            hint="pass the output on the input's grid (resample first) or report them separately",
+        )
+    out, _, _ = _spatial_view(out_full, axes, "output")
+    tgt = None
+    if target is not None:
+        tgt_full = _as_array(target, "target")
+        if tgt_full.shape != inp_full.shape:
+            raise FluoreconError(f"report: target shape {tgt_full.shape} differs from input shape {inp_full.shape}",
+                                 hint="pass a target on the same grid as the input")
+        tgt, _, _ = _spatial_view(tgt_full, axes, "target")
+    if voxel_size is not None and len(voxel_size) not in (len(kept), 2, 3):
+        raise FluoreconError(f"report: voxel_size {tuple(voxel_size)} does not match axes {axes!r}",
+                             hint="give one size (µm) per spatial axis")
+    sections: list[tuple[str, str]] = []
+
+    # --- images ---------------------------------------------------------------------------------
+    lo, hi = _display_range(inp, out)
+    diff = out - inp
+    dmax = float(np.percentile(np.abs(diff), 99.5)) or 1.0
+    vin, vout, vdiff = _views(inp, kept), _views(out, kept), _views(diff, kept)
+    vtgt = _views(tgt, kept) if tgt is not None else None
+    figs = []
+    first_xy = next(iter(vout))
+    box = _crop_box(vout[first_xy], crop)
+    for view in vin:
+        gray = {"cmap": "gray", "vmin": lo, "vmax": hi}
+        panels = [(f"input — {view}", vin[view], gray), (f"output — {view}", vout[view], gray)]
+        if vtgt is not None:
+            panels.append((f"target — {view}", vtgt[view], gray))
+        panels.append((f"output − input — {view}", vdiff[view], {"cmap": "RdBu_r", "vmin": -dmax, "vmax": dmax}))
+        b = box if view == first_xy else None
+        figs.append(_img_tag(_panel_figure(panels, _aspect(kept, view, voxel_size), b), f"input, output, difference ({view})"))
+    img_html = "".join(figs) + (
+        f"<p class='note'>Input, output{' and target' if tgt is not None else ''} share one display range "
+        f"[{lo:.4g}, {hi:.4g}] (0.5–99.8th percentiles of input and output together); the difference is shown "
+        f"on ±{dmax:.4g}. The yellow box marks the zoomed crop."
+        + (f" Other axes: {', '.join(notes)}." if notes else "") + "</p>"
+    )
+    sections.append(("Input, output and difference", img_html))
+
+    # --- crops + profiles ------------------------------------------------------------------------
+    y0, x0, hh, ww = box
+    sl = (slice(y0, y0 + hh), slice(x0, x0 + ww))
+    crop_panels = [("input (crop)", vin[first_xy][sl]), ("output (crop)", vout[first_xy][sl])]
+    if vtgt is not None:
+        crop_panels.append(("target (crop)", vtgt[first_xy][sl]))
+    clo, chi = _display_range(*[c for _, c in crop_panels])
+    gray = {"cmap": "gray", "vmin": clo, "vmax": chi}
+    crop_img = _img_tag(_panel_figure([(t, c, gray) for t, c in crop_panels], 1.0), "zoomed crops")
+    row = y0 + hh // 2
+    profiles = [("input", vin[first_xy][row, x0 : x0 + ww]), ("output", vout[first_xy][row, x0 : x0 + ww])]
+    if vtgt is not None:
+        profiles.append(("target", vtgt[first_xy][row, x0 : x0 + ww]))
+    prof_img = _img_tag(_profile_figure(profiles, f"X (row y={row}, x={x0}…{x0 + ww - 1} of the {first_xy})"),
+                        "intensity profiles")
+    sections.append(("Zoomed crop and intensity profile",
+                     crop_img + prof_img + f"<p class='note'>Crop y={y0}…{y0 + hh - 1}, x={x0}…{x0 + ww - 1} "
+                     "(the region with the most structure), shown on a common display range.</p>"))
+
+    # --- trust maps -----------------------------------------------------------------------------
+    map_figs: list[str] = []
+    flat_2d: list[tuple[str, np.ndarray, dict]] = []
+    map_notes = []
+    for name, m in (maps or {}).items():
+        try:
+            marr = _as_array(m, f"map {name!r}")
+            if marr.shape == inp_full.shape:
+                mv, mk, _ = _spatial_view(marr, axes, name)
+            elif marr.shape == inp.shape:
+                mv, mk = marr, kept
+            else:
+                map_notes.append(f"map {name!r} skipped: shape {marr.shape} does not match the image {inp.shape}")
+                continue
+            signed = bool(np.nanmin(mv) < 0 < np.nanmax(mv))
+            if signed:
+                vm = float(np.nanpercentile(np.abs(mv), 99.5)) or 1.0
+                kw = {"cmap": "RdBu_r", "vmin": -vm, "vmax": vm}
+            else:
+                mlo, mhi = _display_range(mv, low=0.0, high=99.5)
+                kw = {"cmap": "magma", "vmin": mlo, "vmax": mhi}
+            views = _views(mv, mk)
+            panels = [(f"{name} — {v}", arr, kw) for v, arr in views.items()]
+            if mk == "YX":
+                flat_2d.extend(panels)
+            else:
+                map_figs.append(_img_tag(_panel_figure(panels, _aspect(mk, next(iter(views)), voxel_size)), str(name)))
+        except FluoreconError as e:
+            map_notes.append(str(e))
+    for i in range(0, len(flat_2d), 3):  # 2D maps side by side, three per row
+        row_panels = flat_2d[i : i + 3]
+        map_figs.append(_img_tag(_panel_figure(row_panels, _aspect(kept, "XY", voxel_size)),
+                                 ", ".join(t for t, _, _ in row_panels)))
+    trust_html = _trust_section(trust)
+    if map_figs:
+        trust_html += "<h3>Maps</h3>" + "".join(map_figs)
+    if map_notes:
+        trust_html += "".join(f"<p class='note'>{_e(n)}</p>" for n in map_notes)
+    sections.append(("Trust: warnings, scores and maps", trust_html))
+
+    # --- metrics + FRC --------------------------------------------------------------------------
+    if tgt is not None:
+        rows = _metrics_table({"input": inp, "output": out}, tgt)
+        sections.append(("Metrics against the target", _metrics_html(rows)))
+    curves, frc_notes = _frc_curves(inp, out, tgt, kept, voxel_size)
+    px = float(voxel_size[-1]) if voxel_size else None
+    if curves:
+        res_rows = {}
+        for label, r in curves:
+            res = getattr(r, "resolution", None)
+            if res is None or not np.isfinite(res):
+                res_rows[label] = "no common signal (curve below the threshold from the start)"
+            else:
+                txt = f"{res:.4g} µm" if px else f"{res:.4g} px"
+                if not getattr(r, "crossed", True):
+                    txt = f"≤ {txt} (never crosses the threshold: limited by sampling)"
+                res_rows[label] = txt
+        frc_html = (_img_tag(_frc_figure(curves, px), "Fourier ring correlation")
+                    + "<p class='note'>The single-image FRC (between checkerboard halves of the input, corrected "
+                    "for the split geometry) measures the resolution the acquisition itself supports, no ground "
+                    "truth needed; curves against a target show how much of the truth each image reproduces at "
+                    "each frequency. Resolution is read at the 1/7 threshold.</p><h3>Resolution at the threshold</h3>"
+                    + _kv_table(res_rows))
+    else:
+        frc_html = ""
+    frc_html += "".join(f"<p class='note'>{_e(n)}</p>" for n in frc_notes)
+    sections.append(("Fourier ring correlation", frc_html))
+
+    for t, body in _extra_html(extra_sections):
+        sections.append((t, body))
+
+    # --- parameters, provenance, command --------------------------------------------------------
+    params = dict(params or {})
+    sections.append(("Parameters", _kv_table(params) if params else "<p class='note'>none recorded</p>"))
+    prov: dict[str, Any] = {
+        "input shape": f"{tuple(inp_full.shape)} axes {axes}",
+        "voxel size (µm)": tuple(voxel_size) if voxel_size else "unknown",
+        "input array SHA-256": array_sha256(inp_full),
+        "output array SHA-256": array_sha256(out_full),
+    }
+    if input_path is not None and Path(input_path).exists():
+        prov["input file"] = str(input_path)
+        prov["input file SHA-256"] = file_sha256(input_path)
+    if "seed" in params:
+        prov["seed"] = params["seed"]
+    prov.update(provenance())
+    prov.update(dict(provenance_extra or {}))
+    sections.append(("Provenance", _kv_table(prov)))
+    cmd = command or "(not recorded)"
+    sections.append(("Re-run", f"<p>The exact command that produced this result:</p><pre id='command'>{_e(cmd)}</pre>"))
+
+    nav = "".join(f'<a href="#s{i}">{_e(t)}</a>' for i, (t, _) in enumerate(sections))
+    body = "".join(f'<h2 id="s{i}">{_e(t)}</h2>{b}' for i, (t, b) in enumerate(sections))
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    n_warn = len((trust or {}).get("warnings") or [])
+    banner = (f'<div class="warn">The trust layer raised {n_warn} warning{"s" if n_warn != 1 else ""}: '
+              f'see <a href="#s2">Trust</a>.</div>' if n_warn else "")
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<meta name='generator' content='fluorecon'><title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{_e(title)}</h1><p class='sub'>fluorecon report · {stamp} · input {tuple(inp_full.shape)} {axes}"
+        f"</p>{banner}<nav>{nav}</nav>{body}"
+        "<p class='note' id='image-check' data-decoded='0' data-total='?'>(figure check runs in the browser)</p>"
+        f"<script>{_JS}</script></body></html>\n"
+    )
+
+
+def write_report(
+    html_path: str | os.PathLike,
+    *,
+    title: str,
+    input: Any,
+    output: Any,
+    axes: str,
+    voxel_size: Sequence[float] | None = None,
+    params: Mapping[str, Any] | None = None,
+    command: str = "",
+    trust: Mapping[str, Any] | None = None,
+    maps: Mapping[str, Any] | None = None,
+    target: Any = None,
+    extra_sections: Any = None,
+    input_path: str | os.PathLike | None = None,
+    provenance_extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a self-contained HTML report of one restoration and return its path.
+
+    Parameters
+    ----------
+    html_path : path-like
+        Where to write the report (written atomically: a temporary file then a rename).
+    title : str
+        Heading of the report.
+    input, output : array_like
+        The recorded image and the reconstruction, same shape, with ``axes``.
+    axes : str
+        Axes of ``input``/``output`` (``YX``, ``ZYX``, ``CYX``, ``TZYX``...). Non-spatial axes are
+        reduced for display (first channel, middle time point) and the report says so.
+    voxel_size : sequence of float, optional
+        Voxel size in µm (spatial axes); used for aspect ratios and FRC units.
+    params : dict
+        All parameters of the run (shown in full).
+    command : str
+        The exact command line (or Python call) that re-runs this result.
+    trust : dict, optional
+        ``TrustSummary.to_dict()``: ``warnings`` (shown in plain words) and ``scores``.
+    maps : dict of str to array, optional
+        Extra per-pixel maps (uncertainty, consistency residual...), each the shape of the input or
+        of its spatial part.
+    target : array_like, optional
+        Ground truth; enables metrics with confidence intervals and FRC against the truth.
+    extra_sections : dict or list of (title, content), optional
+        Additional sections: content may be a 2D array (shown as a figure), a dict (a table), an HTML
+        fragment produced by fluorecon, or text.
+    input_path : path-like, optional
+        The input file; its SHA-256 is recorded in the provenance.
+    provenance_extra : dict, optional
+        Extra provenance entries (e.g. a model bundle's hash).
+
+    Returns
+    -------
+    pathlib.Path
+        The report's path.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((64, 64)).astype("float32")
+    >>> p = write_report(pathlib.Path(tempfile.mkdtemp()) / "r.html", title="demo", input=x,
+    ...                  output=x * 0.5, axes="YX", params={"method": "none"}, command="python -c ...")
+    >>> p.read_text().startswith("<!DOCTYPE html>")
+    True
+    """
+    # Only matplotlib Figure objects are used (their PNG canvas is Agg whatever the global backend), so
+    # reports never open a window and can be written from a napari worker thread.
+    text = render_report(title=title, input=input, output=output, axes=axes, voxel_size=voxel_size, params=params,
+                         command=command, trust=trust, maps=maps, target=target, extra_sections=extra_sections,
+                         input_path=input_path, provenance_extra=provenance_extra)
+    path = Path(html_path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,340 @@
+"""napari plugin: manifest, widgets on real layers, reader, sample data, bad input, cancel.
+
+Runs headless (QT_QPA_PLATFORM=offscreen, set in tests/conftest.py) or under Xvfb in CI. Skipped when
+napari is not installed (it is the optional extra ``fluorecon[napari]``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+
+def _ensure_display() -> None:
+    """napari's canvas needs OpenGL, which Qt's offscreen platform only has through an X display: when
+    none is set (a plain `make test` on a headless machine; CI runs under xvfb-run), start a private Xvfb
+    before Qt starts."""
+    if os.environ.get("DISPLAY") or not shutil.which("Xvfb"):
+        return
+    def die_with_parent() -> None:
+        # -noreset: a server reset (after another client, e.g. a browser, disconnects) breaks GLX for later
+        # clients. Xvfb ends when this process has fully exited (after Qt/Xlib closed their connection): killing it
+        # earlier, e.g. at atexit, makes Xlib abort the interpreter with an "XIO fatal error".
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x1024x24", "-nolisten", "tcp", "-noreset"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
+    os.close(w)
+    with os.fdopen(r) as fh:
+        num = fh.readline().strip()
+    if not num:
+        proc.terminate()
+        return
+    os.environ["DISPLAY"] = f":{num}"
+
+
+_ensure_display()
+napari = pytest.importorskip("napari", reason="napari not installed (pip install 'fluorecon[napari]')")
+pytest.importorskip("pytestqt", reason="pytest-qt not installed")
+
+pytestmark = pytest.mark.gui
+
+
+def _has(mod: str) -> bool:
+    try:
+        return importlib.util.find_spec(mod) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _blobs(shape=(64, 64), seed=0):
+    rng = np.random.default_rng(seed)
+    from scipy import ndimage
+
+    truth = np.zeros(shape, np.float32)
+    idx = tuple(rng.integers(4, s - 4, 12) for s in shape)
+    truth[idx] = 1.0
+    clean = ndimage.gaussian_filter(truth, 2.0) * 400 + 10
+    return clean.astype(np.float32), rng.poisson(clean).astype(np.float32)
+
+
+def _wait(qtbot, widget, timeout=60_000):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def test_manifest_is_valid_and_declares_everything():
+    import npe2
+
+    pm = npe2.PluginManifest.from_distribution("fluorecon")
+    ids = {c.id for c in pm.contributions.commands}
+    assert {"fluorecon.denoise_widget", "fluorecon.deconvolve_widget", "fluorecon.learn_widget",
+            "fluorecon.trust_widget", "fluorecon.get_reader", "fluorecon.sample_2d"} <= ids
+    for c in pm.contributions.commands:  # every python_name resolves
+        mod, _, attr = c.python_name.partition(":")
+        assert hasattr(__import__(mod, fromlist=[attr]), attr), c.python_name
+    assert len(pm.contributions.widgets) == 4
+    assert pm.contributions.sample_data and pm.contributions.readers
+
+
+def test_wrong_dimensionality_shows_message_not_traceback(make_napari_viewer, qtbot, monkeypatch):
+    from fluorecon.napari import _widgets as W
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.zeros((2, 3, 16, 16), np.float32), name="4d")
+    shown = []
+    monkeypatch.setattr(W, "show_error", lambda msg: shown.append(msg))
+    for cls in (W.DenoiseWidget, W.DeconvolveWidget, W.LearnWidget):
+        w = cls(viewer)
+        w.layer_w.value = layer
+        assert w.run() is None  # nothing started
+        assert w.worker is None
+    assert len(shown) == 3 and all("4 dimensions" in m and "2D (YX) or 3D (ZYX)" in m for m in shown)
+    rgb = viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="rgb", rgb=True)
+    w = W.DenoiseWidget(viewer)
+    w.layer_w.value = rgb
+    w.run()
+    assert "RGB" in shown[-1]
+
+
+def test_layer_image_keeps_scale():
+    from fluorecon.napari._widgets import layer_image
+
+    class L:
+        name, rgb, multiscale = "x", False, False
+        data = np.ones((5, 6, 7))
+        scale = np.array([0.3, 0.1, 0.1])
+
+    d, axes, vs = layer_image(L())
+    assert axes == "ZYX" and vs == (0.3, 0.1, 0.1) and d.dtype == np.float32
+
+
+
+def test_progress_and_cancel_in_worker_thread(make_napari_viewer, qtbot):
+    from fluorecon.napari._widgets import DenoiseWidget
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.ones((32, 32), np.float32), name="img", scale=(0.2, 0.2))
+    w = DenoiseWidget(viewer)
+    w.layer_w.value = layer
+    seen = []
+
+    def slow(progress):
+        for i in range(200):
+            progress(i / 200, f"step {i}")
+            seen.append(i)
+            time.sleep(0.01)
+        return np.zeros((32, 32)), {"method": "never"}
+
+    w.compute = slow
+    worker = w.run()
+    assert worker is not None and w.cancel_btn.enabled and not w.run_btn.enabled
+    qtbot.waitUntil(lambda: w.progress.value > 0, timeout=5000)  # progress reached the GUI thread
+    w.cancel()
+    _wait(qtbot, w, 10_000)
+    assert w.status.value == "cancelled"
+    assert len(seen) < 200  # the computation stopped early
+    assert len(viewer.layers) == 1  # no output layer from a cancelled run
+    assert w.run_btn.enabled and not w.cancel_btn.enabled
+
+
+@pytest.mark.skipif(not _has("fluorecon.tasks.denoise"), reason="fluorecon.tasks.denoise not available yet")
+def test_denoise_widget_on_real_layer(make_napari_viewer, qtbot):
+    from fluorecon.napari._widgets import DenoiseWidget
+
+    clean, noisy = _blobs()
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(noisy, name="cells", scale=(0.1, 0.1), translate=(5.0, 2.0))
+    w = DenoiseWidget(viewer)
+    w.layer_w.value = layer
+    assert "auto" in w.method.choices
+    w.method.value = "tv"  # "auto" calibrates every method (slow); the widget passes the choice through
+    w.budget.value = 3.0
+    w.run()
+    _wait(qtbot, w)
+    assert w.last_error is None, w.last_error
+    out = viewer.layers[-1]
+    assert out.name == "cells denoised (tv)"
+    assert tuple(out.scale) == (0.1, 0.1) and tuple(out.translate) == (5.0, 2.0)
+    assert out.data.shape == noisy.shape
+    # the denoised layer is closer to the noiseless image than the input (independent ground truth)
+    assert np.mean((out.data - clean) ** 2) < 0.5 * np.mean((noisy - clean) ** 2)
+
+
+@pytest.mark.skipif(not _has("fluorecon.tasks.deconvolve"), reason="fluorecon.tasks.deconvolve not available yet")
+def test_deconvolve_widget_with_psf_layer(make_napari_viewer, qtbot):
+    from scipy import ndimage
+
+    from fluorecon.napari._widgets import DeconvolveWidget
+
+    truth = np.zeros((64, 64), np.float32)
+    truth[20, 20] = truth[40, 44] = 100.0
+    psf = np.zeros((15, 15), np.float32)
+    psf[7, 7] = 1
+    psf = ndimage.gaussian_filter(psf, 2.0)
+    blurred = ndimage.convolve(truth, psf / psf.sum(), mode="constant") + 1.0
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(blurred, name="beads", scale=(0.1, 0.1))
+    psf_layer = viewer.add_image(psf, name="psf")
+    w = DeconvolveWidget(viewer)
+    w.reset_choices()
+    w.layer_w.value = layer
+    w.psf_source.value = "layer"
+    w.psf_layer.value = psf_layer
+    w.iterations.value = 30
+    w.run()
+    _wait(qtbot, w)
+    assert w.last_error is None, w.last_error
+    out = viewer.layers[-1]
+    assert out.name.startswith("beads deconvolved")
+    assert tuple(out.scale) == (0.1, 0.1)
+    # RL sharpens the beads: the peak rises well above the blurred peak
+    assert out.data[20, 20] > 2 * blurred[20, 20]
+
+
+def test_deconvolve_widget_psf_layer_missing(make_napari_viewer, monkeypatch):
+    from fluorecon.napari import _widgets as W
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.ones((32, 32), np.float32), name="img")
+    shown = []
+    monkeypatch.setattr(W, "show_error", shown.append)
+    w = W.DeconvolveWidget(viewer)
+    w.layer_w.value = layer
+    w.psf_source.value = "layer"
+    w.psf_layer.value = None
+    assert w.run() is None
+    assert "no PSF layer" in shown[-1]
+
+
+def test_trust_widget_adds_maps(make_napari_viewer, qtbot):
+    pytest.importorskip("fluorecon.trust.summary")
+    from fluorecon.napari._widgets import TrustWidget
+
+    clean, noisy = _blobs(seed=3)
+    viewer = make_napari_viewer()
+    rec = viewer.add_image(noisy, name="rec", scale=(0.2, 0.2))
+    bad = clean.copy()
+    bad[20:30, 20:30] += 300.0  # a "hallucinated" structure the recording does not support
+    pred = viewer.add_image(bad, name="pred", scale=(0.2, 0.2))
+    w = TrustWidget(viewer)
+    w.reset_choices()
+    w.layer_w.value = rec
+    w.prediction_w.value = pred
+    w.use_shift.value = False
+    w.use_uncertainty.value = False
+    w.run()
+    _wait(qtbot, w)
+    assert w.last_error is None, w.last_error
+    cons = viewer.layers["pred consistency"]
+    assert tuple(cons.scale) == (0.2, 0.2)
+    inside = float(np.mean(cons.data[21:29, 21:29]))
+    outside = float(np.mean(cons.data[40:, 40:]))
+    assert inside > outside + 1.0  # the inconsistent square lights up
+    assert w.warnings_label.value != "no warnings"
+
+
+def test_reader_opens_ome_zarr_with_scale(tmp_path):
+    from fluorecon.io import write_image
+    from fluorecon.napari._reader import get_reader
+
+    a = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
+    p = tmp_path / "restored.ome.zarr"
+    write_image(p, a, axes="ZYX", voxel_size=(0.3, 0.1, 0.1))
+    reader = get_reader(str(p))
+    assert reader is not None
+    (data, kw, kind), = reader(str(p))
+    assert kind == "image" and np.allclose(np.asarray(data), a)
+    assert tuple(kw["scale"]) == pytest.approx((0.3, 0.1, 0.1))
+    assert get_reader(str(tmp_path / "x.png")) is None
+
+
+@pytest.mark.skipif(not _has("fluorecon.physics.forward"), reason="fluorecon.physics.forward not available yet")
+def test_sample_data_via_viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("fluorecon", "widefield-2d")
+    names = [layer.name for layer in viewer.layers]
+    assert "2D widefield (observed)" in names and "2D specimen (truth)" in names
+    obs = viewer.layers["2D widefield (observed)"]
+    assert obs.data.ndim == 2 and obs.scale[-1] == pytest.approx(0.065)
+    assert obs.data.std() > 0
+
+
+def _tiny_bundle(tmp_path):
+    import torch
+
+    from fluorecon.learn.bundle import Bundle
+    from fluorecon.learn.nets import UNet
+    from fluorecon.learn.normalize import PercentileNormalizer
+
+    torch.manual_seed(0)
+    clean, noisy = _blobs(seed=5)
+    b = Bundle(UNet(dim=2, depth=1, width=4).eval(), PercentileNormalizer().fit(noisy), config={"axes": "YX", "scheme": "n2v"})
+    return b.save(tmp_path / "bundle"), noisy
+
+
+@pytest.mark.skipif(not _has("fluorecon.learn.predict"), reason="fluorecon.learn.predict not available yet")
+def test_learn_widget_predicts_with_bundle(make_napari_viewer, qtbot, tmp_path):
+    from fluorecon.learn.bundle import Bundle
+    from fluorecon.learn.predict import predict
+    from fluorecon.napari._widgets import LearnWidget
+
+    path, noisy = _tiny_bundle(tmp_path)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(noisy, name="cells", scale=(0.15, 0.15))
+    w = LearnWidget(viewer)
+    w.layer_w.value = layer
+    w.mode.value = "predict with a bundle"
+    w.bundle.value = str(path)
+    w.run()
+    _wait(qtbot, w)
+    assert w.last_error is None, w.last_error
+    out = viewer.layers["cells restored (bundle)"]
+    assert tuple(out.scale) == (0.15, 0.15)
+    ref = predict(Bundle.load(path), noisy, "YX", tile="auto", device="cpu")
+    np.testing.assert_allclose(out.data, ref, rtol=1e-5, atol=1e-4)
+    assert out.metadata["fluorecon_bundle"] is not None  # the Trust widget can use it
+
+
+def test_learn_widget_missing_bundle_message(make_napari_viewer, monkeypatch, tmp_path):
+    from fluorecon.napari import _widgets as W
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.ones((32, 32), np.float32), name="img")
+    shown = []
+    monkeypatch.setattr(W, "show_error", shown.append)
+    w = W.LearnWidget(viewer)
+    w.layer_w.value = layer
+    w.mode.value = "predict with a bundle"
+    w.bundle.value = str(tmp_path)
+    assert w.run() is None
+    assert "no model bundle" in shown[-1]
+
+
+@pytest.mark.skipif(not _has("fluorecon.learn.single_image"), reason="fluorecon.learn.single_image not available yet")
+def test_learn_widget_trains_on_image(make_napari_viewer, qtbot, tmp_path):
+    from fluorecon.napari._widgets import LearnWidget
+
+    clean, noisy = _blobs(seed=6)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(noisy, name="cells", scale=(0.1, 0.1))
+    w = LearnWidget(viewer)
+    w.layer_w.value = layer
+    w.budget.value = 2.0
+    w.save_to.value = str(tmp_path / "saved")
+    w.run()
+    _wait(qtbot, w, 120_000)
+    assert w.last_error is None, w.last_error
+    out = viewer.layers["cells denoised (self-supervised)"]
+    assert out.data.shape == noisy.shape and np.isfinite(out.data).all()
+    assert (tmp_path / "saved" / "bundle.json").exists()
