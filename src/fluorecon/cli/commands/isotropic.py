@@ -73,12 +73,12 @@ def register(app: typer.Typer) -> None:
         """Restore isotropic resolution of a Z stack sampled coarsely along Z."""
         with handle_errors():
             files = expand_inputs(input)
+            from fluorecon.errors import FluoreconError
+
             if output is None:
-                raise typer.BadParameter("give -o/--output (a file, or a folder for several inputs)")
+                raise FluoreconError("no output given", hint="add -o OUT (a file, or a folder for several inputs)")
             vs_cli = parse_voxel_size(voxel_size)
             if vs_cli is not None and len(vs_cli) != 3:
-                from fluorecon.errors import FluoreconError
-
                 raise FluoreconError("--voxel-size needs 3 values (Z Y X) for a 3D stack", hint="e.g. --voxel-size 0.4 0.1 0.1")
             its: int | str = iterations if iterations == "auto" else int(iterations)
             params = dict(z_factor=z_factor, method=method, budget_s=budget, iterations=its, seed=seed,
