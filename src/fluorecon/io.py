@@ -26,11 +26,15 @@ and the OME UUID is derived from the content.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import logging
 import uuid
+import warnings
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +42,15 @@ from typing import Any
 import numpy as np
 
 from fluorecon._atomic import atomic_path
-from fluorecon.errors import FluoreconError
+from fluorecon.errors import FluoreconError, FluoreconWarning
 
 __all__ = [
     "AXES_ORDER",
     "READ_SUFFIXES",
     "WRITE_SUFFIXES",
     "ImageData",
+    "allow_incomplete",
+    "check_store_complete",
     "canonical_axes",
     "format_of",
     "guess_axes",
@@ -258,6 +264,62 @@ def _voxel_from_letters(axes: str, sizes: dict[str, float | None], meta: dict) -
 # ------------------------------------------------------------------------------------ reading
 
 
+_ALLOW_INCOMPLETE: contextvars.ContextVar[bool] = contextvars.ContextVar("fluorecon_allow_incomplete", default=False)
+
+
+@contextlib.contextmanager
+def allow_incomplete(flag: bool = True) -> Iterator[None]:
+    """Inside this block, interrupted fluorecon stores (``complete: false``) are read with a warning.
+
+    The CLI's ``--allow-incomplete`` uses it. Outside, reading one raises :class:`FluoreconError`.
+
+    Examples
+    --------
+    >>> with allow_incomplete():
+    ...     pass
+    """
+    token = _ALLOW_INCOMPLETE.set(bool(flag))
+    try:
+        yield
+    finally:
+        _ALLOW_INCOMPLETE.reset(token)
+
+
+def check_store_complete(path: str | Path, attrs: dict, allow: bool | None = None) -> None:
+    """Refuse a fluorecon OME-Zarr store whose run was interrupted (``scale_run.complete`` false).
+
+    Parameters
+    ----------
+    path : path-like
+        The store (for messages).
+    attrs : dict
+        Its root group attributes.
+    allow : bool, optional
+        Read it anyway with a loud :class:`FluoreconWarning` (default: :func:`allow_incomplete`).
+
+    Examples
+    --------
+    >>> check_store_complete("x.ome.zarr", {"fluorecon": {"scale_run": {"complete": True}}})
+    >>> check_store_complete("x.ome.zarr", {"fluorecon": {"scale_run": {"complete": False}}})
+    Traceback (most recent call last):
+    ...
+    fluorecon.errors.FluoreconError: x.ome.zarr is an interrupted fluorecon run ...
+    """
+    fl = attrs.get("fluorecon") if isinstance(attrs, dict) else None
+    state = fl.get("scale_run") if isinstance(fl, dict) else None
+    if not isinstance(state, dict) or state.get("complete", True):
+        return
+    if allow is None:
+        allow = _ALLOW_INCOMPLETE.get()
+    if not allow:
+        raise FluoreconError(f"{path} is an interrupted fluorecon run (complete: false): some chunks were never "
+                             "written and would read as zeros",
+                             hint="re-run the command that wrote it to finish it, or pass --allow-incomplete to "
+                                  "read it anyway")
+    warnings.warn(f"READING AN INCOMPLETE STORE: {path} is an interrupted run (complete: false); unwritten chunks "
+                  "read as zeros and any result from it is unreliable", FluoreconWarning, stacklevel=2)
+
+
 def read_image(path: str | Path, axes: str | None = None) -> ImageData:
     """Read an image file with its axes and voxel size (µm).
 
@@ -278,7 +340,8 @@ def read_image(path: str | Path, axes: str | None = None) -> ImageData:
     ------
     FluoreconError
         Missing file, unknown suffix, unreadable (corrupt or truncated) file, empty array, axes that
-        do not match the number of dimensions.
+        do not match the number of dimensions, an interrupted fluorecon store (see
+        :func:`allow_incomplete`).
 
     Examples
     --------
@@ -536,6 +599,7 @@ def _read_zarr(p: Path):
     if isinstance(node, zarr.Array):
         return node[...], None, {}, meta
     attrs = dict(node.attrs)
+    check_store_complete(p, attrs)
     ome = attrs.get("ome", attrs)  # NGFF 0.5 nests under "ome"; 0.4 is top level
     ms = ome.get("multiscales")
     if not ms:
@@ -772,6 +836,7 @@ def _write_zarr(p: Path, arr, axes, vs, metadata, compression):
         root = zarr.open_group(str(tmp), mode="w")
         ome_write(arr, root, scale_factors=[], axes=names, scale=scale, axes_units=units,
                   storage_options=storage)
+        root.attrs["fluorecon_writer"] = "fluorecon"  # recognisably ours (safe to replace with --overwrite)
         if metadata is not None:
             root.attrs["fluorecon"] = metadata
 

@@ -190,6 +190,83 @@ def output_for(input_path: Path, output: Path | None, n_inputs: int, suffix: str
     return Path(folder) / f"{stem}{tag}{suffix}"
 
 
+def plan_outputs(files: list[Path], output: Path | None, *, overwrite: bool, suffix: str = ".tif", tag: str = "",
+                 scheduler: str | None = None) -> dict[Path, Path]:
+    """Choose and check every output of a (possibly batch) run before anything is computed.
+
+    Applies :func:`fluorecon._atomic.check_output` to each output (``.zarr`` outputs and
+    ``--scheduler`` runs are resumable stores). With several inputs ``output`` must be a folder; an
+    input that is itself one of this command's outputs in that folder (``<stem><tag><suffix>``) is
+    skipped, so that ``denoise dir -o dir`` never re-processes its own results.
+
+    Parameters
+    ----------
+    files : list of Path
+        The inputs (from :func:`expand_inputs`).
+    output : Path or None
+        ``-o``: a file for one input, a folder for several (None: next to each input).
+    overwrite : bool
+        ``--overwrite``.
+    suffix, tag : str
+        Output naming in batch mode (see :func:`output_for`).
+    scheduler : str, optional
+        ``--scheduler`` (out-of-core run: the output is an OME-Zarr store).
+
+    Returns
+    -------
+    dict
+        Input path → output path, in input order (may hold fewer inputs than ``files``).
+
+    Raises
+    ------
+    FluoreconError
+        A folder where a file is expected, an existing output without ``--overwrite``, an
+        unwritable folder, an unknown extension, an output that is an input.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> plan_outputs([d / "a.tif"], d / "b.tif", overwrite=False)[d / "a.tif"].name
+    'b.tif'
+    """
+    from fluorecon._atomic import check_output
+    from fluorecon.io import WRITE_SUFFIXES
+
+    output = None if output is None else Path(output)
+    if len(files) > 1 or output is None:
+        if output is not None and output.exists() and not output.is_dir():
+            raise FluoreconError(f"several inputs need an output folder, but {output} is a file",
+                                 hint="give -o a folder (created if missing)")
+        if output is not None and output.suffix.lower() in WRITE_SUFFIXES and not output.is_dir():
+            raise FluoreconError(f"{len(files)} inputs but -o {output} looks like a file",
+                                 hint="give an output folder for several inputs")
+        own = tag + suffix
+
+        def _own(f: Path) -> bool:
+            folder = f.parent.resolve() if output is None else output.resolve()
+            return bool(tag) and f.parent.resolve() == folder and f.name.endswith(own)
+
+        kept = [f for f in files if not _own(f)]
+        if not kept:
+            raise FluoreconError(f"every input in {output} is already an output of this command (*{own})",
+                                 hint="give the folder of original images, or another -o folder")
+        files = kept
+    plan: dict[Path, Path] = {}
+    inputs = {f.resolve() for f in files}
+    for f in files:
+        out = output_for(f, output, len(files), suffix=suffix, tag=tag)
+        if out.resolve() in inputs:
+            raise FluoreconError(f"output {out} is an input file", hint="choose another -o; inputs are never modified")
+        store = scheduler is not None or str(out).lower().rstrip("/").endswith(".zarr")
+        if store:
+            check_output(out, overwrite=overwrite, kind="store", resumable=True)
+        else:
+            check_output(out, overwrite=overwrite, kind="file", suffixes=WRITE_SUFFIXES)
+        plan[f] = out
+    return plan
+
+
 def run_batch(files: list[Path], process, *, quiet: bool = False, json_out: bool = False, label: str = "processing") -> int:
     """Run ``process(path) -> dict`` on each file with one progress bar and a summary table.
 

@@ -107,3 +107,7 @@ def parse_shape(value: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
         raise FluoreconError(f"--shape needs 2 (Y,X) or 3 (Z,Y,X) sizes (Y, X ≥ 8), got {value!r}",
                              hint="e.g. --shape 256,256 or --shape 32,128,128")
     return vals
+
+# --- issue 11: reading interrupted stores ---------------------------------------------------------
+AllowIncompleteOpt = Annotated[bool, typer.Option("--allow-incomplete", help="Read an interrupted fluorecon OME-Zarr "
+                                                  "store (complete: false) anyway; unwritten chunks read as zeros.")]

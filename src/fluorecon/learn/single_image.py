@@ -27,7 +27,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 
 def denoise_single_image(image: np.ndarray, axes: str, scheme: str = "auto", budget_s: float = 120.0, seed: int = 0,
                          device: str = "auto", progress: bool = True, steps: int | None = None, tta: bool = False,
-                         **overrides: Any) -> tuple[np.ndarray, dict]:
+                         callback: Any = None, **overrides: Any) -> tuple[np.ndarray, dict]:
     """Denoise ``image`` by training a U-Net on it alone (self-supervised), then predicting it.
 
     Parameters
@@ -48,6 +48,9 @@ def denoise_single_image(image: np.ndarray, axes: str, scheme: str = "auto", bud
         Stop after this many steps instead (the schedule then follows steps: reproducible).
     tta : bool
         Test-time augmentation (8 flips/rotations) at prediction.
+    callback : callable, optional
+        ``callback(step, loss)`` after each training step; raising inside it stops training
+        (napari's Cancel).
     **overrides
         Any :class:`~fluorecon.learn.train.TrainConfig` field.
 
@@ -92,7 +95,7 @@ def denoise_single_image(image: np.ndarray, axes: str, scheme: str = "auto", bud
     cfg = TrainConfig(scheme=name, axes=axes, steps=steps, budget_s=None if steps else budget_s, seed=seed,
                       device=device, progress=progress, val_fraction=0.0, **kw)
     t0 = time.perf_counter()
-    bundle = train(cfg, arr, axes=axes)
+    bundle = train(cfg, arr, axes=axes, callback=callback)
     t1 = time.perf_counter()
     out = predict(bundle, arr, axes, tile="auto", device=device, tta=tta)
     t2 = time.perf_counter()

@@ -27,7 +27,7 @@ from scipy.fft import next_fast_len
 
 from fluorecon.errors import FluoreconError
 
-__all__ = ["axial_degrade", "fft_convolve", "pad_index", "subsample", "upsample"]
+__all__ = ["BlurOperator", "axial_degrade", "fft_convolve", "pad_index", "subsample", "upsample"]
 
 PADDINGS = ("reflect", "constant", "periodic")
 
@@ -316,3 +316,166 @@ def axial_degrade(volume: Any, z_factor: int, axial_psf: Any = None, sigma_z: fl
     k = torch.as_tensor(prof.reshape(-1, 1, 1), dtype=x.dtype, device=x.device)
     blurred = fft_convolve(x, k, padding=padding)
     return _back(blurred[..., ::fz, :, :], was_np, np_dtype)
+
+
+# ------------------------------------------------------------------ iterative blur operator
+
+
+class BlurOperator:
+    """The blur operator H and its adjoint on a fixed grid, for iterative deconvolution (OTF computed once).
+
+    The engine behind :func:`fluorecon.classical.rl.richardson_lucy` (one convolution engine with
+    :func:`fft_convolve`, which serves one-off, differentiable convolutions). ``padding``:
+    ``"skimage"`` (zero boundary, ``scipy.signal.convolve(mode="same")`` alignment), ``"reflect"``
+    (half-sample symmetric, only the pad slabs are rewritten per call) or ``"periodic"``.
+
+    ``crop`` modes (zero boundary) keep the estimate on the image grid and use a zero-padded FFT
+    buffer of ``n + psf//2``; circular modes keep the estimate on the (extended) FFT grid itself.
+    """
+
+    def __init__(self, psf: np.ndarray, shape: tuple[int, ...], padding: str, device, dtype,
+                 backprojector: np.ndarray | None = None):
+        import torch
+
+        self.nd = psf.ndim
+        self.dims = list(range(-self.nd, 0))
+        self.shape = tuple(shape)  # image spatial shape
+        self.padding = padding
+        self.device, self.dtype = device, dtype
+        pshape = psf.shape
+        if padding == "skimage":
+            # scipy.signal.convolve(mode="same") keeps full-conv indices (p-1)//2 ... ; the wrap-around of a
+            # grid of n + max(s, p-1-s) falls entirely into the zero padding (see module docstring).
+            s = [(p - 1) // 2 for p in pshape]
+            self.fft_shape = tuple(next_fast_len(n + max(si, p - 1 - si), real=True)
+                                   for n, p, si in zip(self.shape, pshape, s, strict=True))
+            self.before = (0,) * self.nd
+            self.crop = True
+            fwd_shift = [-si for si in s]
+            flipped = np.ascontiguousarray(np.flip(psf))
+            self.otf = self._otf(psf, fwd_shift)
+            self.otf_b = None if all(p % 2 == 1 for p in pshape) else self._otf(flipped, fwd_shift)
+        elif padding == "reflect":
+            # the estimate lives on the image grid and every operand is mirror-padded into ``buf`` (only
+            # the thin pad slabs are rewritten): a circular FFT on the extended grid would let the far
+            # edge leak into the near one through the wrap-around within a few iterations.
+            h = [p // 2 for p in pshape]
+            self.fft_shape = tuple(next_fast_len(n + 2 * hi, real=True) for n, hi in zip(self.shape, h, strict=True))
+            self.before = tuple(h)
+            self.crop = True
+            self.otf = self._otf(psf, [-hi for hi in h])
+            flipped = np.ascontiguousarray(np.flip(psf))
+            self.otf_b = None if all(p % 2 == 1 for p in pshape) else self._otf(flipped, [-hi for hi in h])
+        elif padding == "periodic":
+            if any(p > n for p, n in zip(pshape, self.shape, strict=True)):
+                raise FluoreconError("PSF larger than the image for periodic padding", hint="crop the PSF")
+            self.fft_shape = self.shape
+            self.before = (0,) * self.nd
+            self.crop = False
+            self.otf = self._otf(psf, [-(p // 2) for p in pshape])
+            self.otf_b = None
+        else:
+            raise FluoreconError(f"unknown padding {padding!r}", hint="use reflect, skimage or periodic")
+        if backprojector is not None:
+            self.otf_b = torch.as_tensor(backprojector).to(device=device, dtype=self.otf.dtype)
+        self.region = tuple(slice(b, b + n) for b, n in zip(self.before, self.shape, strict=True))
+        if self.otf_b is None:
+            # A centro-symmetric PSF (Gaussian, theoretical, most measured after centring) has a real OTF:
+            # keep it real (half the memory, faster products) and use it for both H and Hᵀ.
+            im = float(self.otf.imag.abs().max())
+            if im <= 1e-6 * float(self.otf.abs().max()):
+                self.otf = self.otf.real.contiguous()
+            else:
+                self.otf_b = self.otf.conj().resolve_conj()
+        cdt = torch.complex64 if dtype == torch.float32 else torch.complex128
+        spec_shape = (*self.fft_shape[:-1], self.fft_shape[-1] // 2 + 1)
+        self.spec = torch.empty(spec_shape, dtype=cdt, device=device)
+        # real work buffers on the FFT grid; in crop mode ``buf`` stays zero outside the image region
+        self.buf = torch.zeros(self.fft_shape, dtype=dtype, device=device) if self.crop else None
+        self.obuf = torch.empty(self.fft_shape, dtype=dtype, device=device)
+
+    def _otf(self, psf: np.ndarray, shift: Sequence[int]):
+        import torch
+
+        # scatter the PSF straight to its wrapped-around position (no padded copy + roll copy)
+        t = torch.zeros(self.fft_shape, dtype=self.dtype, device=self.device)
+        idx = np.ix_(*[(np.arange(p) + sh) % f for p, sh, f in zip(psf.shape, shift, self.fft_shape, strict=True)])
+        t[tuple(torch.as_tensor(i, device=self.device) for i in idx)] = torch.as_tensor(
+            np.ascontiguousarray(psf), dtype=self.dtype, device=self.device)
+        return torch.fft.rfftn(t, dim=self.dims)
+
+    # --- grid <-> image --------------------------------------------------------------------------
+    def extend(self, image: np.ndarray):
+        """Image (spatial) → tensor on the iteration grid (mirror padded for ``reflect``)."""
+        import torch
+
+        t = torch.as_tensor(np.ascontiguousarray(image)).to(device=self.device, dtype=self.dtype)
+        if self.padding != "reflect":
+            if self.padding == "skimage":
+                t = torch.nn.functional.pad(t, [v for n, f in zip(reversed(self.shape), reversed(self.fft_shape),
+                                                                   strict=True) for v in (0, f - n)])
+            return t.contiguous()
+        for ax in range(self.nd):
+            n, total, b = self.shape[ax], self.fft_shape[ax], self.before[ax]
+            idx = torch.as_tensor(pad_index(n, b, total - n - b, "reflect"), device=self.device)
+            t = torch.index_select(t, ax, idx)
+        return t.contiguous()
+
+    def to_tensor(self, image: np.ndarray):
+        """Image (spatial) → contiguous tensor on the device (the iteration grid is the image grid)."""
+        import torch
+
+        return torch.as_tensor(np.ascontiguousarray(image)).to(device=self.device, dtype=self.dtype).contiguous()
+
+    def crop_view(self, t):
+        return t[self.region] if tuple(t.shape) != self.shape else t
+
+    def _fill_pad(self):
+        """Mirror the image region of ``buf`` into its pad slabs (axis by axis, so corners are right)."""
+        import torch
+
+        for ax in range(self.nd):
+            n, b = self.shape[ax], self.before[ax]
+            a = self.fft_shape[ax] - n - b
+            if b <= n and a <= n:
+                if b:
+                    self.buf.narrow(ax, 0, b).copy_(self.buf.narrow(ax, b, b).flip(ax))
+                if a:
+                    self.buf.narrow(ax, b + n, a).copy_(self.buf.narrow(ax, b + n - a, a).flip(ax))
+            else:  # pads longer than the axis (tiny images): generic index map
+                idx = torch.as_tensor(pad_index(n, b, a, "reflect") + b, device=self.device)
+                src = self.buf.index_select(ax, idx)
+                self.buf.copy_(src)
+
+    # --- operators --------------------------------------------------------------------------------
+    # forward(x) and adjoint(r) return a *view* into ``obuf`` (valid until the next call). In crop mode
+    # the input is copied into ``buf``'s image region (the rest of ``buf`` stays zero forever), so
+    # nothing is re-padded or re-zeroed per iteration.
+    def _run(self, src, otf):
+        import torch
+
+        if self.padding == "reflect":
+            self._fill_pad()
+        torch.fft.rfftn(src, dim=self.dims, out=self.spec)
+        self.spec.mul_(otf)
+        torch.fft.irfftn(self.spec, s=self.fft_shape, dim=self.dims, out=self.obuf)
+        return self.obuf[self.region] if self.crop else self.obuf
+
+    def input_view(self):
+        """Where to write the next operand without a copy (crop mode: ``buf``'s region)."""
+        return self.buf[self.region] if self.crop else None
+
+    def forward(self, x):
+        if self.crop:
+            if x.data_ptr() != self.buf.data_ptr():
+                self.buf[self.region].copy_(x)
+            return self._run(self.buf, self.otf)
+        return self._run(x, self.otf)
+
+    def adjoint(self, r):
+        otf = self.otf if self.otf_b is None else self.otf_b
+        if self.crop:
+            if r.data_ptr() != self.buf.data_ptr():
+                self.buf[self.region].copy_(r)
+            return self._run(self.buf, otf)
+        return self._run(r, otf)

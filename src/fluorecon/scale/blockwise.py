@@ -280,13 +280,18 @@ def _as_reader(source, axes: str | None):
 
     from fluorecon.io import ImageData, guess_axes
     from fluorecon.scale.lazy import LazyImage, open_lazy
+    from fluorecon.scale.ome_zarr_out import content_digest
 
+    # Paths are identified by their content (streamed SHA-256), never by name alone: resuming onto a
+    # different file at the same path must be refused.
     if isinstance(source, (str, Path)):
         _, img = open_lazy(source, axes=axes)
         return img.reader, img.axes, img.voxel_size, {"path": str(Path(source).resolve()), "shape": img.shape,
-                                                      "dtype": str(img.dtype)}
+                                                      "dtype": str(img.dtype), "sha256": content_digest(source)}
     if isinstance(source, LazyImage):
-        return source.reader, source.axes, source.voxel_size, {"path": source.metadata.get("path"), "shape": source.shape}
+        src = source.metadata.get("path")
+        return source.reader, source.axes, source.voxel_size, {"path": src, "shape": source.shape,
+                                                               "sha256": content_digest(src) if src else None}
     if isinstance(source, ImageData):
         return np.asarray(source.data), source.axes, source.voxel_size, {"array": _array_digest(source.data)}
     if isinstance(source, da.Array):
@@ -368,7 +373,9 @@ def run_blockwise(op: BlockOp | Callable[[dict | None], BlockOp], source, output
         The input (a path is opened lazily: TIFF memory-mapped, OME-Zarr chunk by chunk).
     output : path
         ``.ome.zarr`` folder. Same computation already there: resumed (or returned at once when
-        complete). Anything else there: refused unless ``overwrite``.
+        complete). Anything else there: refused unless ``overwrite``. A path input is identified by
+        a streamed SHA-256 of its content, so a changed input is never resumed into. The output is
+        locked (:func:`fluorecon.scale.ome_zarr_out.store_lock`) while the run lasts.
     axes, voxel_size : override / supply the input's axes (canonical order) and voxel size (µm).
     chunks : tuple of int, optional
         Output chunks = processing blocks (default: :func:`choose_chunks` from the halo and memory).
@@ -397,9 +404,6 @@ def run_blockwise(op: BlockOp | Callable[[dict | None], BlockOp], source, output
     >>> info["n_chunks"], info["chunks_written"]
     (4, 4)
     """
-    from fluorecon.scale.ome_zarr_out import OutputStore, build_pyramid
-    from fluorecon.scale.schedulers import get_compute, parse_memory
-
     t0 = time.perf_counter()
     reader, axes_c, vs_src, src_desc = _as_reader(source, axes)
     vs = tuple(float(v) for v in voxel_size) if voxel_size is not None else vs_src
@@ -416,6 +420,22 @@ def run_blockwise(op: BlockOp | Callable[[dict | None], BlockOp], source, output
     if isinstance(source, (str, Path)) and Path(source).resolve() == output.resolve():
         raise FluoreconError(f"output {output} is the input", hint="write to another path; inputs are never modified")
 
+    from fluorecon.scale.ome_zarr_out import store_lock
+
+    with store_lock(output):
+        return _run_locked(op, output, reader, axes_c, vs, src_desc, sp, t0, chunks=chunks, scheduler=scheduler,
+                           n_workers=n_workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
+                           levels=levels, factors=factors, compression=compression, overwrite=overwrite,
+                           quiet=quiet, key=key, timeout=timeout, _stop_after=_stop_after)
+
+
+def _run_locked(op, output: Path, reader, axes_c: str, vs, src_desc: dict, sp: str, t0: float, *, chunks, scheduler,
+                n_workers, threads_per_worker, memory_limit, levels, factors, compression, overwrite, quiet, key,
+                timeout, _stop_after) -> dict:
+    """The body of :func:`run_blockwise`, run while holding the output's lock."""
+    from fluorecon.scale.ome_zarr_out import OutputStore, build_pyramid
+    from fluorecon.scale.schedulers import get_compute, parse_memory
+
     builder = op if not isinstance(op, BlockOp) else (lambda resolved: op)
     user_key = key if key is not None else (op.name, op.resolved) if isinstance(op, BlockOp) else None
     fp = fingerprint("fluorecon.scale/1", src_desc, axes_c, vs, user_key,
@@ -423,6 +443,12 @@ def run_blockwise(op: BlockOp | Callable[[dict | None], BlockOp], source, output
 
     state = peek_state(output)
     resumed = bool(state and state.get("fingerprint") == fp and not overwrite)
+    if state and not resumed and not overwrite and not state.get("complete"):
+        old_src = state.get("source") if isinstance(state.get("source"), dict) else {}
+        if old_src.get("path") and old_src.get("path") == src_desc.get("path") and old_src.get("sha256") != src_desc.get("sha256"):
+            raise FluoreconError(f"cannot resume {output}: the input {src_desc.get('path')} has changed since the "
+                                 "interrupted run (its content hash differs)",
+                                 hint="pass --overwrite to start again from the new input, or restore the original input")
     if resumed and state.get("complete"):
         return {"output": str(output), "complete": True, "resumed": True, "chunks_written": 0,
                 "chunks_skipped": None, "resolved": state.get("resolved"), "seconds": time.perf_counter() - t0,

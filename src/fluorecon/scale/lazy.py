@@ -202,6 +202,9 @@ def _open_zarr(p: Path, axes: str | None, allow_missing_chunks: bool):
         raise FluoreconError(f"{p} is a plain zarr array, not an OME-NGFF image (no axes, no voxel sizes)",
                              hint="write it as OME-Zarr (e.g. fluorecon.io.write_image(path.ome.zarr, ...)) first")
     attrs = dict(node.attrs)
+    from fluorecon.io import check_store_complete
+
+    check_store_complete(p, attrs, allow=True if allow_missing_chunks else None)
     ome = attrs.get("ome", attrs)
     ms = ome.get("multiscales") if isinstance(ome, dict) else None
     if not ms or not isinstance(ms, list) or not ms[0].get("datasets"):
@@ -231,7 +234,8 @@ def _open_zarr(p: Path, axes: str | None, allow_missing_chunks: bool):
         raise FluoreconError(
             f"{p}: {n_all - n_init} of {n_all} chunks of dataset {ds0['path']!r} are missing "
             "(an interrupted copy or write?)",
-            hint="re-copy the store; if its writer skips all-fill chunks on purpose, pass allow_missing_chunks=True",
+            hint="re-copy the store; if its writer skips all-fill chunks on purpose, pass --allow-incomplete "
+                 "(API: allow_missing_chunks=True)",
         )
     scale = None
     for tr in ds0.get("coordinateTransformations", []) + m0.get("coordinateTransformations", []):

@@ -27,11 +27,14 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,9 @@ __all__ = [
     "PROGRESS_DIR",
     "OutputStore",
     "chunk_regions",
+    "content_digest",
     "downsample_mean",
+    "store_lock",
     "pyramid_shapes",
     "write_ome_zarr",
 ]
@@ -51,6 +56,112 @@ __all__ = [
 PROGRESS_DIR = ".fluorecon-progress"
 _NGFF = {"T": ("t", "time"), "C": ("c", "channel"), "Z": ("z", "space"), "Y": ("y", "space"), "X": ("x", "space")}
 DOWNSAMPLING = "local mean over non-overlapping blocks (edge blocks: mean of the voxels present)"
+
+
+# --------------------------------------------------------------------------------------- input identity + locking
+_DIGESTS: dict[tuple, str] = {}
+_SKIP_NAMES = (PROGRESS_DIR,)
+
+
+def content_digest(path: str | Path, block: int = 1 << 20) -> str:
+    """SHA-256 of an input's bytes, streamed: a file's content, or every file of a zarr store.
+
+    A store is hashed file by file in sorted relative-path order (path and bytes), skipping
+    fluorecon's own progress markers. A resumed run compares this digest with the one recorded in
+    the output, so a different input at the same path is never mixed into a result. Cached per
+    process for unchanged files (same size and mtime).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+    >>> _ = p.write_bytes(b"abc")
+    >>> content_digest(p)[:12]
+    'ba7816bf8f01'
+    """
+    import hashlib
+
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file()
+                                            and not any(part in _SKIP_NAMES for part in q.relative_to(p).parts))
+    stats = tuple((str(q), q.stat().st_size, q.stat().st_mtime_ns) for q in files)
+    key = (str(p.resolve()), stats)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    h = hashlib.sha256()
+    for q in files:
+        if q != p:
+            h.update(str(q.relative_to(p)).encode() + b"\0")
+        with open(q, "rb") as fh:
+            while chunk := fh.read(block):
+                h.update(chunk)
+        h.update(b"\0")
+    _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def _lock_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.fluorecon-lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def store_lock(path: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on an output store for the duration of a run.
+
+    The lock is a sibling file ``.<name>.fluorecon-lock`` holding the owner's pid, host and start
+    time. A lock whose process is dead (same host) is stale and taken over; a lock held by a live
+    run, or by another host, is refused with a clear message.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "o.ome.zarr"
+    >>> with store_lock(out) as lock:
+    ...     lock.exists()
+    True
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    lock = _lock_path(p)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            try:
+                owner = json.loads(lock.read_text() or "{}")
+            except (OSError, ValueError):
+                owner = {}
+            pid, host = int(owner.get("pid", -1) or -1), owner.get("host")
+            if host == me["host"] and (pid <= 0 or not _pid_alive(pid)):
+                lock.unlink(missing_ok=True)  # stale: its run is dead
+                continue
+            if host == me["host"] and pid == me["pid"]:
+                raise FluoreconError(f"{p} is already being written by this process",
+                                     hint="wait for the first write to finish") from None
+            raise FluoreconError(f"{p} is being written by another run (pid {pid} on {host})",
+                                 hint=f"wait for it to finish; if that run is gone, delete {lock}") from None
+        with os.fdopen(fd, "w") as fh:
+            json.dump(me, fh)
+        break
+    else:
+        raise FluoreconError(f"could not lock {p}", hint=f"delete {lock} if no run is writing it")
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            if json.loads(lock.read_text()).get("pid") == me["pid"]:
+                lock.unlink()
 
 
 # --------------------------------------------------------------------------------------- pure helpers
@@ -226,8 +337,16 @@ class OutputStore:
                         else "data that fluorecon did not write" if p.is_dir() else "a file")
                 raise FluoreconError(f"output {p} already holds {what}",
                                      hint="choose another output path or pass overwrite=True (--overwrite)")
+            from fluorecon._atomic import is_ours
+
+            if not p.is_dir():
+                raise FluoreconError(f"output {p} is a file, but an OME-Zarr folder is expected here",
+                                     hint="choose another output path (the file is not touched)")
+            if state is None and not is_ours(p):
+                raise FluoreconError(f"output {p} is a folder that fluorecon did not write",
+                                     hint="choose a new or empty folder; fluorecon never replaces other folders")
             _forget(str(p))
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            shutil.rmtree(p)
         self._create(attrs)
 
     def _create(self, attrs: dict) -> None:
@@ -385,11 +504,9 @@ def write_ome_zarr(path: str | Path, data, axes: str, voxel_size: Sequence[float
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "o.ome.zarr"
     >>> _ = write_ome_zarr(p, np.zeros((8, 8), np.float32), "YX", (0.1, 0.1), levels=1)
     """
-    import dask
     import dask.array as da
 
     from fluorecon.scale.lazy import default_chunks
-    from fluorecon.scale.schedulers import get_compute
 
     darr = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
     if len(axes) != darr.ndim:
@@ -397,6 +514,17 @@ def write_ome_zarr(path: str | Path, data, axes: str, voxel_size: Sequence[float
     if chunks is None:
         chunks = tuple(c[0] for c in darr.chunks) if isinstance(data, da.Array) else default_chunks(darr.shape, axes)
     fp = json.dumps({"kind": "write", "name": darr.name, "shape": darr.shape, "axes": axes, "voxel": voxel_size}, default=str)
+    with store_lock(path):
+        return _write_locked(path, darr, axes, voxel_size, chunks, fp, levels, factors, compression, overwrite,
+                             scheduler, metadata, data)
+
+
+def _write_locked(path, darr, axes, voxel_size, chunks, fp, levels, factors, compression, overwrite, scheduler,
+                  metadata, data) -> Path:
+    import dask
+
+    from fluorecon.scale.schedulers import get_compute
+
     store = OutputStore(path, darr.shape, axes, voxel_size, chunks, _hash(fp), levels=levels, factors=factors,
                         compression=compression, dtype=darr.dtype if darr.dtype.kind in "biuf" else "float32",
                         overwrite=overwrite, attrs={"operation": "write"})

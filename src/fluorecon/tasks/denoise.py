@@ -21,14 +21,34 @@ Examples
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import field_validator, model_validator
 
 from fluorecon.classical.denoise import METHODS as CLASSICAL_METHODS
+from fluorecon.classical.vst import PoissonGaussian
 from fluorecon.errors import FluoreconError
+from fluorecon.io import ImageData
+from fluorecon.learn.bundle import Bundle
+from fluorecon.learn.predict import predict
+from fluorecon.tasks.contract import (
+    IdentityForward,
+    InputSpec,
+    OutputSpec,
+    Result,
+    Task,
+    TaskParams,
+    as_progress,
+    check_choice,
+    param,
+    to_json,
+)
+from fluorecon.tasks.registry import register
 
-__all__ = ["CLASSICAL", "denoise", "learned_methods"]
+__all__ = ["CLASSICAL", "DenoiseParams", "DenoiseTask", "denoise", "learned_methods"]
 
 CLASSICAL = ("auto", *CLASSICAL_METHODS)
 
@@ -187,3 +207,146 @@ def _learned(arr, ax, method, budget_s, seed, device, vst, progress, noise_model
                 vst=None if nm is None else dict(nm.to_dict(), inverse=inverse),
                 params={"budget_s": budget_s, "seed": seed, "vst": bool(vst), **options})
     return out, info
+
+
+# ------------------------------------------------------------------------------------ task contract
+_BUNDLE_CACHE: dict[tuple[str, float], Any] = {}
+
+
+def _cached_bundle(path: str) -> Any:
+    """Load a model bundle once per process (blocks of an out-of-core run share it)."""
+    p = Path(path).resolve()
+    key = (str(p), (p / "bundle.json").stat().st_mtime)
+    if key not in _BUNDLE_CACHE:
+        _BUNDLE_CACHE[key] = Bundle.load(p)
+    return _BUNDLE_CACHE[key]
+
+
+class DenoiseParams(TaskParams):
+    """Parameters of :class:`DenoiseTask` (CLI options, napari fields and provenance derive from them)."""
+
+    method: str = param("auto", "auto | nlm | tv | wavelet | bm3d (classical, self-calibrated on the image) | "
+                        "n2v | n2v2 | structn2v | nb2nb (self-supervised network trained on the input).")
+    budget_s: float = param(120.0, "Training wall-time budget of learned methods.", unit="s", cli="--budget",
+                            gt=0, le=7 * 86400)
+    steps: int | None = param(None, "Learned methods: train exactly this many steps (reproducible) instead of "
+                              "the time budget.", ge=1, le=10_000_000)
+    vst: bool = param(False, "Generalised Anscombe transform before and exact unbiased inverse after "
+                      "(Poisson–Gaussian camera data); noise model estimated unless gain/offset/read noise are given.")
+    gain: float | None = param(None, "Camera gain for --vst.", unit="ADU/e-", gt=0)
+    offset: float | None = param(None, "Camera offset (baseline) for --vst.", unit="ADU")
+    read_noise: float | None = param(None, "Camera read noise for --vst.", unit="e-", ge=0)
+    seed: int = param(0, "Random seed of learned methods.", ge=0)
+    device: str = param("auto", "Compute device of learned methods: auto, cpu or cuda.", widget=False,
+                        choices=("auto", "cpu", "cuda"))
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        return check_choice(v, CLASSICAL + learned_methods(), "method")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return check_choice(v, ("auto", "cpu", "cuda"), "device")
+
+    @model_validator(mode="after")
+    def _camera(self) -> DenoiseParams:
+        given = [v is not None for v in (self.gain, self.offset, self.read_noise)]
+        if any(given) and not all(given):
+            raise ValueError("gain, offset and read_noise go together: give all three, or none to estimate them")
+        if any(given) and not self.vst:
+            raise ValueError("gain/offset/read_noise only apply with vst (--vst)")
+        return self
+
+    def noise_model(self) -> PoissonGaussian | None:
+        """The camera noise model in ADU (read noise converted from electrons), or None."""
+        if self.gain is None:
+            return None
+        return PoissonGaussian(gain=self.gain, offset=float(self.offset or 0.0),
+                               read_noise=float(self.read_noise or 0.0) * self.gain)
+
+
+@register
+class DenoiseTask(Task):
+    """Denoising as a registered task: classical (self-calibrated) or self-supervised learned."""
+
+    name = "denoise"
+    title = "Denoise"
+    summary = "Remove camera noise with a self-calibrated classical method or a self-supervised network."
+    Params = DenoiseParams
+    inputs = (InputSpec("image", "Noisy image (YX, ZYX, or a stack with T/C axes)."),)
+    outputs = (OutputSpec("image", "Denoised image, float32, in the input's intensity units."),)
+    trust = ("verify",)
+    accepts = ("YX", "ZYX", "CYX", "TYX", "CZYX", "TZYX")
+    doc = "denoise"
+    examples = ("fluorecon denoise noisy.tif -o clean.tif",
+                "fluorecon denoise noisy.tif -o clean.tif --method bm3d --vst",
+                "fluorecon denoise noisy.tif -o clean.tif --method n2v --budget 120")
+
+    def run(self, inputs: Mapping[str, ImageData], params: DenoiseParams, progress: Any = None) -> Result:
+        img = inputs["image"]
+        report = as_progress(progress)
+        nm = params.noise_model()
+        learned = params.method not in CLASSICAL
+        extra: dict[str, Any] = {}
+        if learned:
+            extra["steps"] = params.steps
+            t_start = time.perf_counter()
+
+            def on_step(step: int, loss: float) -> None:
+                frac = step / params.steps if params.steps else (time.perf_counter() - t_start) / params.budget_s
+                report(0.95 * frac, f"training step {step} (loss {loss:.4g})")
+
+            extra["callback"] = on_step
+        report(0.0, f"denoising ({params.method})")
+        y, info = denoise(img.data, img.axes, method=params.method, budget_s=params.budget_s, seed=params.seed,
+                          device=params.device, vst=params.vst, progress=False, noise_model=nm, **extra)
+        report(1.0, "done")
+        used = {k: v for k, v in info.items() if k not in ("bundle", "calibration")}
+        vst_model = info.get("vst")
+        noise = None
+        if nm is not None:
+            noise = nm
+        elif vst_model:
+            noise = PoissonGaussian(**{k: vst_model[k] for k in ("gain", "offset", "read_noise")})
+        res = Result(outputs={"image": y}, params_used=used, forward=IdentityForward(noise),
+                     warnings=list(info.get("warnings", [])))
+        if info.get("bundle") is not None:
+            res.extras["bundle"] = info["bundle"]
+        return res
+
+    def plan(self, sample: ImageData, params: DenoiseParams, workdir: Any = None) -> dict[str, Any]:
+        nm = params.noise_model()
+        if params.method in CLASSICAL:
+            _, info = denoise(sample.data, sample.axes, method=params.method, vst=params.vst, noise_model=nm)
+            return {"method": info["method"], "kwargs": to_json(info["params"]), "axes": sample.axes}
+        if params.vst:
+            raise FluoreconError(f"out-of-core {params.method} with --vst is not supported",
+                                 hint="drop --vst, or use a classical method (which replays the VST blockwise)")
+        if workdir is None:
+            raise FluoreconError(f"out-of-core {params.method} needs a folder for the trained model")
+        _, info = denoise(sample.data, sample.axes, method=params.method, budget_s=params.budget_s, seed=params.seed,
+                          device=params.device, progress=False, steps=params.steps)
+        model_dir = Path(workdir) / "model"
+        info["bundle"].save(model_dir)
+        radius = int(getattr(info["bundle"].model, "receptive_radius", 16))
+        return {"method": "predict", "model": str(model_dir), "axes": sample.axes, "halo": radius,
+                "trained_on": list(sample.data.shape), "scheme": info.get("method")}
+
+    def block_halo(self, resolved: Mapping[str, Any]) -> int:
+        if resolved["method"] == "predict":
+            return int(resolved["halo"])
+        return _DENOISE_HALO.get(str(resolved["method"]), 24)
+
+    def apply_block(self, block: np.ndarray, resolved: Mapping[str, Any]) -> np.ndarray:
+        axes = resolved["axes"]
+        if resolved["method"] == "predict":
+            return np.asarray(predict(_cached_bundle(resolved["model"]), block, axes, tile=None, device="cpu"),
+                              np.float32)
+        out, _ = denoise(block, axes, method=resolved["method"], **resolved["kwargs"])
+        return out
+
+
+# Margin (pixels) each classical denoiser needs around a block so that blocks agree with a whole-image run.
+_DENOISE_HALO = {"nlm": 16, "bm3d": 24, "wavelet": 32, "tv": 24, "none": 0}

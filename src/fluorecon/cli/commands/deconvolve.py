@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from fluorecon.cli.common import EXIT_OK, expand_inputs, handle_errors, output_for, run_batch
+from fluorecon.cli.common import EXIT_OK, expand_inputs, handle_errors, plan_outputs, run_batch
 from fluorecon.cli.options import (
     DEFAULT_NA,
     DEFAULT_REFRACTIVE_INDEX,
@@ -164,6 +164,9 @@ def register(app: typer.Typer) -> None:
             if psf_model is not None and vs is None:
                 raise FluoreconError(f"--psf-model {psf_model.value} needs --voxel-size",
                                      hint="give the voxel size in µm, e.g. --voxel-size 0.3 0.1 0.1 (Z Y X)")
+            files = expand_inputs(input)
+            outs = plan_outputs(files, output, overwrite=overwrite, suffix=".tif", tag="_decon", scheduler=scheduler)
+            files = list(outs)
             psf_arr = beads_arr = None
             if psf is not None:
                 from fluorecon.physics.psf import load_psf
@@ -175,10 +178,6 @@ def register(app: typer.Typer) -> None:
                 if not psf_from_beads.exists():
                     raise FluoreconError(f"bead image not found: {psf_from_beads}", hint="check --psf-from-beads")
                 beads_arr = read_image(psf_from_beads).data
-            files = expand_inputs(input)
-            if len(files) > 1 and output.exists() and not output.is_dir():
-                raise FluoreconError(f"several inputs need an output folder, but {output} is a file",
-                                     hint="give -o a folder (created if missing)")
             dev = getattr(device, "value", device)
             command = "fluorecon " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -186,11 +185,7 @@ def register(app: typer.Typer) -> None:
             from fluorecon.io import write_image
             from fluorecon.tasks.deconvolve import deconvolve
 
-            out_path = output_for(path, output, len(files), suffix=".tif", tag="_decon")
-            if out_path.resolve() == path.resolve():
-                raise FluoreconError(f"output {out_path} is the input file", hint="choose another -o; inputs are never modified")
-            if out_path.exists() and not overwrite and scheduler is None and not str(out_path).endswith(".zarr"):
-                pass  # single-file outputs are replaced atomically (as the other commands do)
+            out_path = outs[path]
             params = {"method": m, "iterations": n_iter, "background": bg, "offset": offset, "padding": padding,
                       "voxel_size": vs, "psf_voxel_size": pvs, "block_shape": blocks, "budget_s": budget, "seed": seed,
                       "device": dev}

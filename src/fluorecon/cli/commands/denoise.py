@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from fluorecon.cli.common import EXIT_OK, expand_inputs, handle_errors, output_for, run_batch
+from fluorecon._atomic import check_output
+from fluorecon.cli.common import EXIT_OK, expand_inputs, handle_errors, plan_outputs, run_batch
 from fluorecon.cli.options import (
     AxesOpt,
     BudgetOpt,
@@ -105,10 +106,10 @@ def register(app: typer.Typer) -> None:
             if nm is not None and not vst:
                 raise FluoreconError("--gain/--offset/--read-noise only apply with --vst", hint="add --vst")
             files = expand_inputs(input)
-            if len(files) > 1:
-                if output.exists() and not output.is_dir():
-                    raise FluoreconError(f"several inputs need an output folder, but {output} is a file",
-                                         hint="give -o a folder (created if missing)")
+            outs = plan_outputs(files, output, overwrite=overwrite, suffix=".tif", tag="_denoised", scheduler=scheduler)
+            files = list(outs)
+            if save_model is not None:
+                check_output(save_model, overwrite=overwrite, kind="dir", label="--save-model folder")
             dev = getattr(device, "value", device)
             command = "fluorecon " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -116,9 +117,7 @@ def register(app: typer.Typer) -> None:
             from fluorecon.io import write_image
             from fluorecon.tasks.denoise import denoise
 
-            out_path = output_for(path, output, len(files), suffix=".tif", tag="_denoised")
-            if out_path.resolve() == path.resolve():
-                raise FluoreconError(f"output {out_path} is the input file", hint="choose another -o; inputs are never modified")
+            out_path = outs[path]
             if scheduler is not None or str(out_path).endswith(".zarr"):
                 from fluorecon.scale.bridge import run_out_of_core
 

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
+from fluorecon._atomic import check_output
 from fluorecon.cli.common import emit_json, handle_errors
-from fluorecon.cli.options import AxesOpt, JsonOpt, QuietOpt
+from fluorecon.cli.options import AxesOpt, JsonOpt, OverwriteOpt, QuietOpt
 from fluorecon.errors import FluoreconError
 
 HELP = """Export a trained model BUNDLE (the folder written by `fluorecon train`) as a bioimage.io model package.
@@ -39,12 +40,14 @@ def register(app: typer.Typer) -> None:
         test_image: Annotated[Path | None, typer.Option("--test-image", help="Test input when the bundle has no test tensors.")] = None,
         axes: AxesOpt = None,
         validate: Annotated[bool, typer.Option("--validate", help="Run bioimage.io's model test on the package (offline).")] = False,
+        overwrite: OverwriteOpt = False,
         json_out: JsonOpt = False,
         quiet: QuietOpt = False,
     ) -> None:
         with handle_errors():
             if bioimageio is None:
                 raise FluoreconError("nothing to export to", hint="give --bioimageio OUT.zip")
+            check_output(bioimageio, overwrite=overwrite, kind="file", suffixes=(".zip",))
             if not (bundle / "bundle.json").exists():
                 raise FluoreconError(f"no model bundle at {bundle}", hint="give the folder written by `fluorecon train` (it holds bundle.json)")
             from fluorecon.bioimageio import export_bundle, validate_package

@@ -8,7 +8,8 @@ import numpy as np
 import typer
 
 from fluorecon.cli.common import echo_warnings, emit_json, expand_inputs, handle_errors, run_batch
-from fluorecon.cli.options import AxesOpt, InputArg, JsonOpt, QuietOpt
+from fluorecon.cli.options import AllowIncompleteOpt, AxesOpt, InputArg, JsonOpt, QuietOpt
+from fluorecon.io import allow_incomplete
 
 EPILOG = """Examples:
 
@@ -88,9 +89,10 @@ def info(
     axes: AxesOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    allow_incomplete_store: AllowIncompleteOpt = False,
 ) -> None:
     """Show shape, dtype, axes, voxel size (µm), value range, mean and NaN/Inf counts of images."""
-    with handle_errors(), echo_warnings():
+    with handle_errors(), echo_warnings(), allow_incomplete(allow_incomplete_store):
         files = expand_inputs(input)
         if len(files) == 1:
             d = describe(files[0], axes)

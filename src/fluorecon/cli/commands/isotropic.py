@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fluorecon.cli.common import EXIT_OK, emit_json, expand_inputs, handle_errors, output_for, run_batch
+from fluorecon.cli.common import EXIT_OK, emit_json, expand_inputs, handle_errors, plan_outputs, run_batch
 from fluorecon.cli.options import (
     AxesOpt,
     BudgetOpt,
@@ -77,6 +77,8 @@ def register(app: typer.Typer) -> None:
 
             if output is None:
                 raise FluoreconError("no output given", hint="add -o OUT (a file, or a folder for several inputs)")
+            outs = plan_outputs(files, output, overwrite=overwrite, suffix=".tif", tag="_iso", scheduler=scheduler)
+            files = list(outs)
             vs_cli = parse_voxel_size(voxel_size)
             if vs_cli is not None and len(vs_cli) != 3:
                 raise FluoreconError("--voxel-size needs 3 values (Z Y X) for a 3D stack", hint="e.g. --voxel-size 0.4 0.1 0.1")
@@ -91,7 +93,7 @@ def register(app: typer.Typer) -> None:
             from fluorecon.io import read_image, write_image
             from fluorecon.tasks.isotropic import isotropic
 
-            out_path = output_for(path, output, len(files), suffix=".tif", tag="_iso")
+            out_path = outs[path]
             if scheduler is not None or str(out_path).endswith(".zarr"):
                 from fluorecon.scale.bridge import run_out_of_core
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from fluorecon._atomic import atomic_path, check_output
 from fluorecon.cli.common import (
     echo_warnings,
     emit_json,
@@ -18,16 +19,19 @@ from fluorecon.cli.common import (
     to_jsonable,
 )
 from fluorecon.cli.options import (
+    AllowIncompleteOpt,
     AxesOpt,
     DataRangeOpt,
     JsonOpt,
     OptionalOutputOpt,
+    OverwriteOpt,
     QuietOpt,
     SeedOpt,
     VoxelSizeOpt,
     parse_voxel_size,
 )
 from fluorecon.errors import FluoreconError
+from fluorecon.io import allow_incomplete
 
 EPILOG = """Examples:
 
@@ -113,16 +117,20 @@ def metrics(
     voxel_size: VoxelSizeOpt = None,
     output: OptionalOutputOpt = None,
     seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
+    allow_incomplete_store: AllowIncompleteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Compare restored image(s) with ground truth: PSNR, RI-PSNR, SSIM, NRMSE (and FRC)."""
     from fluorecon.evaluate.metrics import summarize, summary_table
 
-    with handle_errors(), echo_warnings():
+    with handle_errors(), echo_warnings(), allow_incomplete(allow_incomplete_store):
         vs = parse_voxel_size(voxel_size)
         if output is not None and Path(output).suffix.lower() != ".json":
             raise FluoreconError(f"-o {output}: metrics are written as JSON", hint="use a .json file name, e.g. -o metrics.json")
+        if output is not None:
+            check_output(output, overwrite=overwrite, kind="file", suffixes=(".json",))
         pairs = _pairs(pred, target)
         rows = [compare(p, t, data_range=data_range, axes=axes, with_frc=frc, voxel_size=vs) for p, t in pairs]
         keys = ["psnr", "ri_psnr", "ssim", "nrmse"] + (["frc_resolution_px"] if frc else [])
@@ -132,8 +140,6 @@ def metrics(
             vals = {k: v for k, v in vals.items() if v}
             result["summary"] = summarize(vals, seed=seed)
         if output is not None:
-            from fluorecon._atomic import atomic_path
-
             with atomic_path(output) as tmp:
                 tmp.write_text(json.dumps(to_jsonable(result), indent=2, sort_keys=True) + "\n")
         if json_out:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from fluorecon.cli.common import expand_inputs, handle_errors, output_for, run_batch
+from fluorecon.cli.common import expand_inputs, handle_errors, plan_outputs, run_batch
 from fluorecon.cli.options import (
     AxesOpt,
     DeviceOpt,
@@ -109,13 +109,12 @@ def register(app: typer.Typer) -> None:
                 raise FluoreconError("no INPUT given", hint="fluorecon predict BUNDLE INPUT -o OUT")
             tile_v = parse_tile(tile)
             files = expand_inputs(input)
-            if len(files) > 1 and output is not None and output.suffix:
-                raise FluoreconError(f"{len(files)} inputs but -o {output} looks like a file",
-                                     hint="give an output folder for several inputs")
+            outs = plan_outputs(files, output, overwrite=overwrite, suffix=".tif", tag="_restored", scheduler=scheduler)
+            files = list(outs)
             command = "fluorecon " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
             def process(path: Path) -> dict:
-                out = output_for(path, output, len(files), tag="_restored")
+                out = outs[path]
                 if scheduler is not None or str(out).endswith(".zarr"):
                     # Out of core (dask): the bundle is loaded once per worker, blocks carry the network's halo.
                     from fluorecon.scale.bridge import run_out_of_core
@@ -123,7 +122,7 @@ def register(app: typer.Typer) -> None:
                     params = {"model": str(bundle), "tta": tta, **({"tile": list(tile_v)} if isinstance(tile_v, tuple) else {})}
                     return run_out_of_core("predict", path, out, params, scheduler=scheduler or "threads",
                                            overwrite=overwrite, quiet=quiet)
-                return _predict_one(b, path, output_for(path, output, len(files), tag="_restored"), axes, tile_v,
+                return _predict_one(b, path, out, axes, tile_v,
                                     overlap, tta, uncertainty, check, report, batch_size, dev, command)
 
             code = run_batch(files, process, quiet=quiet, json_out=json_out, label="predict")

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from fluorecon._atomic import check_output
 from fluorecon.cli.common import EXIT_OK, emit_json, expand_inputs, handle_errors
 from fluorecon.cli.options import (
     AxesOpt,
@@ -17,6 +18,7 @@ from fluorecon.cli.options import (
     InputArg,
     JsonOpt,
     OutputOpt,
+    OverwriteOpt,
     QuietOpt,
     SeedOpt,
 )
@@ -97,6 +99,7 @@ def register(app: typer.Typer) -> None:
         checkpoint_dir: CkptOpt = None,
         checkpoint_every: CkptEveryOpt = 500,
         device: DeviceOpt = "auto",
+        overwrite: OverwriteOpt = False,
         json_out: JsonOpt = False,
         quiet: QuietOpt = False,
     ) -> None:
@@ -108,6 +111,7 @@ def register(app: typer.Typer) -> None:
             from fluorecon.learn.schemes import SCHEMES, SUPERVISED
             from fluorecon.learn.train import TrainConfig, train
 
+            check_output(output, overwrite=overwrite, kind="dir", label="bundle")
             if scheme not in SCHEMES:
                 raise FluoreconError(f"unknown --scheme {scheme!r}", hint=f"use one of {', '.join(SCHEMES)}")
             if members < 1:

@@ -1,0 +1,93 @@
+"""CLI guarantees of issue 11: no data loss, one output rule, checks before computing, clear messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from fluorecon.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def img(tmp_path):
+    p = tmp_path / "in" / "good.tif"
+    p.parent.mkdir()
+    tifffile.imwrite(p, np.random.default_rng(0).random((32, 32)).astype(np.float32))
+    return p
+
+
+def _err_line(r) -> str:
+    return r.stderr.strip().splitlines()[-1]
+
+
+def test_denoise_onto_a_folder_keeps_the_folder(img, tmp_path):  # item 1
+    folder = tmp_path / "results.tif"
+    folder.mkdir()
+    (folder / "precious.txt").write_text("keep")
+    r = runner.invoke(app, ["denoise", str(img), "-o", str(folder), "--method", "tv", "--quiet", "--overwrite"])
+    assert r.exit_code == 2
+    assert "is a folder" in _err_line(r)
+    assert (folder / "precious.txt").read_text() == "keep"
+
+
+def test_train_into_a_foreign_folder_refused_before_training(img, tmp_path, monkeypatch):  # item 1
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "thesis.txt").write_text("years of work")
+    monkeypatch.chdir(work)
+    r = runner.invoke(app, ["train", str(img), "--scheme", "n2v", "-o", ".", "--steps", "2", "--patch-size", "16",
+                            "--batch-size", "2", "--width", "4", "--quiet", "--overwrite"])
+    assert r.exit_code == 2, r.output
+    assert "did not write" in _err_line(r)
+    assert (work / "thesis.txt").read_text() == "years of work"
+    assert sorted(p.name for p in work.iterdir()) == ["thesis.txt"]
+
+
+@pytest.mark.parametrize("command", ["denoise", "metrics"])
+def test_existing_output_needs_overwrite(img, tmp_path, command):  # item 2
+    out = tmp_path / ("out.tif" if command == "denoise" else "m.json")
+    out.write_text("old result")
+    args = (["denoise", str(img), "-o", str(out), "--method", "tv", "--quiet"] if command == "denoise"
+            else ["metrics", str(img), str(img), "-o", str(out), "--quiet"])
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "--overwrite" in _err_line(r)
+    assert out.read_text() == "old result"
+    r = runner.invoke(app, [*args, "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes() != b"old result"
+
+
+def test_export_existing_zip_needs_overwrite(tmp_path):  # item 2
+    out = tmp_path / "m.zip"
+    out.write_text("old")
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    r = runner.invoke(app, ["export", str(bundle), "--bioimageio", str(out)])
+    assert r.exit_code == 2 and "already exists" in _err_line(r) and out.read_text() == "old"
+
+
+def test_denoise_folder_into_itself_skips_its_own_outputs(tmp_path):  # item 2
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for k in range(2):
+        tifffile.imwrite(d / f"a{k}.tif", np.random.default_rng(k).random((24, 24)).astype(np.float32))
+    r = runner.invoke(app, ["denoise", str(d), "-o", str(d), "--method", "tv", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in d.iterdir()) == ["a0.tif", "a0_denoised.tif", "a1.tif", "a1_denoised.tif"]
+    r = runner.invoke(app, ["denoise", str(d), "-o", str(d), "--method", "tv", "--quiet", "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in d.iterdir()) == ["a0.tif", "a0_denoised.tif", "a1.tif", "a1_denoised.tif"]
+
+
+def test_bad_output_fails_before_computing(img, tmp_path):  # item 3
+    r = runner.invoke(app, ["denoise", str(img), "-o", str(tmp_path / "out.bmp"), "--method", "tv", "--quiet"])
+    assert r.exit_code == 2 and "unknown extension" in _err_line(r) and "Fix:" in _err_line(r)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = runner.invoke(app, ["denoise", str(img), "-o", str(blocker / "out.tif"), "--method", "tv", "--quiet"])
+    assert r.exit_code == 2 and "is a file, not a folder" in _err_line(r)
+    assert not any(p.name.startswith(".") for p in tmp_path.rglob("*"))
