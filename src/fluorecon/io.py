@@ -46,6 +46,7 @@ from fluorecon.errors import FluoreconError, FluoreconWarning
 
 __all__ = [
     "AXES_ORDER",
+    "IMAGE_FILE_SUFFIXES",
     "READ_SUFFIXES",
     "WRITE_SUFFIXES",
     "ImageData",
@@ -61,6 +62,8 @@ __all__ = [
 AXES_ORDER = "TCZYX"
 SPATIAL = "ZYX"
 READ_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".npy", ".png", ".jpg", ".jpeg", ".zarr", ".ome.zarr")
+#: The last suffix of a readable image file (what a folder listing keeps).
+IMAGE_FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".png", ".jpg", ".jpeg", ".zarr")
 WRITE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".npy", ".png", ".zarr", ".ome.zarr")
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
 

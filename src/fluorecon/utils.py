@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,3 +68,49 @@ def resolve_device(device: str = "auto"):
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise FluoreconError(f"unknown device {device!r}", hint="use cpu, cuda or auto")
     return torch.device(device)
+
+
+def to_json(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples, paths and pydantic models into JSON values (NaN → None).
+
+    The one JSON conversion of the package (provenance, CLI ``--json``, reports, bundles).
+
+    Examples
+    --------
+    >>> to_json({"a": np.float32(1.5), "b": (1, 2), "c": float("nan")})
+    {'a': 1.5, 'b': [1, 2], 'c': None}
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return [to_json(v) for v in obj]
+    if hasattr(obj, "model_dump"):  # pydantic models
+        return to_json(obj.model_dump(mode="json"))
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return to_json(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    if hasattr(obj, "to_dict"):
+        return to_json(obj.to_dict())
+    return str(obj)
+
+
+def array_hash(a: np.ndarray) -> str:
+    """SHA-256 of an array's shape, dtype and bytes (provenance of inputs).
+
+    Examples
+    --------
+    >>> array_hash(np.zeros(3, np.float32))[:12]
+    'b8a52e0f5ffc'
+    """
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256()
+    h.update(json.dumps([list(a.shape), str(a.dtype)]).encode())
+    h.update(a.tobytes())
+    return h.hexdigest()

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 
 def test_default_acquisition_matches_its_noise_model():
-    from fluorecon.cli.commands.demo import default_acquisition
+    from fluorecon.physics.simulate import default_acquisition
 
     acq = default_acquisition(quick=True, seed=3)
     x, ref, fw = acq["observed"], acq["reference"], acq["forward"]
@@ -69,7 +69,7 @@ def test_demo_quick_end_to_end(tmp_path):
 
     obs = read_image(out / "observed.tif").data.astype(np.float64)
     truth = read_image(out / "truth.tif").data.astype(np.float64)
-    from fluorecon.cli.commands.demo import default_acquisition
+    from fluorecon.physics.simulate import default_acquisition
 
     ref = default_acquisition(quick=True, seed=0)["reference"].astype(np.float64)
     m = summary["metrics"]

@@ -18,13 +18,15 @@ from typing import Any
 import typer
 
 from fluorecon.errors import FluoreconError
+from fluorecon.io import IMAGE_FILE_SUFFIXES
+from fluorecon.utils import to_json
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 # Suffixes treated as image files when a folder is given.
-IMAGE_SUFFIXES = (".tif", ".tiff", ".npy", ".png", ".jpg", ".jpeg", ".zarr")
+IMAGE_SUFFIXES = IMAGE_FILE_SUFFIXES
 
 
 def error_exit(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -121,24 +123,8 @@ def emit_json(obj: Any) -> None:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Recursively convert numpy scalars/arrays, paths and tuples into JSON-friendly values."""
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float | np.floating) and not np.isfinite(obj):
-        return None  # JSON has no NaN/Infinity; null reads as "not available"
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if hasattr(obj, "model_dump"):
-        return to_jsonable(obj.model_dump())
-    return obj
+    """JSON-friendly values (:func:`fluorecon.utils.to_json`: NaN/Inf → null, numpy → Python)."""
+    return to_json(obj)
 
 
 def expand_inputs(spec: str) -> list[Path]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fluorecon.errors import FluoreconError
+from fluorecon.io import IMAGE_FILE_SUFFIXES
 from fluorecon.learn.normalize import PercentileNormalizer
 
 __all__ = [
@@ -188,7 +189,6 @@ def load_pairs(input_dir: str | Path, target_dir: str | Path, axes: str | None =
     FluoreconError
         Missing folder, no images, a file without a partner (named), or mismatched shapes.
     """
-    from fluorecon.cli.common import IMAGE_SUFFIXES
     from fluorecon.io import read_image
 
     a, b = Path(input_dir), Path(target_dir)
@@ -197,7 +197,7 @@ def load_pairs(input_dir: str | Path, target_dir: str | Path, axes: str | None =
             raise FluoreconError(f"pair folder {d} not found", hint="give two folders of images with matching names")
 
     def listing(d: Path) -> dict[str, Path]:
-        return {q.name: q for q in sorted(d.iterdir()) if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".")}
+        return {q.name: q for q in sorted(d.iterdir()) if q.suffix.lower() in IMAGE_FILE_SUFFIXES and not q.name.startswith(".")}
 
     la, lb = listing(a), listing(b)
     if not la:

@@ -32,6 +32,90 @@ from fluorecon.learn.schemes import BLIND_SPOT, SCHEMES, SUPERVISED, get_scheme
 __all__ = ["TrainConfig", "train", "load_checkpoint"]
 
 
+MIN_PATCH, MAX_PATCH = 4, 4096
+MAX_DEPTH, MAX_WIDTH = 8, 1024
+
+
+def check_model_size(model: dict[str, Any]) -> None:
+    """Refuse U-Net sizes outside the supported range (``depth`` 1–8, ``width`` 1–1024).
+
+    Examples
+    --------
+    >>> check_model_size({"depth": 2, "width": 32})
+    >>> check_model_size({"depth": 50})
+    Traceback (most recent call last):
+    ...
+    ValueError: depth 50 outside [1, 8]
+    """
+    for key, hi in (("depth", MAX_DEPTH), ("width", MAX_WIDTH)):
+        val = model.get(key)
+        if val is None:
+            continue
+        if isinstance(val, bool) or not isinstance(val, int | float) or int(val) != val or not 1 <= val <= hi:
+            raise ValueError(f"{key} {val} outside [1, {hi}]")
+
+
+def estimate_training_memory(model_cfg: dict[str, Any], patch: Sequence[int], batch_size: int) -> int:
+    """Rough upper estimate (bytes) of the memory one training step needs.
+
+    Parameters and Adam state (4 copies of float32 weights) plus activations: per level, the
+    feature maps of a batch of patches kept for the backward pass (about 12 maps of ``width·2^l``
+    channels, encoder and decoder). The network is built on torch's ``meta`` device, so nothing is
+    allocated to count its parameters.
+
+    Examples
+    --------
+    >>> estimate_training_memory({"dim": 2, "depth": 2, "width": 8}, (32, 32), 2) < 2**27
+    True
+    """
+    cfg = {k: v for k, v in model_cfg.items()}
+    dim = int(cfg.get("dim", len(patch)))
+    with torch.device("meta"):
+        n_params = sum(p.numel() for p in UNet(**cfg).parameters())
+    width, depth = int(cfg.get("width", 32)), int(cfg.get("depth", 2))
+    vox = math.prod(int(p) for p in patch)
+    act = sum(width * 2**lev * vox / (2**lev) ** dim for lev in range(depth + 1)) * 12 * batch_size
+    return int(4 * (4 * n_params + act))
+
+
+def _check_memory(model_cfg: dict[str, Any], patch: Sequence[int], batch_size: int, dev: torch.device) -> None:
+    need = estimate_training_memory(model_cfg, patch, batch_size)
+    if dev.type == "cuda":
+        avail = int(torch.cuda.mem_get_info(dev)[0])
+    else:
+        import psutil
+
+        avail = int(psutil.virtual_memory().available)
+    if need > avail:
+        raise FluoreconError(f"training this network needs about {need / 2**30:.1f} GiB but only "
+                             f"{avail / 2**30:.1f} GiB is available on {dev}",
+                             hint="use a smaller --width/--depth, --patch-size or --batch-size")
+
+
+def data_digest(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray] | None = None) -> str:
+    """SHA-256 of training arrays (bytes, shapes and dtypes): identifies the data of a run.
+
+    Examples
+    --------
+    >>> data_digest([np.zeros((2, 2))]) == data_digest([np.zeros((2, 2))])
+    True
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for group in (xs, ys or []):
+        for a in group:
+            a = np.ascontiguousarray(a)
+            h.update(repr((a.shape, str(a.dtype))).encode())
+            h.update(a.tobytes())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+# Settings that may differ between an interrupted run and its resume (they do not change the result).
+_RESUME_FREE = ("resume", "progress", "checkpoint_dir", "checkpoint_every", "device", "threads", "budget_s")
+
+
 class TrainConfig(BaseModel):
     """Everything that defines a training run (stored in the bundle).
 
@@ -48,10 +132,10 @@ class TrainConfig(BaseModel):
     dim: int | None = Field(None, description="2 or 3; default: 3 for axes with Z and a 3D patch, else 2")
     model: dict[str, Any] = Field(default_factory=dict, description="UNet arguments (depth, width, residual, norm, head, pool, skip_top)")
     patch_size: int | list[int] = 64
-    batch_size: int = 16
-    steps: int | None = 2000
-    budget_s: float | None = None
-    lr: float = 2e-3
+    batch_size: int = Field(16, le=4096)
+    steps: int | None = Field(2000, ge=1, le=100_000_000, description="≥ 1 (None: train for budget_s)")
+    budget_s: float | None = Field(None, gt=0, description="wall-time budget in seconds (> 0)")
+    lr: float = Field(2e-3, gt=0, le=10)
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
     warmup: float = 0.05
     weight_decay: float = 0.0
@@ -62,7 +146,7 @@ class TrainConfig(BaseModel):
     nb2nb_gamma: float = 1.0
     foreground_bias: float = 0.5
     augment: bool = True
-    val_fraction: float = 0.1
+    val_fraction: float = Field(0.1, ge=0, lt=1)
     val_every: int = 100
     val_patches: int = 32
     patience: int | None = None
@@ -83,6 +167,20 @@ class TrainConfig(BaseModel):
     def _pos(cls, v: int) -> int:
         if v < 1:
             raise ValueError("must be ≥ 1")
+        return v
+
+    @field_validator("patch_size")
+    @classmethod
+    def _patch(cls, v: int | list[int]) -> int | list[int]:
+        for p in ([v] if isinstance(v, int) else v):
+            if not MIN_PATCH <= int(p) <= MAX_PATCH:
+                raise ValueError(f"patch size {p} outside [{MIN_PATCH}, {MAX_PATCH}]")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: dict[str, Any]) -> dict[str, Any]:
+        check_model_size(v)
         return v
 
     def resolved_model(self, dim: int, channels: int) -> dict[str, Any]:
@@ -156,6 +254,23 @@ def _save_checkpoint(path: Path, net, opt, gen, np_rng: np.random.Generator, inf
     with atomic_path(path, is_dir=True) as tmp:
         save_file(tensors, str(tmp / "checkpoint.safetensors"))
         (tmp / "checkpoint.json").write_text(json.dumps(meta, default=_json_default))
+
+
+def _check_resume(meta: dict, cfg: TrainConfig, digest: str, ckpt: Path) -> None:
+    """A resume must continue the same run: same settings (but runtime ones) and the same data."""
+    old = meta.get("config")
+    if not isinstance(old, dict) or "data_sha256" not in meta:
+        raise FluoreconError(f"checkpoint {ckpt} does not record its run's settings and data",
+                             hint="start a fresh run (without --resume) or delete the checkpoint folder")
+    new = cfg.model_dump()
+    diff = sorted(k for k in set(old) | set(new) if k not in _RESUME_FREE and old.get(k) != new.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in diff[:4])
+        raise FluoreconError(f"--resume with other settings than the checkpoint in {ckpt} ({shown})",
+                             hint="resume with the same command, or start fresh without --resume")
+    if meta["data_sha256"] != digest:
+        raise FluoreconError(f"--resume with other training data than the checkpoint in {ckpt}",
+                             hint="resume with the same images, or start fresh without --resume")
 
 
 def _json_default(o: Any) -> Any:
@@ -310,7 +425,9 @@ def train(config: TrainConfig | dict, data: Any, targets: Any = None, *, axes: s
             raise FluoreconError(f"bundle expects {net.config()['in_channels']} channels, data have {nc}",
                                  hint="fine-tune on data with the bundle's channels")
     else:
-        net = UNet(**cfg.resolved_model(dim, nc))
+        mcfg = cfg.resolved_model(dim, nc)
+        _check_memory(mcfg, patch, cfg.batch_size, dev)
+        net = UNet(**mcfg)
     if normalizer is None:
         normalizer = base.normalizer if base is not None else PercentileNormalizer(cfg.norm_low, cfg.norm_high)
         if base is None:
@@ -344,8 +461,10 @@ def train(config: TrainConfig | dict, data: Any, targets: Any = None, *, axes: s
     elapsed0 = 0.0
     best = (math.inf, None, 0)
     ckpt = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    digest = data_digest(xs, ys)
     if cfg.resume and ckpt is not None:
         tensors, meta = load_checkpoint(ckpt)
+        _check_resume(meta, cfg, digest, ckpt)
         _restore(net, opt, gen, tensors, meta)
         np_rng.bit_generator.state = meta["numpy_rng"]
         step = int(meta["step"])
@@ -416,7 +535,7 @@ def train(config: TrainConfig | dict, data: Any, targets: Any = None, *, axes: s
                     "step": step, "curve": curve, "val_curve": val_curve,
                     "elapsed": elapsed0 + time.perf_counter() - t_start, "normalizer": normalizer.to_dict(),
                     "best_loss": None if not math.isfinite(best[0]) else best[0], "best_step": best[2],
-                    "config": cfg.model_dump()})
+                    "config": cfg.model_dump(), "data_sha256": digest})
             if callback is not None:
                 callback(step, lv)
     finally:

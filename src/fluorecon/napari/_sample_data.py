@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fluorecon.physics.simulate import default_acquisition
+
 
 def _layers(acq: dict[str, Any], label: str) -> list[tuple]:
     scale = tuple(acq["voxel_size"])
@@ -18,13 +20,9 @@ def _layers(acq: dict[str, Any], label: str) -> list[tuple]:
 
 def sample_2d() -> list[tuple]:
     """A 2D widefield image (filaments, puncta, nuclei) and its ground truth; scale in µm."""
-    from fluorecon.cli.commands.demo import default_acquisition
-
     return _layers(default_acquisition(quick=False, seed=0), "2D")
 
 
 def sample_3d() -> list[tuple]:
     """A small 3D widefield stack and its ground truth; scale in µm (z, y, x)."""
-    from fluorecon.cli.commands.demo import default_acquisition
-
     return _layers(default_acquisition(seed=0, shape=(24, 128, 128)), "3D")

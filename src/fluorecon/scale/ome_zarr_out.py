@@ -59,7 +59,6 @@ DOWNSAMPLING = "local mean over non-overlapping blocks (edge blocks: mean of the
 
 
 # --------------------------------------------------------------------------------------- input identity + locking
-_DIGESTS: dict[tuple, str] = {}
 _SKIP_NAMES = (PROGRESS_DIR,)
 
 
@@ -68,8 +67,8 @@ def content_digest(path: str | Path, block: int = 1 << 20) -> str:
 
     A store is hashed file by file in sorted relative-path order (path and bytes), skipping
     fluorecon's own progress markers. A resumed run compares this digest with the one recorded in
-    the output, so a different input at the same path is never mixed into a result. Cached per
-    process for unchanged files (same size and mtime).
+    the output, so a different input at the same path is never mixed into a result (size and
+    modification time are not trusted: they can be equal for different content).
 
     Examples
     --------
@@ -84,10 +83,6 @@ def content_digest(path: str | Path, block: int = 1 << 20) -> str:
     p = Path(path)
     files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file()
                                             and not any(part in _SKIP_NAMES for part in q.relative_to(p).parts))
-    stats = tuple((str(q), q.stat().st_size, q.stat().st_mtime_ns) for q in files)
-    key = (str(p.resolve()), stats)
-    if key in _DIGESTS:
-        return _DIGESTS[key]
     h = hashlib.sha256()
     for q in files:
         if q != p:
@@ -96,8 +91,7 @@ def content_digest(path: str | Path, block: int = 1 << 20) -> str:
             while chunk := fh.read(block):
                 h.update(chunk)
         h.update(b"\0")
-    _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key]
+    return h.hexdigest()
 
 
 def _lock_path(path: Path) -> Path:

@@ -26,6 +26,7 @@ A complete (toy) task: scale an image by a factor. Real tasks live in ``fluoreco
 
 >>> import numpy as np
 >>> from fluorecon.io import ImageData
+from fluorecon.utils import array_hash, to_json
 >>> class ScaleParams(TaskParams):
 ...     factor: float = param(2.0, "Multiply intensities by this.", gt=0)
 >>> class ScaleTask(Task):
@@ -46,8 +47,6 @@ A complete (toy) task: scale an image by a factor. Real tasks live in ``fluoreco
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -55,10 +54,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fluorecon.errors import FluoreconError
 from fluorecon.io import ImageData
+from fluorecon.utils import array_hash, to_json
 
 __all__ = [
     "Cancelled",
@@ -72,9 +72,11 @@ __all__ = [
     "Table",
     "Task",
     "TaskParams",
+    "array_hash",
     "as_image_data",
     "as_progress",
     "param",
+    "to_json",
 ]
 
 ProgressFn = Callable[[float, str], Any]
@@ -172,6 +174,19 @@ class TaskParams(BaseModel):
         """The parameters as JSON-compatible values (provenance, reports, re-runs)."""
         return self.model_dump(mode="json")
 
+    @model_validator(mode="after")
+    def _check_choices(self) -> TaskParams:
+        # ``param(..., choices=...)`` is enforced here, so that no task needs its own validator for it.
+        for name, f in type(self).model_fields.items():
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            choices = extra.get("choices")
+            value = getattr(self, name)
+            if choices and isinstance(value, str):
+                v = check_choice(value, tuple(choices), name)
+                if v != value:
+                    self.__dict__[name] = v
+        return self
+
 
 def param(default: Any, help: str, *, unit: str | None = None, cli: str | None = None, advanced: bool = False,
           choices: tuple[str, ...] | None = None, widget: bool = True, **constraints: Any) -> Any:
@@ -217,7 +232,7 @@ def check_choice(value: str, choices: tuple[str, ...] | list[str], name: str) ->
     """Validate a string against allowed values (use in a pydantic ``field_validator``)."""
     v = str(value).lower()
     if v not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise ValueError(f"unknown {name} {value!r}: use one of {', '.join(choices)}")
     return v
 
 
@@ -395,50 +410,6 @@ class Result:
                         "provenance": self.provenance, "forward": fwd})
 
 
-def to_json(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, tuples, paths and pydantic models into JSON values (NaN → None).
-
-    The one JSON conversion of the package.
-
-    Examples
-    --------
-    >>> to_json({"a": np.float32(1.5), "b": (1, 2), "c": float("nan")})
-    {'a': 1.5, 'b': [1, 2], 'c': None}
-    """
-    if isinstance(obj, Mapping):
-        return {str(k): to_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set):
-        return [to_json(v) for v in obj]
-    if isinstance(obj, BaseModel):
-        return to_json(obj.model_dump(mode="json"))
-    if isinstance(obj, np.ndarray):
-        return to_json(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, str | int | float | bool) or obj is None:
-        return obj
-    if hasattr(obj, "to_dict"):
-        return to_json(obj.to_dict())
-    return str(obj)
-
-
-def array_hash(a: np.ndarray) -> str:
-    """SHA-256 of an array's shape, dtype and bytes (provenance of inputs).
-
-    Examples
-    --------
-    >>> array_hash(np.zeros(3, np.float32))[:12]
-    'b8a52e0f5ffc'
-    """
-    a = np.ascontiguousarray(a)
-    h = hashlib.sha256()
-    h.update(json.dumps([list(a.shape), str(a.dtype)]).encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------------------------------- task
 def as_image_data(data: Any, axes: str | None = None, voxel_size: Any = None, name: str = "image") -> ImageData:
     """Wrap an array (or pass an :class:`ImageData` through) with validated axes; float32 data.
@@ -495,6 +466,8 @@ class Task:
     doc: ClassVar[str] = ""
     #: output file suffix used by batch runs when none is given
     default_suffix: ClassVar[str] = ".tif"
+    #: ``result.extras["bundle"]`` may hold a trained model: the CLI offers ``--save-model DIR``
+    saves_model: ClassVar[bool] = False
 
     # --- the contract -----------------------------------------------------------------------------
     def run(self, inputs: Mapping[str, ImageData], params: TaskParams, progress: ProgressFn | None = None) -> Result:
@@ -516,6 +489,22 @@ class Task:
         """Margin (input pixels per spatial axis) each block needs around it."""
         return 0
 
+    def block_options(self, resolved: Mapping[str, Any]) -> dict[str, Any]:
+        """Extra settings of the blockwise run: ``z_factor`` (output planes per input Z step, for
+        tasks that refine Z), ``memory_factor`` (working memory in multiples of a block),
+        ``block_shape`` (preferred spatial block). Default: none."""
+        return {}
+
+    @classmethod
+    def example(cls, seed: int = 0) -> dict[str, Any]:
+        """A tiny example run, **required for every task**: the registry tests run each front end on it.
+
+        Returns ``{"inputs": {input name: ImageData | Table | dict | Path}, "params": {field: value}}``:
+        inputs small enough to run in about a second on a CPU (e.g. a 32×32 simulated image) and
+        parameters that keep it fast (classical methods, ``steps=2`` for training).
+        """
+        raise NotImplementedError(f"task {cls.name!r} declares no example() input")
+
     # --- derived ----------------------------------------------------------------------------------
     @classmethod
     def supports_out_of_core(cls) -> bool:
@@ -533,7 +522,8 @@ class Task:
             "inputs": [{"name": i.name, "kind": i.kind, "required": i.required, "help": i.help} for i in self.inputs],
             "outputs": [{"name": o.name, "kind": o.kind, "help": o.help} for o in self.outputs],
             "out_of_core": self.supports_out_of_core(), "trust": list(self.trust), "accepts": list(self.accepts),
-            "params": schema.get("properties", {}), "doc": self.doc,
+            "params": schema.get("properties", {}), "required": schema.get("required", []), "doc": self.doc,
+            "examples": list(self.examples),
         })
 
     def __call__(self, data: Any = None, *, axes: str | None = None, voxel_size: Any = None,

@@ -15,6 +15,7 @@ import numpy as np
 
 from fluorecon.errors import FluoreconError, FluoreconWarning
 from fluorecon.trust._common import as_float_array
+from fluorecon.utils import to_json
 
 __all__ = ["TrustSummary", "assess", "THRESHOLDS"]
 
@@ -53,11 +54,9 @@ class TrustSummary:
 
     def to_dict(self) -> dict:
         """Scores, warnings and map names/statistics (not the arrays), JSON-able."""
-        from fluorecon.cli.common import to_jsonable
-
         maps = {k: {"shape": list(v.shape), "mean": float(np.mean(v)), "max": float(np.max(v))}
                 for k, v in self.maps.items()}
-        return to_jsonable({"scores": self.scores, "warnings": list(self.warnings), "maps": maps,
+        return to_json({"scores": self.scores, "warnings": list(self.warnings), "maps": maps,
                             "ok": not self.warnings})
 
 

@@ -49,6 +49,7 @@ from fluorecon.cli.options import (
     parse_voxel_size,
 )
 from fluorecon.errors import FluoreconError
+from fluorecon.physics.simulate import DEFAULT_SCENE, default_acquisition
 
 HELP = """Run the main job end to end and write an HTML report: simulate a widefield acquisition (or read --input), denoise it (auto-tuned classical and self-supervised), deconvolve it (Richardson–Lucy), check the result with the trust layer, and report.
 
@@ -67,74 +68,9 @@ Examples:
 Exit codes: 0 success, 1 a step or a file of a batch failed, 2 bad input.
 """
 
-#: The embedded default acquisition: every parameter of the simulation (µm, photons, ADU).
-DEFAULT_SCENE: dict[str, Any] = {
-    "shape": (256, 256),
-    "quick_shape": (128, 128),
-    "voxel_size": (0.065, 0.065),  # a 6.5 µm camera pixel behind a 100x objective
-    "na": 1.3,
-    "wavelength": 0.52,
-    "refractive_index": 1.518,
-    "psf_size": 33,
-    "photons": 40.0,  # expected photons at the brightest structures
-    "background": 4.0,  # photons per pixel (out-of-focus light, autofluorescence)
-    "read_noise": 1.6,  # e- rms (sCMOS)
-    "gain": 2.0,  # ADU / e-
-    "offset": 100.0,  # ADU
-    "bit_depth": 16,
-    "weights": {"filaments": 0.6, "puncta": 1.0, "nuclei": 0.25},
-}
-
-
 def _say(quiet: bool, msg: str) -> None:
     if not quiet:
         typer.echo(msg, err=True)
-
-
-def default_acquisition(*, quick: bool = False, seed: int = 0, shape: tuple[int, ...] | None = None) -> dict[str, Any]:
-    """Simulate the demo's acquisition with fluorecon's forward model.
-
-    Returns a dict with ``observed`` (ADU, float32), ``truth`` (the specimen, [0, 1]), ``reference``
-    (the noiseless blurred image in ADU), ``psf``, ``axes``, ``voxel_size``, ``forward`` (the
-    ``Forward`` object) and ``params`` (everything needed to re-simulate).
-
-    Examples
-    --------
-    >>> acq = default_acquisition(quick=True, seed=0)  # doctest: +SKIP
-    >>> acq["observed"].shape
-    (128, 128)
-    """
-    from fluorecon.physics import phantoms
-    from fluorecon.physics import psf as P
-    from fluorecon.physics.camera import Camera
-    from fluorecon.physics.forward import Forward
-
-    sc = DEFAULT_SCENE
-    shape = tuple(shape or (sc["quick_shape"] if quick else sc["shape"]))
-    if len(shape) == 2:
-        vs = tuple(sc["voxel_size"])
-        psf_shape = (sc["psf_size"], sc["psf_size"])
-    else:
-        vs = (0.2, *sc["voxel_size"])
-        psf_shape = (min(shape[0] * 2 - 1, 31) | 1, sc["psf_size"], sc["psf_size"])
-    rng = np.random.default_rng(seed)
-    seeds = rng.integers(0, 2**31 - 1, size=4)
-    truth = np.zeros(shape, np.float32)
-    for (kind, w), s in zip(sc["weights"].items(), seeds[:3], strict=True):
-        truth += w * np.asarray(getattr(phantoms, kind)(shape, seed=int(s)), dtype=np.float32)
-    truth = np.clip(truth / max(float(truth.max()), 1e-6), 0, 1).astype(np.float32)
-    psf = P.widefield_psf(psf_shape, vs, na=sc["na"], wavelength=sc["wavelength"],
-                          refractive_index=sc["refractive_index"])
-    cam = Camera(photons=sc["photons"], gain=sc["gain"], offset=sc["offset"], read_noise=sc["read_noise"],
-                 background=sc["background"], bit_depth=sc["bit_depth"])
-    fw = Forward(psf=psf, camera=cam)
-    observed, _ = fw.simulate(truth, seed=int(seeds[3]))
-    params = {"scene": "filaments + puncta + nuclei", "shape": list(shape), "seed": seed,
-              **{k: v for k, v in sc.items() if k not in ("shape", "quick_shape")}}
-    return {"observed": np.asarray(observed, np.float32), "truth": truth,
-            "reference": np.asarray(fw.expected(truth), np.float32),
-            "psf": np.asarray(psf, np.float32), "axes": "YX" if len(shape) == 2 else "ZYX", "voxel_size": vs,
-            "forward": fw, "params": params}
 
 
 class _Steps:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +37,7 @@ from fluorecon.cli.options import (
     parse_voxel_size,
 )
 from fluorecon.errors import FluoreconError
+from fluorecon.physics.simulate import json_default, simulate_acquisition
 
 OUTPUT_FILES = ("truth.tif", "observed.tif", "psf.tif", "parameters.json")
 DEFAULT_SHAPE_2D = (256, 256)
@@ -58,119 +58,13 @@ Writes DIR/truth.tif (the phantom, float32), DIR/observed.tif (camera ADU), DIR/
 """
 
 
-def _psf_shape(shape: tuple[int, ...], voxel: tuple[float, ...], wavelength: float, na: float,
-               refractive_index: float, widefield: bool) -> tuple[int, ...]:
-    """PSF support holding the blur: the full depth in Z; laterally ±3 Airy radii, and for a 3D
-    widefield PSF also the out-of-focus cone (radius |z|·tan θ, sin θ = NA/n) — cutting it would
-    remove the haze that makes widefield stacks what they are. Capped at the image size (odd)."""
-    airy = 0.61 * wavelength / na
-    reach = 3 * airy
-    if len(shape) == 3 and widefield:
-        theta = math.asin(min(na / refractive_index, 0.999))
-        reach = max(reach, 0.5 * shape[0] * voxel[0] * math.tan(theta))
-    out = []
-    for i, (n, v) in enumerate(zip(shape, voxel, strict=True)):
-        cap = n if n % 2 else n - 1
-        if len(shape) == 3 and i == 0:
-            size = cap
-        else:
-            half = max(7, math.ceil(reach / v))
-            size = min(2 * half + 1, cap)
-        out.append(max(size, 1))
-    return tuple(out)
-
-
 def build(*, shape, voxel, phantom, psf_file, psf_model, na, wavelength, refractive_index, photons, read_noise,
           gain, offset, em_gain, bit_depth, background, seed) -> dict:
-    """Run the simulation in memory; returns arrays and the parameter record (nothing is written)."""
-    from fluorecon.physics import psf as psfmod
-    from fluorecon.validation import check_psf
-
-    if na <= 0 or refractive_index <= 0 or wavelength <= 0:
-        raise FluoreconError(f"optical parameters must be positive (na={na}, wavelength={wavelength}, "
-                             f"refractive index={refractive_index})", hint="e.g. --na 1.4 --wavelength 0.52 --refractive-index 1.518")
-    if na >= refractive_index:
-        raise FluoreconError(f"NA {na} must be smaller than the refractive index {refractive_index}",
-                             hint="an objective's NA cannot exceed the immersion index (oil ≈1.518, water 1.33, air 1.0)")
-    if photons < 0:
-        raise FluoreconError(f"--photons must be ≥ 0, got {photons}", hint="the expected photon count per pixel at signal 1.0, e.g. 100")
-    if read_noise < 0 or gain <= 0 or background < 0 or (em_gain is not None and em_gain < 1):
-        raise FluoreconError(f"camera parameters out of range (read noise {read_noise}, gain {gain}, background "
-                             f"{background}, EM gain {em_gain})",
-                             hint="read noise ≥ 0 e-, gain > 0 ADU/e-, background ≥ 0 photons, EM gain ≥ 1 (or omit it)")
-    if bit_depth is not None and not 0 <= bit_depth <= 32:
-        raise FluoreconError(f"--bit-depth {bit_depth} is out of range", hint="e.g. 12 or 16, or 0 for float output")
-    ndim = len(shape)
-    if psf_file is not None:
-        psf = psfmod.load_psf(psf_file)
-        psf = check_psf(psf, ndim, shape, name=f"PSF {psf_file}")
-        psf_record = {"kind": "file", "path": str(psf_file), "shape": list(psf.shape)}
-    else:
-        model = psf_model.value if psf_model is not None else "widefield"
-        pshape = _psf_shape(shape, voxel, wavelength, na, refractive_index, widefield=model != "gaussian")
-        if model == "gaussian":
-            psf = psfmod.gaussian_psf_from_optics(pshape, voxel, na, wavelength, refractive_index)
-            psf_record = {"kind": "gaussian_optics"}
-        else:
-            wf = "gibson-lanni" if model == "gibson-lanni" else "born-wolf"
-            psf = psfmod.widefield_psf(pshape, voxel, na, wavelength, refractive_index, model=wf)
-            psf_record = {"kind": "widefield", "model": wf}
-        psf_record.update(shape=list(pshape), voxel_size=list(voxel), na=na, wavelength=wavelength,
-                          refractive_index=refractive_index)
-        psf = check_psf(psf, ndim, shape)
-    # Imported after the cheap checks so that bad parameters fail fast.
-    from fluorecon.physics import phantoms
-    from fluorecon.physics.camera import Camera
-    from fluorecon.physics.forward import Forward
-
-    if phantom not in phantoms.KINDS:
-        raise FluoreconError(f"unknown phantom {phantom!r}", hint=f"use one of {', '.join(phantoms.KINDS)}")
-    ss = np.random.SeedSequence(seed)
-    phantom_seed, noise_seed = (int(s.generate_state(1)[0]) for s in ss.spawn(2))
-    truth = np.asarray(phantoms.phantom(phantom, shape, phantom_seed), dtype=np.float32)
-    cam_kw = {"photons": photons, "gain": gain, "offset": offset, "read_noise": read_noise,
-              "em_gain": em_gain, "bit_depth": bit_depth or None, "background": background}
-    camera = Camera(**cam_kw)
-    fwd = Forward(psf=psf, camera=camera)
-    observed, truth_ref = fwd.simulate(truth, seed=noise_seed)
-    observed = np.asarray(observed)
-    truth_ref = np.asarray(truth_ref, dtype=np.float32)
-    if bit_depth:
-        dtype = np.uint8 if bit_depth <= 8 else np.uint16 if bit_depth <= 16 else np.float32
-        if dtype is not np.float32:
-            observed = np.clip(np.rint(observed), 0, np.iinfo(dtype).max).astype(dtype)
-    else:
-        observed = observed.astype(np.float32)
-    params = {
-        "command": "simulate",
-        "seed": seed,
-        "seeds": {"phantom": phantom_seed, "noise": noise_seed, "derivation": "numpy SeedSequence(seed).spawn(2)"},
-        "phantom": phantom,
-        "shape": list(shape),
-        "axes": "ZYX" if ndim == 3 else "YX",
-        "voxel_size_um": list(voxel),
-        "psf": psf_record,
-        "camera": camera.model_dump() if hasattr(camera, "model_dump") else cam_kw,
-        "observed_dtype": str(observed.dtype),
-        "files": {"truth": "truth.tif", "observed": "observed.tif", "psf": "psf.tif"},
-    }
-    try:
-        fd = dict(fwd.to_dict())
-        if isinstance(fd.get("psf"), dict) and "values" in fd["psf"]:
-            # The PSF array lives in psf.tif; Forward.from_dict needs it put back as "values".
-            fd["psf"] = {k: v for k, v in fd["psf"].items() if k != "values"} | {"file": "psf.tif"}
-        params["forward"] = json.loads(json.dumps(fd, default=_json_default))
-    except (TypeError, ValueError, AttributeError):
-        params["forward_note"] = "Forward.to_dict() not serialisable; rebuild it from psf.tif + camera"
-    return {"truth": truth_ref, "observed": observed, "psf": psf.astype(np.float32), "params": params}
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
+    """Run the simulation in memory (:func:`fluorecon.physics.simulate.simulate_acquisition`)."""
+    return simulate_acquisition(shape=shape, voxel=voxel, phantom=phantom, psf_file=psf_file, psf_model=psf_model,
+                                na=na, wavelength=wavelength, refractive_index=refractive_index, photons=photons,
+                                read_noise=read_noise, gain=gain, offset=offset, em_gain=em_gain,
+                                bit_depth=bit_depth, background=background, seed=seed)
 
 
 def simulate(
@@ -253,7 +147,7 @@ def _write_all(out: Path, res: dict, vox: tuple[float, ...]) -> None:
                         metadata={"role": key, "seed": res["params"]["seed"]})
             written.append(out / name)
         with atomic_path(out / "parameters.json") as tmp:
-            tmp.write_text(json.dumps(res["params"], indent=2, sort_keys=True, default=_json_default) + "\n")
+            tmp.write_text(json.dumps(res["params"], indent=2, sort_keys=True, default=json_default) + "\n")
         written.append(out / "parameters.json")
     except BaseException:
         for p in written:

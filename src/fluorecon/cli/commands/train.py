@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         """Train a network and write a model bundle folder (-o)."""
         with handle_errors():
             from fluorecon.errors import FluoreconError
-            from fluorecon.learn.bundle import Bundle
+            from fluorecon.learn.bundle import MAX_MEMBERS, Bundle
             from fluorecon.learn.patches import load_pairs
             from fluorecon.learn.schemes import SCHEMES, SUPERVISED
             from fluorecon.learn.train import TrainConfig, train
@@ -114,8 +114,9 @@ def register(app: typer.Typer) -> None:
             check_output(output, overwrite=overwrite, kind="dir", label="bundle")
             if scheme not in SCHEMES:
                 raise FluoreconError(f"unknown --scheme {scheme!r}", hint=f"use one of {', '.join(SCHEMES)}")
-            if members < 1:
-                raise FluoreconError("--members must be ≥ 1", hint="e.g. --members 5 for an ensemble")
+            if not 1 <= members <= MAX_MEMBERS:
+                raise FluoreconError(f"--members must be between 1 and {MAX_MEMBERS}, got {members}",
+                                     hint="e.g. --members 5 for an ensemble")
             if scheme in SUPERVISED:
                 if target is None:
                     raise FluoreconError(f"--scheme {scheme} needs --target (a folder of targets with matching names)",
@@ -130,7 +131,7 @@ def register(app: typer.Typer) -> None:
             dim = 3 if three_d else 2
             ckpt = checkpoint_dir or Path(str(output) + ".checkpoint")
             model = {"depth": depth, "width": width, "head": head}
-            cfg = dict(scheme=scheme, axes=used_axes, steps=steps if (steps or budget) else 2000, budget_s=budget,
+            cfg = dict(scheme=scheme, axes=used_axes, steps=steps if (steps is not None or budget is not None) else 2000, budget_s=budget,
                        patch_size=[patch_size] * dim if dim == 3 else patch_size, dim=dim, batch_size=batch_size,
                        lr=lr, model=model, val_fraction=val_fraction, patience=patience, seed=seed,
                        deterministic=deterministic, resume=resume, checkpoint_dir=str(ckpt),
