@@ -424,7 +424,9 @@ def spec_from_bundle(bundle: Any, *, name: str | None = None, authors: Sequence[
             raise FluoreconError(f"no model bundle at {p}", hint="give the folder written by `fluorecon train` (it holds bundle.json)")
         from fluorecon.learn.bundle import Bundle
 
-        bundle = Bundle.load(p)
+        bundle = Bundle.load(p)  # refuses non-finite weights / normaliser values
+    elif hasattr(bundle, "check_finite"):
+        bundle.check_finite()
     tt = getattr(bundle, "test_tensors", None)
     config = dict(getattr(bundle, "config", None) or {})
     model = bundle.model

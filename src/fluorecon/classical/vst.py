@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from fluorecon.errors import FluoreconError
+from fluorecon.physics.camera import Camera
 
 __all__ = ["PoissonGaussian", "as_poisson_gaussian", "generalized_anscombe", "inverse_generalized_anscombe",
            "expected_gat"]
@@ -75,12 +76,16 @@ def as_poisson_gaussian(noise_model: Any) -> PoissonGaussian:
     """Accept a :class:`fluorecon.physics.noise_model.NoiseModel`, a dict or a ``PoissonGaussian``.
 
     A ``NoiseModel`` contributes ``gain``, ``offset`` and ``read_noise_adu``; a dict may use
-    ``read_noise`` or ``read_noise_adu``.
+    ``read_noise`` or ``read_noise_adu`` (both ADU); a :class:`fluorecon.physics.camera.Camera` has its
+    read noise in electrons, converted here to ADU (× gain).
 
     Examples
     --------
     >>> as_poisson_gaussian({"gain": 2.0, "offset": 10.0, "read_noise": 1.5}).read_noise
     1.5
+    >>> from fluorecon.physics.camera import Camera
+    >>> as_poisson_gaussian(Camera(photons=10, gain=2.0, offset=100, read_noise=1.5)).read_noise   # 1.5 e- × 2 ADU/e-
+    3.0
     """
     if isinstance(noise_model, PoissonGaussian):
         return noise_model
@@ -92,6 +97,11 @@ def as_poisson_gaussian(noise_model: Any) -> PoissonGaussian:
         except (TypeError, ValueError):
             raise FluoreconError(f"noise model {noise_model!r} has non-numeric values",
                                  hint="e.g. {'gain': 2.0, 'offset': 100.0, 'read_noise': 3.0}") from None
+    if isinstance(noise_model, Camera):
+        # A Camera's read noise is in electrons; the VST works in ADU. With EM gain the shot noise is
+        # amplified by the excess factor: var = excess·G·(x − offset) + σ².
+        cam = noise_model
+        return PoissonGaussian(float(cam.total_gain * cam.excess), float(cam.offset), float(cam.read_noise * cam.gain))
     if all(hasattr(noise_model, a) for a in ("gain", "offset")):
         rn = getattr(noise_model, "read_noise_adu", getattr(noise_model, "read_noise", 0.0))
         return PoissonGaussian(float(noise_model.gain), float(noise_model.offset), float(rn or 0.0))

@@ -1,14 +1,26 @@
 """The ``fluorecon`` command line: a thin typer app over the public API.
 
-Each command lives in ``fluorecon.cli.commands.<name>`` and exposes ``register(app)``.
+Two kinds of commands:
+
+- one per registered reconstruction task (:func:`fluorecon.tasks.registry.all_tasks`), generated
+  from the task's contract by :func:`fluorecon.cli.taskcmd.register_task` — adding a task adds its
+  command, nothing to edit here;
+- special verbs (demo, simulate, metrics, report, export, info, noise, train, predict, check, verify,
+  tasks, ...): every module ``fluorecon.cli.commands.<name>`` exposing ``register(app)``. A module
+  named like a task replaces the generated command.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 
 import typer
+
+import fluorecon.cli.commands as _commands
+from fluorecon.cli.taskcmd import register_task
+from fluorecon.tasks.registry import all_tasks
 
 app = typer.Typer(
     name="fluorecon",
@@ -19,15 +31,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Order here is the order in --help.
-COMMAND_MODULES = [
-    "info", "simulate", "metrics", "demo", "denoise", "train", "predict", "deconvolve",
-    "isotropic", "check", "report", "export", "noise",
-]
+# Order of the special verbs in --help (other command modules follow alphabetically, then the tasks).
+_ORDER = ["info", "simulate", "metrics", "demo", "train", "predict", "check", "verify", "report", "export", "noise",
+          "tasks"]
+_found = sorted(m.name for m in pkgutil.iter_modules(_commands.__path__) if not m.name.startswith("_"))
+COMMAND_MODULES = [n for n in _ORDER if n in _found] + [n for n in _found if n not in _ORDER]
 
 for _name in COMMAND_MODULES:
     _mod = importlib.import_module(f"fluorecon.cli.commands.{_name}")
     _mod.register(app)
+
+#: tasks whose command is generated from the registry
+TASK_COMMANDS = [t.name for t in all_tasks() if t.name not in COMMAND_MODULES]
+for _task in all_tasks():
+    if _task.name in TASK_COMMANDS:
+        register_task(app, _task)
 
 
 def _join_voxel_size(argv: list[str]) -> list[str]:

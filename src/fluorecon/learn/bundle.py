@@ -43,9 +43,10 @@ from fluorecon.learn.normalize import PercentileNormalizer
 
 SCHEMA_VERSION = "1.0"
 BUNDLE_KIND = "fluorecon-bundle"
+MAX_MEMBERS = 64  # ensemble size limit (a bundle naming more is refused, not loaded for minutes)
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".h5", ".hdf5")
 
-__all__ = ["Bundle", "SCHEMA_VERSION", "sha256_file", "package_versions"]
+__all__ = ["Bundle", "MAX_MEMBERS", "SCHEMA_VERSION", "sha256_file", "package_versions", "write_safetensors"]
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -82,6 +83,46 @@ def package_versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             pass
     return out
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file with byte-identical output for identical tensors and metadata.
+
+    ``safetensors`` serialises its metadata map in an arbitrary order; the header is rewritten here
+    with sorted keys (same data offsets, padded to 8 bytes as the format requires).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "w.safetensors"
+    >>> write_safetensors({"w": torch.ones(2)}, p, {"b": "1", "a": "2"})
+    >>> p.read_bytes()[8:40]
+    b'{"__metadata__":{"a":"2","b":"1"}'
+    """
+    import struct
+
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+    raw = Path(path).read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.dumps(json.loads(raw[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    Path(path).write_bytes(struct.pack("<Q", len(header)) + header + raw[8 + n:])
+
+
+def _inside(folder: Path, name: Any, what: str) -> Path:
+    """``folder / name`` for a plain relative name that stays inside ``folder`` (no ``..``, no absolute)."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts or "\\" in name:
+        raise FluoreconError(f"bundle {folder} names {what} {name!r} outside its folder",
+                             hint="a bundle may only reference files inside its own folder; re-save it with fluorecon")
+    p = folder / name
+    try:
+        p.resolve().relative_to(folder.resolve())
+    except ValueError:
+        raise FluoreconError(f"bundle {folder} names {what} {name!r} that resolves outside its folder",
+                             hint="a bundle may only reference files inside its own folder (no links out)") from None
+    return p
 
 
 def _state_to_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -156,22 +197,21 @@ class Bundle:
         final = Path(path)
         if final.exists() and final.is_file():
             raise FluoreconError(f"bundle path {final} is an existing file", hint="give a folder path for the bundle")
-        from safetensors.torch import save_file
-
+        self.check_finite()
         with atomic_path(final, is_dir=True) as tmp:
             files: dict[str, str] = {}
             names = []
             for k, m in enumerate(self.members):
                 name = "weights.safetensors" if k == 0 else f"member-{k}.safetensors"
-                save_file(_state_to_cpu(m), str(tmp / name), metadata={"format": "pt", "schema": SCHEMA_VERSION})
+                write_safetensors(_state_to_cpu(m), tmp / name, metadata={"format": "pt", "schema": SCHEMA_VERSION})
                 files[name] = sha256_file(tmp / name)
                 names.append(name)
             tt_meta = None
             if self.test_tensors is not None:
                 tt = self.test_tensors
-                save_file({"input": torch.as_tensor(np.ascontiguousarray(tt["input"], np.float32)),
-                           "expected": torch.as_tensor(np.ascontiguousarray(tt["expected"], np.float32))},
-                          str(tmp / "test_tensors.safetensors"))
+                write_safetensors({"input": torch.as_tensor(np.ascontiguousarray(tt["input"], np.float32)),
+                                   "expected": torch.as_tensor(np.ascontiguousarray(tt["expected"], np.float32))},
+                                  tmp / "test_tensors.safetensors")
                 files["test_tensors.safetensors"] = sha256_file(tmp / "test_tensors.safetensors")
                 tt_meta = {"file": "test_tensors.safetensors", "axes": tt.get("axes", self.axes),
                            "atol": float(tt.get("atol", 1e-4)), "tta": bool(tt.get("tta", False))}
@@ -224,6 +264,9 @@ class Bundle:
             doc = json.loads(jp.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise FluoreconError(f"{jp} is not valid JSON ({e})", hint="the bundle is corrupt; save it again") from None
+        except RecursionError:
+            raise FluoreconError(f"{jp} is nested too deeply to be a bundle description",
+                                 hint="the bundle is corrupt or hostile; save it again with fluorecon") from None
         if not isinstance(doc, dict) or doc.get("kind", BUNDLE_KIND) != BUNDLE_KIND:
             raise FluoreconError(f"{jp} is not a fluorecon bundle description", hint="check the folder")
         ver = str(doc.get("schema_version", ""))
@@ -238,9 +281,27 @@ class Bundle:
         from safetensors.torch import load_file
 
         files = doc.get("files", {})
+        names = doc["members"]
+        if not isinstance(files, dict):
+            raise FluoreconError(f"{jp}: 'files' must map file names to sha256 hashes", hint="the bundle is corrupt")
+        if not isinstance(names, list) or not 1 <= len(names) <= MAX_MEMBERS:
+            raise FluoreconError(f"{jp}: 'members' must list 1 to {MAX_MEMBERS} weight files",
+                                 hint="the bundle is corrupt; save it again")
+        from fluorecon.learn.train import check_model_size
+
+        if not isinstance(doc["model"], dict):
+            raise FluoreconError(f"{jp}: 'model' must be a network configuration", hint="the bundle is corrupt")
+        try:
+            check_model_size(doc["model"])
+        except ValueError as e:
+            raise FluoreconError(f"{jp}: model {e}", hint="the bundle is corrupt or hostile; fluorecon supports "
+                                                        "depth 1-8 and width 1-1024") from None
         members = []
-        for name in doc["members"]:
-            wp = p / name
+        for name in names:
+            wp = _inside(p, name, "weight file")
+            if name not in files:
+                raise FluoreconError(f"bundle weight file {name!r} has no recorded sha256 in {jp}",
+                                     hint="every file a bundle names must be covered by its hashes; re-save the bundle")
             if Path(name).suffix != ".safetensors":
                 raise FluoreconError(f"weight file {name!r} is not safetensors; fluorecon never loads pickles",
                                      hint="store weights as .safetensors")
@@ -249,7 +310,10 @@ class Bundle:
             if name in files and sha256_file(wp) != files[name]:
                 raise FluoreconError(f"bundle weight file {wp} is corrupt (sha256 mismatch)",
                                      hint="copy the bundle again from its source")
-            net = UNet.from_config(doc["model"])
+            try:
+                net = UNet.from_config(doc["model"])
+            except (TypeError, ValueError) as e:
+                raise FluoreconError(f"{jp}: invalid model configuration ({e})", hint="the bundle is corrupt") from None
             try:
                 state = load_file(str(wp))
             except (SafetensorError, OSError, ValueError) as e:
@@ -263,17 +327,53 @@ class Bundle:
         tt = None
         meta = doc.get("test_tensors")
         if meta:
-            tp = p / meta.get("file", "test_tensors.safetensors")
+            if not isinstance(meta, dict):
+                raise FluoreconError(f"{jp}: 'test_tensors' must be an object", hint="the bundle is corrupt")
+            tname = meta.get("file", "test_tensors.safetensors")
+            tp = _inside(p, tname, "test tensor file")
             if not tp.exists():
                 raise FluoreconError(f"bundle test tensors {tp} are missing", hint="copy the whole bundle folder")
-            if tp.name in files and sha256_file(tp) != files[tp.name]:
+            if tname not in files:
+                raise FluoreconError(f"bundle test tensors {tname!r} have no recorded sha256 in {jp}",
+                                     hint="every file a bundle names must be covered by its hashes; re-save the bundle")
+            if sha256_file(tp) != files[tname]:
                 raise FluoreconError(f"bundle test tensors {tp} are corrupt (sha256 mismatch)", hint="copy the bundle again")
-            t = load_file(str(tp))
+            try:
+                t = load_file(str(tp))
+                if "input" not in t or "expected" not in t:
+                    raise KeyError("'input' and 'expected' tensors are required")
+            except (SafetensorError, OSError, ValueError, KeyError) as e:
+                raise FluoreconError(f"cannot read bundle test tensors {tp}: {e}",
+                                     hint="the bundle is corrupt; copy it again or re-save it") from None
             tt = {"input": t["input"].numpy(), "expected": t["expected"].numpy(), "axes": meta.get("axes", "YX"),
                   "atol": float(meta.get("atol", 1e-4)), "tta": bool(meta.get("tta", False))}
-        return cls(members, PercentileNormalizer.from_dict(doc["normalizer"]), config=doc.get("config"),
-                   provenance=doc.get("provenance"), training_stats=doc.get("training_stats"),
-                   forward=doc.get("forward"), test_tensors=tt, schema_version=ver)
+        try:
+            norm = PercentileNormalizer.from_dict(doc["normalizer"])
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise FluoreconError(f"{jp}: invalid normaliser ({e})", hint="the bundle is corrupt") from None
+        b = cls(members, norm, config=doc.get("config"), provenance=doc.get("provenance"),
+                training_stats=doc.get("training_stats"), forward=doc.get("forward"), test_tensors=tt, schema_version=ver)
+        b.check_finite(str(p))
+        return b
+
+    def check_finite(self, name: str = "bundle") -> None:
+        """Raise :class:`FluoreconError` if any weight or normaliser value is NaN or infinite.
+
+        Examples
+        --------
+        >>> from fluorecon.learn.nets import UNet
+        >>> Bundle(UNet(width=4), PercentileNormalizer()).check_finite()
+        """
+        for k, m in enumerate(self.members):
+            for pname, t in m.state_dict().items():
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    raise FluoreconError(f"{name}: member {k} has non-finite weights ({pname})",
+                                         hint="training diverged or the file is corrupt; retrain (e.g. with a lower --lr)")
+        for key in ("lo", "hi"):
+            vals = getattr(self.normalizer, key, None)
+            if vals is not None and not np.all(np.isfinite(np.asarray(vals, np.float64))):
+                raise FluoreconError(f"{name}: the intensity normaliser has non-finite values ({key}={vals})",
+                                     hint="the training data held NaN/Inf or the bundle is corrupt; retrain on finite data")
 
     # ------------------------------------------------------------------------------------ verification
     def make_test_tensors(self, image: np.ndarray | None = None, axes: str | None = None, size: int = 32,

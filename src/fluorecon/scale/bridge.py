@@ -18,11 +18,56 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fluorecon.errors import FluoreconError
+from fluorecon.io import ImageData, read_image
+from fluorecon.scale.blockwise import _jsonable, run_blockwise
+from fluorecon.scale.lazy import open_lazy
+from fluorecon.scale.operations import BUILDERS
+from fluorecon.scale.taskop import run_task_out_of_core
+from fluorecon.tasks import registry
+from fluorecon.tasks.contract import Task
 
 __all__ = ["OPERATIONS", "run_out_of_core", "wants_out_of_core"]
 
 OPERATIONS = ("denoise", "deconvolve", "predict", "isotropic")
+#: operations run by the registered task through the generic adapter (:mod:`fluorecon.scale.taskop`)
+TASK_OPERATIONS = ("denoise", "deconvolve", "isotropic")
+
+
+def _split_task_params(task: Task, params: dict) -> tuple[dict, dict, Any]:
+    """Split a flat params dict into the task's ``Params`` values, its extra inputs and a voxel size.
+
+    Arrays or file paths under an input's name (``psf``, ``model``) become that input; unknown keys
+    are refused with the task's parameter names.
+    """
+    fields = set(task.Params.model_fields)
+    specs = {s.name: s for s in task.inputs[1:]}
+    values: dict[str, Any] = {}
+    inputs: dict[str, Any] = {}
+    vs = None
+    unknown = []
+    for k, v in params.items():
+        if k == "voxel_size":
+            vs = v
+        elif k in specs and v is not None:
+            spec = specs[k]
+            if spec.kind == "path":
+                inputs[k] = Path(v)
+            elif isinstance(v, str | Path):
+                inputs[k] = read_image(v)
+            else:
+                arr = np.asarray(v, np.float32)
+                inputs[k] = ImageData(arr, "ZYX"[-arr.ndim:] if arr.ndim <= 3 else "", None, {})
+        elif k in fields:
+            values[k] = v
+        elif k not in specs:
+            unknown.append(k)
+    if unknown:
+        raise FluoreconError(f"unknown {task.name} parameter(s) {sorted(unknown)}",
+                             hint=f"use {sorted(fields | set(specs))}")
+    return task.params(**values), inputs, vs
 
 
 def wants_out_of_core(output: str | Path | None, scheduler: str | None) -> bool:
@@ -83,22 +128,25 @@ def run_out_of_core(operation: str, input: str | Path, output: Path, params: dic
         Unknown operation, bad input (not OME-NGFF, missing chunks), an output holding something
         else, a scheduler address that does not answer within ``timeout`` seconds, ...
     """
-    from fluorecon.scale.blockwise import _jsonable, run_blockwise
-    from fluorecon.scale.lazy import open_lazy
-    from fluorecon.scale.operations import BUILDERS
-
     if operation not in OPERATIONS:
         raise FluoreconError(f"unknown out-of-core operation {operation!r}", hint=f"use one of {', '.join(OPERATIONS)}")
     if not isinstance(params, dict):
         raise FluoreconError(f"params must be a dict, got {type(params).__name__}", hint="e.g. {'psf': psf, 'iterations': 20}")
+    if operation in TASK_OPERATIONS:
+        task = registry.get(operation)
+        tparams, inputs, vs_param = _split_task_params(task, params)
+        return run_task_out_of_core(task, input, output, tparams, inputs=inputs, scheduler=scheduler,
+                                    overwrite=overwrite, quiet=quiet, chunks=chunks, n_workers=n_workers,
+                                    threads_per_worker=threads_per_worker, memory_limit=memory_limit, axes=axes,
+                                    voxel_size=voxel_size if voxel_size is not None else vs_param, levels=levels,
+                                    compression=compression, timeout=timeout, allow_missing_chunks=allow_missing_chunks)
     output = Path(output)
     _, img = open_lazy(input, axes=axes, allow_missing_chunks=allow_missing_chunks)
     if voxel_size is None and params.get("voxel_size") is not None:
         voxel_size = params["voxel_size"]  # the commands pass --voxel-size inside params
     vs = tuple(float(v) for v in voxel_size)[-len(img.spatial_axes):] if voxel_size is not None else img.voxel_size
     key = {"operation": operation, "params": _jsonable(params)}
-    bparams = dict(params, _output=str(output)) if operation in ("denoise", "isotropic") else params
-    builder = BUILDERS[operation](bparams, img.reader, img.axes, vs)
+    builder = BUILDERS[operation](params, img.reader, img.axes, vs)
     info = run_blockwise(builder, img, output, voxel_size=vs, chunks=chunks, scheduler=scheduler, n_workers=n_workers,
                          threads_per_worker=threads_per_worker, memory_limit=memory_limit, levels=levels,
                          compression=compression, overwrite=overwrite, quiet=quiet, key=key, timeout=timeout)

@@ -26,7 +26,6 @@ A complete (toy) task: scale an image by a factor. Real tasks live in ``fluoreco
 
 >>> import numpy as np
 >>> from fluorecon.io import ImageData
-from fluorecon.utils import array_hash, to_json
 >>> class ScaleParams(TaskParams):
 ...     factor: float = param(2.0, "Multiply intensities by this.", gt=0)
 >>> class ScaleTask(Task):
@@ -466,6 +465,8 @@ class Task:
     doc: ClassVar[str] = ""
     #: output file suffix used by batch runs when none is given
     default_suffix: ClassVar[str] = ".tif"
+    #: batch runs name outputs ``<input stem><output_tag><suffix>``; None: ``_<name>``
+    output_tag: ClassVar[str | None] = None
     #: ``result.extras["bundle"]`` may hold a trained model: the CLI offers ``--save-model DIR``
     saves_model: ClassVar[bool] = False
 

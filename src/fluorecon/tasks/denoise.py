@@ -34,6 +34,8 @@ from fluorecon.errors import FluoreconError
 from fluorecon.io import ImageData
 from fluorecon.learn.bundle import Bundle
 from fluorecon.learn.predict import predict
+from fluorecon.physics import phantoms
+from fluorecon.physics.camera import Camera
 from fluorecon.tasks.contract import (
     IdentityForward,
     InputSpec,
@@ -254,9 +256,10 @@ class DenoiseParams(TaskParams):
     def _camera(self) -> DenoiseParams:
         given = [v is not None for v in (self.gain, self.offset, self.read_noise)]
         if any(given) and not all(given):
-            raise ValueError("gain, offset and read_noise go together: give all three, or none to estimate them")
+            raise ValueError("gain, offset and read_noise (--gain, --offset, --read-noise) go together: give all "
+                             "three, or none to estimate them")
         if any(given) and not self.vst:
-            raise ValueError("gain/offset/read_noise only apply with vst (--vst)")
+            raise ValueError("gain/offset/read_noise (--gain/--offset/--read-noise) only apply with vst (--vst)")
         return self
 
     def noise_model(self) -> PoissonGaussian | None:
@@ -280,6 +283,8 @@ class DenoiseTask(Task):
     trust = ("verify",)
     accepts = ("YX", "ZYX", "CYX", "TYX", "CZYX", "TZYX")
     doc = "denoise"
+    output_tag = "_denoised"
+    saves_model = True
     examples = ("fluorecon denoise noisy.tif -o clean.tif",
                 "fluorecon denoise noisy.tif -o clean.tif --method bm3d --vst",
                 "fluorecon denoise noisy.tif -o clean.tif --method n2v --budget 120")
@@ -316,6 +321,13 @@ class DenoiseTask(Task):
             res.extras["bundle"] = info["bundle"]
         return res
 
+    @classmethod
+    def example(cls, seed: int = 0) -> dict[str, Any]:
+        """A 48×48 noisy camera image of a phantom and a fast classical method."""
+        y = phantoms.phantom("membranes", (48, 48), seed=seed)
+        x = Camera(photons=30.0, gain=2.0, offset=100.0, read_noise=2.0).simulate(y, seed=seed + 1)
+        return {"inputs": {"image": ImageData(x, "YX", (0.1, 0.1), {})}, "params": {"method": "tv"}}
+
     def plan(self, sample: ImageData, params: DenoiseParams, workdir: Any = None) -> dict[str, Any]:
         nm = params.noise_model()
         if params.method in CLASSICAL:
@@ -328,7 +340,7 @@ class DenoiseTask(Task):
             raise FluoreconError(f"out-of-core {params.method} needs a folder for the trained model")
         _, info = denoise(sample.data, sample.axes, method=params.method, budget_s=params.budget_s, seed=params.seed,
                           device=params.device, progress=False, steps=params.steps)
-        model_dir = Path(workdir) / "model"
+        model_dir = Path(workdir)  # the adapter's `<output>.model` folder holds the bundle itself
         info["bundle"].save(model_dir)
         radius = int(getattr(info["bundle"].model, "receptive_radius", 16))
         return {"method": "predict", "model": str(model_dir), "axes": sample.axes, "halo": radius,

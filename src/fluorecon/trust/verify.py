@@ -684,7 +684,7 @@ def _fit_width(t0: np.ndarray) -> np.ndarray:
 
 
 def forward_model_check(recording: Any, model_mean: np.ndarray, forward: Any, noise: Any = None, *,
-                        max_peaks: int = 60, min_snr: float = 10.0, t0: np.ndarray | None = None,
+                        max_peaks: int = 60, min_snr: float = 15.0, t0: np.ndarray | None = None,
                         scale_range: tuple[float, float] = PSF_SCALE_RANGE) -> dict:
     """Does the recording agree with the assumed PSF and noise model?
 
@@ -802,7 +802,8 @@ def _peak_scales(x: np.ndarray, var_fn, sig0: np.ndarray, *, max_peaks: int, min
         return np.zeros(0), np.zeros(0)
     amp = sm[tuple(idx.T)] - bg[tuple(idx.T)]
     sd = np.sqrt(np.asarray(var_fn(sm[tuple(idx.T)]), dtype=np.float64))
-    snr = amp / np.maximum(sd, 1e-12)
+    # integrated SNR of a Gaussian blob of peak amp: amp / sd · sqrt(π^{nd/2} Π σ)
+    snr = amp / np.maximum(sd, 1e-12) * math.sqrt(math.pi ** (nd / 2) * float(np.prod(sig0)))
     order = np.argsort(-snr)
     idx, snr = idx[order], snr[order]
     keep = snr >= min_snr
