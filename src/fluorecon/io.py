@@ -484,7 +484,11 @@ def _read_tiff_inner(p: Path):
             data = data.reshape(layout["shape"])  # restore singleton axes that readers squeeze
             file_axes = str(layout["axes"])
         # tifffile reads a truncated file as zeros with a logged warning; catch that explicitly.
-        expected = int(np.prod(series.shape)) * np.dtype(series.dtype).itemsize
+        # Bit-packed samples (1-bit masks, 12-bit data) take fewer bytes than their NumPy dtype.
+        first = series.pages[0] if len(series.pages) else None
+        bps = int(getattr(first, "bitspersample", 0) or 0)
+        bits = min(bps, 8 * np.dtype(series.dtype).itemsize) if bps > 0 else 8 * np.dtype(series.dtype).itemsize
+        expected = (int(np.prod(series.shape)) * bits + 7) // 8
         stored = sum(int(sum(pg.databytecounts)) for pg in series.pages if pg is not None and hasattr(pg, "databytecounts"))
         if stored and not any(pg.compression != 1 for pg in series.pages if hasattr(pg, "compression")):
             if stored < expected:

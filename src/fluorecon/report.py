@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from fluorecon._atomic import atomic_path
 from fluorecon.errors import FluoreconError
@@ -793,3 +794,116 @@ def write_report(
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+# ------------------------------------------------------------------------------------ task sections
+def _flatten(d: Mapping[str, Any], prefix: str = "", depth: int = 2) -> dict[str, Any]:
+    """Nested parameters as ``a.b`` rows (long lists and arrays summarised) for a readable table."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v and depth > 0:
+            out.update(_flatten(v, key + ".", depth - 1))
+        elif isinstance(v, list | tuple) and len(v) > 8:
+            out[key] = f"[{len(v)} values]"
+        elif isinstance(v, np.ndarray) and v.size > 8:
+            out[key] = f"<array {v.shape} {v.dtype}>"
+        else:
+            out[key] = v
+    return out
+
+
+def task_sections(result: Any, task: Any = None) -> list[tuple[str, Any]]:
+    """The report sections of one task run, driven by its :class:`~fluorecon.tasks.contract.Result`.
+
+    Outputs (kind, shape or rows, axes, voxel size), the parameters actually used (a flat table),
+    warnings and the forward model that maps the result back to the recording. Pass them to
+    :func:`write_report` as ``extra_sections``.
+
+    Examples
+    --------
+    >>> from fluorecon.tasks.contract import IdentityForward, Result
+    >>> res = Result(outputs={"image": np.zeros((4, 4), np.float32)}, params_used={"method": "tv", "p": {"w": 0.1}},
+    ...              forward=IdentityForward())
+    >>> [t for t, _ in task_sections(res)]
+    ['Outputs', 'Parameters used', 'Forward model']
+    >>> task_sections(res)[1][1]
+    {'method': 'tv', 'p.w': 0.1}
+    """
+    d = result.to_dict()
+    sections: list[tuple[str, Any]] = []
+    outs = {}
+    for name, o in d["outputs"].items():
+        if o.get("kind") == "image":
+            outs[name] = (f"image {o.get('shape')} {o.get('axes') or ''}, voxel size "
+                          f"{o.get('voxel_size') or 'unknown'} µm" + (" (main)" if name == d["main"] else ""))
+        elif o.get("kind") == "table":
+            outs[name] = f"table, {o.get('rows')} rows: {', '.join(o.get('columns', []))}"
+        else:
+            outs[name] = o.get("kind", "json")
+    if task is not None:
+        sections.append(("Task", {"task": task.name, "title": task.title, "summary": task.summary}))
+    sections.append(("Outputs", outs))
+    sections.append(("Parameters used", _flatten(d.get("params_used") or {})))
+    if d.get("warnings"):
+        items = "".join(f"<li>{_e(w)}</li>" for w in d["warnings"])
+        sections.append(("Warnings", f"<ul>{items}</ul>"))
+    fwd = d.get("forward")
+    if fwd:
+        sections.append(("Forward model", _flatten(fwd)))
+    else:
+        sections.append(("Forward model", "This task gives no forward model: its result cannot be checked "
+                                          "against the recording."))
+    return sections
+
+
+def write_task_report(html_path: str | os.PathLike, task: Any, result: Any, inputs: Mapping[str, Any], *,
+                      command: str = "", input_path: str | os.PathLike | None = None,
+                      trust: Mapping[str, Any] | None = None) -> Path:
+    """Write the HTML report of one task run (what ``fluorecon <task> --report`` writes).
+
+    The primary input and the main output are shown side by side (an output on another grid, e.g. the
+    isotropic stack, is compared with the input interpolated onto it); :func:`task_sections` follow.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from fluorecon.tasks.registry import get
+    >>> t = get("denoise")
+    >>> ex = t.example()
+    >>> res = t(ex["inputs"]["image"], **ex["params"])
+    >>> p = write_task_report(pathlib.Path(tempfile.mkdtemp()) / "r.html", t, res, ex["inputs"])
+    >>> "Parameters used" in p.read_text()
+    True
+    """
+    primary = inputs[task.inputs[0].name]
+    if isinstance(primary, list):
+        primary = primary[0]
+    main = result.image
+    inp = np.asarray(getattr(primary, "data", primary), np.float32)
+    sections = task_sections(result, task)
+    if isinstance(main, np.ndarray):
+        out = np.asarray(main, np.float32)
+        axes = result.axes.get(result.main) or getattr(primary, "axes", None)
+        if inp.shape != out.shape and inp.ndim == out.ndim:
+            inp = ndimage.zoom(inp, [o / i for o, i in zip(out.shape, inp.shape, strict=True)], order=1)
+            sections.insert(0, ("Note", "The output lies on another grid than the input: the input is shown "
+                                        "interpolated (linearly) onto the output grid."))
+        elif inp.shape != out.shape:
+            out = inp
+            sections.insert(0, ("Note", "The main output does not have the input's dimensions: only the input is shown."))
+    else:
+        out = inp
+        axes = getattr(primary, "axes", None)
+    vs = result.voxel_size.get(result.main) or getattr(primary, "voxel_size", None)
+    method = (result.params_used or {}).get("method")
+    title = f"{task.title or task.name}" + (f" ({method})" if isinstance(method, str) else "")
+    return write_report(html_path, title=title, input=inp, output=out, axes=axes or guess_axes_for(out), voxel_size=vs,
+                        params=result.provenance.get("params") or {}, command=command, trust=trust,
+                        extra_sections=sections, input_path=input_path,
+                        provenance_extra={"task": task.name, "seconds": result.provenance.get("seconds")})
+
+
+def guess_axes_for(a: np.ndarray) -> str:
+    """``YX`` / ``ZYX`` from the number of dimensions (reports of arrays without axes)."""
+    return "ZYX"[-a.ndim:] if a.ndim <= 3 else "TZYX"[-a.ndim:]

@@ -33,7 +33,9 @@ def test_denoise_writes_float32_in_input_units(data, tmp_path):
     r = runner.invoke(app, ["denoise", str(d / "noisy.tif"), "-o", str(out), "--method", "tv", "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
-    assert info["method"] == "tv" and info["status"] == "ok" and "weight" in info["params"]
+    used = info["params_used"]
+    assert used["method"] == "tv" and info["status"] == "ok" and "weight" in used["method_params"]
+    assert info["outputs"]["image"]["path"] == str(out) and info["outputs"]["image"]["shape"] == [64, 64]
     y = tifffile.imread(out)
     assert y.dtype == np.float32 and y.shape == x.shape
     assert abs(y.mean() - truth.mean()) < 0.02 * truth.mean()
@@ -47,7 +49,7 @@ def test_vst_with_given_noise_model(data, tmp_path):
     r = runner.invoke(app, ["denoise", str(d / "noisy.tif"), "-o", str(out), "--method", "wavelet", "--vst",
                             "--gain", "2", "--offset", "100", "--read-noise", "4", "--json", "--quiet"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["vst"]["gain"] == 2.0
+    assert json.loads(r.stdout)["params_used"]["vst"]["gain"] == 2.0
     y = tifffile.imread(out)
     assert np.mean((y - truth) ** 2) < 0.5 * np.mean((x - truth) ** 2)
 

@@ -91,3 +91,15 @@ def test_bad_output_fails_before_computing(img, tmp_path):  # item 3
     r = runner.invoke(app, ["denoise", str(img), "-o", str(blocker / "out.tif"), "--method", "tv", "--quiet"])
     assert r.exit_code == 2 and "is a file, not a folder" in _err_line(r)
     assert not any(p.name.startswith(".") for p in tmp_path.rglob("*"))
+
+
+def test_denoise_learned_steps_deterministic_and_warns(img, tmp_path):  # item 11
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"n{k}.tif"
+        r = runner.invoke(app, ["denoise", str(img), "-o", str(out), "--method", "n2v", "--steps", "3",
+                                "--deterministic", "--seed", "3", "--json"])
+        assert r.exit_code == 0, r.output
+        assert "allowed only 3 training steps" in r.stderr
+        outs.append(tifffile.imread(out))
+    np.testing.assert_array_equal(outs[0], outs[1])

@@ -338,3 +338,25 @@ def test_learn_widget_trains_on_image(make_napari_viewer, qtbot, tmp_path):
     out = viewer.layers["cells denoised (self-supervised)"]
     assert out.data.shape == noisy.shape and np.isfinite(out.data).all()
     assert (tmp_path / "saved" / "bundle.json").exists()
+
+
+@pytest.mark.parametrize("name", ["stack.ome.tif", "stack.tif"])
+def test_reader_opens_tiff_with_scale(tmp_path, name):
+    """File > Open of an OME or ImageJ TIFF keeps its voxel sizes as the layer scale (issue 14)."""
+    import tifffile
+
+    from fluorecon.io import write_image
+    from fluorecon.napari._reader import get_reader
+
+    a = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
+    p = tmp_path / name
+    if name.endswith(".ome.tif"):
+        write_image(p, a, axes="ZYX", voxel_size=(0.3, 0.1, 0.1))
+    else:  # ImageJ hyperstack metadata, as Fiji writes it
+        tifffile.imwrite(p, a, imagej=True, resolution=(10.0, 10.0), metadata={"spacing": 0.3, "unit": "um",
+                                                                              "axes": "ZYX"})
+    reader = get_reader(str(p))
+    assert reader is not None
+    (data, kw, kind), = reader(str(p))
+    assert kind == "image" and np.allclose(np.asarray(data), a)
+    assert tuple(kw["scale"]) == pytest.approx((0.3, 0.1, 0.1))

@@ -173,7 +173,7 @@ def test_bad_operation_and_params(tmp_path):
         run_out_of_core("sharpen", tmp_path / "x.ome.zarr", tmp_path / "o.ome.zarr", {})
     with pytest.raises(FluoreconError, match="needs a PSF"):
         run_out_of_core("deconvolve", tmp_path / "x.ome.zarr", tmp_path / "o.ome.zarr", {})
-    with pytest.raises(FluoreconError, match="unknown deconvolution parameter"):
+    with pytest.raises(FluoreconError, match="unknown deconvolve parameter"):
         run_out_of_core("deconvolve", tmp_path / "x.ome.zarr", tmp_path / "o.ome.zarr", {"psf": np.ones((3, 3)), "iters": 3})
     with pytest.raises(FluoreconError, match="not a fluorecon bundle"):
         run_out_of_core("predict", tmp_path / "x.ome.zarr", tmp_path / "o.ome.zarr", {"model": str(tmp_path)})
@@ -193,7 +193,7 @@ def test_learned_denoise_trains_once_then_predicts_blockwise(tmp_path):
                            {"method": "n2v", "budget_s": 20, "steps": 3, "seed": 0, "device": "cpu"},
                            chunks=(1, 24, 24), quiet=True)
     model = tmp_path / "l.ome.zarr.model"
-    assert (model / "bundle.json").exists() and info["resolved"]["method"] == "n2v"
+    assert (model / "bundle.json").exists() and info["resolved"]["channels"]["None"]["scheme"] == "n2v"
     ref = predict(Bundle.load(model), x, "ZYX", tile=None, device="cpu")
     got = _read(out)
     err = np.abs(got - ref)[:, 8:-8, 8:-8].max() / np.abs(ref).max()

@@ -52,9 +52,14 @@ def _as_image(image: Any, name: str = "image") -> np.ndarray:
     return arr
 
 
-def _prep_psf(psf: Any, image_shape: tuple[int, ...]) -> np.ndarray:
-    """Validate, crop to the image and normalise; also reject far off-centre PSFs (likely a mistake)."""
-    p = check_psf(psf, len(image_shape), image_shape)
+def _prep_psf(psf: Any, image_shape: tuple[int, ...], max_factor: int = 2) -> np.ndarray:
+    """Validate, crop and normalise; also reject far off-centre PSFs (likely a mistake).
+
+    ``max_factor=2``: PSFs up to ``2n − 1`` per axis are kept (a widefield PSF that spans the whole
+    stack couples every pair of planes); ``max_factor=1`` crops to the image.
+    """
+    limit = tuple(max(1, max_factor * int(n) - (max_factor - 1)) for n in image_shape)
+    p = check_psf(psf, len(image_shape), limit)
     com = ndimage.center_of_mass(p)
     for ax, (c, s) in enumerate(zip(com, p.shape, strict=True)):
         if s >= 5 and abs(c - (s - 1) / 2) > max(2.0, s / 4):

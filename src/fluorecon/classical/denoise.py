@@ -49,7 +49,8 @@ import numpy as np
 
 from fluorecon.errors import FluoreconError, FluoreconWarning
 
-__all__ = ["AUTO_CANDIDATES", "AUTO_CANDIDATES_VST", "METHODS", "denoise_classical", "method_grid", "apply_method", "self_supervised_loss"]
+__all__ = ["AUTO_CANDIDATES", "AUTO_CANDIDATES_VST", "METHODS", "denoise_classical", "method_grid", "apply_method",
+           "self_supervised_loss", "holdout_mask", "holdout_replace", "holdout_loss"]
 
 METHODS = ("nlm", "tv", "wavelet", "bm3d")
 #: What ``method="auto"`` compares by default. BM3D is left out: it costs 10–30× more, and its loss can
@@ -189,9 +190,15 @@ def _jsonable(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _estimate_sigma(x: np.ndarray) -> float:
+    """Noise SD (wavelet MAD); 0 for a constant image (skimage returns NaN there, with RuntimeWarnings)."""
     from skimage.restoration import estimate_sigma
 
-    return float(estimate_sigma(x, average_sigmas=True))
+    if not np.ptp(x) > 0:
+        return 0.0
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        s = float(estimate_sigma(x, average_sigmas=True))
+    return s if np.isfinite(s) else 0.0
 
 
 # ---------------------------------------------------------------------------------------- public
@@ -382,3 +389,107 @@ def _apply_block(x: np.ndarray, cal: dict[str, Any], nm, inverse: str) -> np.nda
 
         y = inverse_generalized_anscombe(y, nm, method=inverse)
     return y.astype(np.float32)
+
+
+# ------------------------------------------------------------------------- held-out pixel scoring
+#: Neighbourhood half-width of the held-out pixels' replacement (5×5 without the centre, N2V2-style).
+HOLDOUT_RADIUS = 2
+
+
+def holdout_mask(shape: Sequence[int], stride: int | None = None, offset: Sequence[int] | None = None) -> np.ndarray:
+    """Boolean mask of held-out pixels: one pixel per ``stride``×``stride`` cell of the last two axes.
+
+    The same YX grid is used in every plane of a stack. Held-out pixels are ``stride`` ≥ 3 apart, so
+    the 5×5 neighbourhood that replaces one (:func:`holdout_replace`) never contains another.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Image shape (the last two axes are Y and X).
+    stride : int, optional
+        Grid spacing; default 8 (1/64 of the pixels), 4 for images under 128 pixels along Y or X.
+    offset : (int, int), optional
+        Position of the held-out pixel inside each cell (default ``(stride // 2, stride // 2 - 1)``).
+
+    Examples
+    --------
+    >>> m = holdout_mask((64, 64))
+    >>> int(m.sum()), m.shape
+    (256, (64, 64))
+    """
+    shape = tuple(int(v) for v in shape)
+    if len(shape) < 2:
+        raise FluoreconError(f"held-out pixels need an image with Y and X axes, got shape {shape}", hint="pass a 2D or larger image")
+    if stride is None:
+        stride = 8 if min(shape[-2:]) >= 128 else 4
+    if stride < 3:
+        raise FluoreconError(f"held-out stride must be ≥ 3, got {stride}", hint="e.g. stride=8")
+    oy, ox = offset if offset is not None else (stride // 2, stride // 2 - 1)
+    m2 = np.zeros(shape[-2:], dtype=bool)
+    m2[oy % stride::stride, ox % stride::stride] = True
+    return np.broadcast_to(m2, shape).copy()
+
+
+def holdout_replace(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Replace the held-out pixels by the (lower) median of their 5×5 neighbourhood without the centre.
+
+    The lower median of an even number of values commutes with any increasing pixelwise map, so
+    replacing before or after a variance-stabilising transform gives the same pixels.
+
+    Examples
+    --------
+    >>> x = np.arange(100, dtype=np.float32).reshape(10, 10)
+    >>> m = holdout_mask(x.shape, stride=4)
+    >>> xr = holdout_replace(x, m)
+    >>> bool(np.array_equal(xr[~m], x[~m])), float(xr[m][0] - x[m][0])  # only held-out pixels change
+    (True, -1.0)
+    """
+    x = np.asarray(image, dtype=np.float32)
+    m = np.asarray(mask, dtype=bool)
+    if m.shape != x.shape:
+        raise FluoreconError(f"held-out mask shape {m.shape} differs from the image's {x.shape}",
+                             hint="build it with holdout_mask(image.shape)")
+    r = HOLDOUT_RADIUS
+    pad = [(0, 0)] * (x.ndim - 2) + [(r, r), (r, r)]
+    xp = np.pad(x, pad, mode="symmetric")
+    idx = np.nonzero(m)
+    lead, iy, ix = idx[:-2], idx[-2], idx[-1]
+    vals = [xp[(*lead, iy + r + dy, ix + r + dx)] for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy or dx]
+    v = np.stack(vals, axis=-1)
+    k = (v.shape[-1] - 1) // 2
+    out = x.copy()
+    out[m] = np.partition(v, k, axis=-1)[..., k]
+    return out
+
+
+def holdout_loss(pred_heldout: np.ndarray, image: np.ndarray, mask: np.ndarray, scale: float | None = None) -> float:
+    """Held-out-pixel loss: MSE between predictions made *without* the held-out pixels and those pixels.
+
+    ``pred_heldout`` is the denoiser's output on :func:`holdout_replace` of the image (or just its
+    values at the mask). Because those predictions never saw the noise at the held-out pixels, the
+    expected loss is the true MSE there plus the noise variance, the same for every method: lower is
+    better, and differences between methods are differences of true MSE (Noise2Self). Returned in
+    units of ``scale`` (default: the image's 0.1–99.9 percentile range), so losses are comparable
+    across images.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> truth = np.full((64, 64), 10.0, np.float32); x = truth + rng.normal(0, 1, truth.shape).astype(np.float32)
+    >>> m = holdout_mask(x.shape)
+    >>> good = holdout_loss(np.full(x.shape, 10.0), x, m, scale=1.0)   # ≈ σ² = 1
+    >>> bad = holdout_loss(np.full(x.shape, 11.0), x, m, scale=1.0)    # ≈ 1 + 1
+    >>> bool(0.7 < good < 1.3 and bad > good + 0.5)
+    True
+    """
+    x = np.asarray(image, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    p = np.asarray(pred_heldout, dtype=np.float64)
+    pv = p[m] if p.shape == m.shape else p.ravel()
+    if pv.size != int(m.sum()):
+        raise FluoreconError(f"{pv.size} held-out predictions for {int(m.sum())} held-out pixels",
+                             hint="pass the full prediction, or its values at the mask")
+    if scale is None:
+        lo, hi = np.percentile(x, [0.1, 99.9])
+        scale = float(hi - lo) if hi > lo else 1.0
+    return float(np.mean((pv - x[m]) ** 2) / scale ** 2)

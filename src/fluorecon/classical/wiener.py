@@ -98,7 +98,7 @@ def wiener(image: Any, psf: Any, balance: float | None = None, *, reg: str = "la
     if p_raw.ndim > arr.ndim:
         check_psf(p_raw, arr.ndim)
     nd = p_raw.ndim
-    p = _prep_psf(p_raw, arr.shape[-nd:])
+    p = _prep_psf(p_raw, arr.shape[-nd:], 1)
     if padding not in ("reflect", "periodic"):
         raise FluoreconError(f"unknown padding {padding!r} for Wiener", hint="use 'reflect' or 'periodic'")
     if reg not in ("laplacian", "identity"):

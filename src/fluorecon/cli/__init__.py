@@ -19,7 +19,7 @@ import sys
 import typer
 
 import fluorecon.cli.commands as _commands
-from fluorecon.cli.taskcmd import register_task
+from fluorecon.cli.taskcmd import register_broken_task, register_task
 from fluorecon.tasks.registry import all_tasks
 
 app = typer.Typer(
@@ -45,7 +45,10 @@ for _name in COMMAND_MODULES:
 TASK_COMMANDS = [t.name for t in all_tasks() if t.name not in COMMAND_MODULES]
 for _task in all_tasks():
     if _task.name in TASK_COMMANDS:
-        register_task(app, _task)
+        try:
+            register_task(app, _task)
+        except TypeError as _e:  # a misdeclared task must not take the other commands down with it
+            register_broken_task(app, _task, _e)
 
 
 def _join_voxel_size(argv: list[str]) -> list[str]:

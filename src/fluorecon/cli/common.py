@@ -143,6 +143,9 @@ def expand_inputs(spec: str) -> list[Path]:
     else:
         files = sorted(Path(s) for s in glob.glob(spec))
     if not files:
+        if p.is_dir():
+            raise FluoreconError(f"folder {spec} has no images",
+                                 hint=f"put image files ({', '.join(IMAGE_SUFFIXES)}) in it, or give a file or a glob")
         if not any(c in spec for c in "*?["):
             raise FluoreconError(f"file not found: {spec}", hint="check the path (a file, a folder of images or a glob such as 'data/*.tif')")
         raise FluoreconError(f"no input found for {spec!r}", hint="give an existing file, a folder of images or a glob such as 'data/*.tif'")

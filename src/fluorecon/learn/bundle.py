@@ -299,12 +299,12 @@ class Bundle:
         members = []
         for name in names:
             wp = _inside(p, name, "weight file")
-            if name not in files:
-                raise FluoreconError(f"bundle weight file {name!r} has no recorded sha256 in {jp}",
-                                     hint="every file a bundle names must be covered by its hashes; re-save the bundle")
             if Path(name).suffix != ".safetensors":
                 raise FluoreconError(f"weight file {name!r} is not safetensors; fluorecon never loads pickles",
                                      hint="store weights as .safetensors")
+            if name not in files:
+                raise FluoreconError(f"bundle weight file {name!r} has no recorded sha256 in {jp}",
+                                     hint="every file a bundle names must be covered by its hashes; re-save the bundle")
             if not wp.exists():
                 raise FluoreconError(f"bundle weight file {wp} is missing", hint="copy the whole bundle folder")
             if name in files and sha256_file(wp) != files[name]:

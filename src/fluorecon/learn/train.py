@@ -138,6 +138,7 @@ class TrainConfig(BaseModel):
     lr: float = Field(2e-3, gt=0, le=10)
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
     warmup: float = 0.05
+    clip_grad: float | None = Field(None, description="clip the gradient's global norm to this value (None: off)")
     weight_decay: float = 0.0
     mask_grid: int = 4
     replace: Literal["median", "uniform"] = "median"
@@ -344,7 +345,9 @@ def _training_stats(net: UNet, samples: list[np.ndarray], sampler_patch: tuple[i
 def train(config: TrainConfig | dict, data: Any, targets: Any = None, *, axes: str | None = None,
           data_files: Sequence[str | Path] | None = None, init_from: Bundle | str | Path | None = None,
           forward: Any = None, callback: Callable[[int, float], None] | None = None,
-          normalizer: PercentileNormalizer | None = None) -> Bundle:
+          normalizer: PercentileNormalizer | None = None,
+          monitor: Callable[[torch.nn.Module, PercentileNormalizer], float] | None = None,
+          monitor_points: int = 16) -> Bundle:
     """Train a U-Net with a scheme and return a :class:`Bundle`.
 
     Parameters
@@ -367,6 +370,14 @@ def train(config: TrainConfig | dict, data: Any, targets: Any = None, *, axes: s
         ``callback(step, loss)`` after each step (may raise to interrupt; a checkpoint survives).
     normalizer : PercentileNormalizer, optional
         Use this (fitted) normaliser instead of fitting one on ``data``.
+    monitor : callable, optional
+        ``monitor(net, normalizer) -> float`` (lower is better), e.g. a loss on held-out pixels that
+        the training never sees. Called (net in eval mode, no gradients) at ``monitor_points`` evenly
+        spaced points of the run (in steps, or in time with a budget) and at the end; the weights
+        with the lowest value are returned (``provenance["monitor"]`` has the curve and the pick).
+        Model selection on held-out data: a run that starts to fit the noise ends at its best point.
+    monitor_points : int
+        How many times ``monitor`` is called before the end.
 
     Returns
     -------
@@ -485,6 +496,20 @@ def train(config: TrainConfig | dict, data: Any, targets: Any = None, *, axes: s
     t_start = time.perf_counter()
     stop_reason = "steps"
     bad_checks = 0
+    mon_curve: list[list[float]] = []
+    mon_best: tuple[float, dict | None, int] = (math.inf, None, 0)
+    mon_next = 1
+
+    def _monitor(at: int) -> None:
+        nonlocal mon_best
+        net.eval()
+        with torch.no_grad():
+            v = float(monitor(net, normalizer))
+        net.train()
+        mon_curve.append([at, v])
+        if math.isfinite(v) and v < mon_best[0]:
+            mon_best = (v, {k: t.detach().clone() for k, t in net.state_dict().items()}, at)
+
     run_loss = None
     torch_gen = gen
     try:
@@ -510,8 +535,18 @@ def train(config: TrainConfig | dict, data: Any, targets: Any = None, *, axes: s
                                      hint="lower the learning rate (--lr) or check the data")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.clip_grad:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
             opt.step()
             step += 1
+            if monitor is not None and monitor_points > 0:
+                done = step / total_steps if total_steps else 0.0
+                if budget is not None:
+                    el = elapsed0 + time.perf_counter() - t_start
+                    done = max(done, el / budget) if total_steps else el / budget
+                if done * (monitor_points + 1) >= mon_next and done < 1.0:
+                    _monitor(step)
+                    mon_next = int(done * (monitor_points + 1)) + 1
             lv = float(loss.detach())
             run_loss = lv if run_loss is None else 0.95 * run_loss + 0.05 * lv
             if step % 10 == 0 or step == 1:
@@ -544,6 +579,14 @@ def train(config: TrainConfig | dict, data: Any, targets: Any = None, *, axes: s
     wall = elapsed0 + time.perf_counter() - t_start
     if cfg.keep_best and best[1] is not None and stop_reason == "early_stopping":
         net.load_state_dict(best[1])
+    mon_info = None
+    if monitor is not None:
+        if not mon_curve or mon_curve[-1][0] != step:
+            _monitor(step)
+        if mon_best[1] is not None and mon_best[2] != step:
+            net.load_state_dict(mon_best[1])
+        mon_info = {"curve": mon_curve, "best_step": mon_best[2],
+                    "best": None if not math.isfinite(mon_best[0]) else mon_best[0]}
     net = net.to("cpu").to(memory_format=torch.contiguous_format).eval()
     net_cpu = UNet.from_config(net.config())
     net_cpu.load_state_dict({k: v.contiguous() for k, v in net.state_dict().items()})
@@ -562,6 +605,7 @@ def train(config: TrainConfig | dict, data: Any, targets: Any = None, *, axes: s
         "device": str(dev), "threads": torch.get_num_threads(),
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "init_from": (base.provenance.get("scheme") if base is not None else None),
+        "monitor": mon_info,
     }
     stats = _training_stats(net_cpu, [s for s in samples_x], patch, "cpu", cfg.seed)
     fwd = forward.to_dict() if forward is not None and hasattr(forward, "to_dict") else forward

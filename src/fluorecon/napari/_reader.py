@@ -1,4 +1,7 @@
-"""napari reader for fluorecon outputs: OME-Zarr images (with voxel sizes) and model bundles.
+"""napari reader: images with their voxel sizes (OME-Zarr, OME-TIFF, ImageJ TIFF) and model bundles.
+
+File > Open of a TIFF keeps its physical scale: the voxel sizes of the OME or ImageJ metadata
+become the layer's ``scale`` (µm), as for OME-Zarr (napari's built-in TIFF reader drops them).
 
 A bundle folder opens as its test tensors (input and the model's output on it), with the bundle
 loaded into the layers' metadata so the Train / predict and Trust widgets can use it.
@@ -8,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from fluorecon.io import read_image
 
 
 def _is_bundle(p: Path) -> bool:
@@ -27,15 +32,21 @@ def get_reader(path: str | list[str]):
         return _read_bundle
     if p.suffix.lower() == ".zarr" and p.exists():
         return _read_zarr
+    if p.suffix.lower() in (".tif", ".tiff") and p.is_file():
+        return _read_image
     return None
 
 
-def _read_zarr(path: str | list[str]) -> list[tuple]:
-    from fluorecon.io import read_image
-
+def _read_image(path: str | list[str]) -> list[tuple]:
+    """Any image :func:`fluorecon.io.read_image` reads, with its voxel sizes as the layer scale."""
     p = Path(path[0] if isinstance(path, list) else path)
     img = read_image(p)
-    kw: dict[str, Any] = {"name": p.name.replace(".ome.zarr", "").replace(".zarr", ""),
+    name = p.name
+    for ext in (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+            break
+    kw: dict[str, Any] = {"name": name,
                           "metadata": {"fluorecon": dict(img.metadata), "axes": img.axes}}
     n_sp = img.ndim_spatial
     if "C" in img.axes:
@@ -44,6 +55,9 @@ def _read_zarr(path: str | list[str]) -> list[tuple]:
         lead = img.data.ndim - n_sp - (1 if "C" in img.axes else 0)
         kw["scale"] = (1.0,) * lead + tuple(img.voxel_size)
     return [(img.data, kw, "image")]
+
+
+_read_zarr = _read_image
 
 
 def _read_bundle(path: str | list[str]) -> list[tuple]:

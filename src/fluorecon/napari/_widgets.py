@@ -36,12 +36,14 @@ from qtpy.QtCore import QObject, Signal
 
 import napari
 from fluorecon.errors import FluoreconError
+from fluorecon.tasks.contract import Cancelled as _ContractCancelled
 
 __all__ = ["DenoiseWidget", "DeconvolveWidget", "LearnWidget", "TrustWidget", "layer_image", "Cancelled"]
 
 
-class Cancelled(Exception):
-    """Raised inside a worker when the user pressed Cancel."""
+# Raised inside a worker's progress callback when the user pressed Cancel: the package's one
+# cancellation exception, so that any task stops at its next progress report.
+Cancelled = _ContractCancelled
 
 
 class _Relay(QObject):

@@ -502,7 +502,8 @@ def load_psf(path_or_array: str | Path | Any, background: str | float | None = "
 
 
 def prepare_psf(psf: Any, image_shape: Sequence[int], voxel_size_psf: Sequence[float] | None = None,
-                voxel_size_image: Sequence[float] | None = None, center: bool = True) -> np.ndarray:
+                voxel_size_image: Sequence[float] | None = None, center: bool = True,
+                max_factor: int = 1) -> np.ndarray:
     """Make a PSF ready for an image: same voxel size, no larger than the image, centred, unit sum.
 
     Parameters
@@ -516,6 +517,9 @@ def prepare_psf(psf: Any, image_shape: Sequence[int], voxel_size_psf: Sequence[f
         PSF is resampled (``scipy.ndimage.zoom``, linear) to the image's voxel size.
     center : bool
         Re-centre the centre of mass on ``shape // 2`` after resampling.
+    max_factor : int
+        Crop to at most ``max_factor·n − (max_factor − 1)`` per axis: 1 = the image size, 2 = ``2n − 1``
+        (a widefield PSF that couples every pair of planes of the stack; RL supports it).
 
     Examples
     --------
@@ -545,7 +549,8 @@ def prepare_psf(psf: Any, image_shape: Sequence[int], voxel_size_psf: Sequence[f
             if p.sum() <= 0:
                 raise FluoreconError("PSF vanished after resampling to the image voxel size",
                                      hint="check voxel_size_psf and voxel_size_image (µm)")
-    p = check_psf(p, len(image_shape), image_shape)
+    limit = tuple(max(1, max_factor * n - (max_factor - 1)) for n in image_shape)
+    p = check_psf(p, len(image_shape), limit)
     if center:
         p = center_psf(p)
     p = np.clip(p, 0, None)

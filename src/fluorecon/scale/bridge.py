@@ -58,8 +58,8 @@ def _split_task_params(task: Task, params: dict) -> tuple[dict, dict, Any]:
             elif isinstance(v, str | Path):
                 inputs[k] = read_image(v)
             else:
-                arr = np.asarray(v, np.float32)
-                inputs[k] = ImageData(arr, "ZYX"[-arr.ndim:] if arr.ndim <= 3 else "", None, {})
+                arr = np.asarray(v, np.float32)  # an array given here is used as is (already prepared)
+                inputs[k] = ImageData(arr, "ZYX"[-arr.ndim:] if arr.ndim <= 3 else "", None, {"prepared": True})
         elif k in fields:
             values[k] = v
         elif k not in specs:

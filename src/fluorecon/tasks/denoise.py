@@ -4,7 +4,13 @@
   the image itself by J-invariant self-calibration (:mod:`fluorecon.classical.denoise`).
 - Self-supervised learned schemes (``n2v``, ``n2v2``, ``structn2v``, ``nb2nb`` — whatever
   :mod:`fluorecon.learn.single_image` offers) train a U-Net on the noisy image alone for ``budget_s``
-  seconds and then predict it.
+  seconds and then predict it. Every learned result is **guarded** (``guard=True``): the network, the
+  calibrated classical result and the noisy input are scored on the same held-out pixels, which the
+  network never saw (Noise2Self); if the network does not beat both, the result falls back to the
+  better of them and ``info["warnings"]``/``info["fallback"]`` say so.
+- ``best`` runs the calibrated classical ``auto`` *and* the self-supervised network (``budget_s``) and
+  returns whichever of classical, network and their average scores lowest on the held-out pixels
+  (``info["choice"]``). ``auto`` stays classical-only (seconds, no training).
 
 The output is always float32 in the **input's intensity units** (no normalisation left over), so it
 can be compared with a ground truth recorded on the same camera.
@@ -21,6 +27,7 @@ Examples
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,8 +36,9 @@ import numpy as np
 from pydantic import field_validator, model_validator
 
 from fluorecon.classical.denoise import METHODS as CLASSICAL_METHODS
+from fluorecon.classical.denoise import denoise_classical, holdout_mask, holdout_replace
 from fluorecon.classical.vst import PoissonGaussian
-from fluorecon.errors import FluoreconError
+from fluorecon.errors import FluoreconError, FluoreconWarning
 from fluorecon.io import ImageData
 from fluorecon.learn.bundle import Bundle
 from fluorecon.learn.predict import predict
@@ -50,9 +58,11 @@ from fluorecon.tasks.contract import (
 )
 from fluorecon.tasks.registry import register
 
-__all__ = ["CLASSICAL", "DenoiseParams", "DenoiseTask", "denoise", "learned_methods"]
+__all__ = ["CLASSICAL", "COMBINED", "DenoiseParams", "DenoiseTask", "denoise", "learned_methods"]
 
 CLASSICAL = ("auto", *CLASSICAL_METHODS)
+#: Methods that run classical and learned candidates and keep the best by the held-out-pixel loss.
+COMBINED = ("best",)
 
 
 def learned_methods() -> tuple[str, ...]:
@@ -73,7 +83,7 @@ def learned_methods() -> tuple[str, ...]:
 def denoise(image: Any, axes: str | None = None, method: str = "auto", budget_s: float = 120.0, seed: int = 0,
             device: str = "auto", vst: bool = False, progress: bool = True, *, noise_model: Any = None,
             params: dict[str, Any] | None = None, normalization: Any = None, inverse: str = "exact",
-            candidates: Any = None, **learn_options: Any) -> tuple[np.ndarray, dict]:
+            candidates: Any = None, guard: bool = True, **learn_options: Any) -> tuple[np.ndarray, dict]:
     """Denoise an image with a calibrated classical method or a self-supervised network.
 
     Parameters
@@ -83,10 +93,11 @@ def denoise(image: Any, axes: str | None = None, method: str = "auto", budget_s:
     axes : str, optional
         Its axes (default from an ``ImageData``, else ``YX``/``ZYX`` by dimensionality).
     method : str
-        ``"auto"`` (best calibrated classical method by the self-supervised loss), ``"nlm"``,
-        ``"tv"``, ``"wavelet"``, ``"bm3d"``, or a learned single-image scheme (``"n2v"``, ``"n2v2"``,
-        ``"structn2v"``, ``"nb2nb"``, ...; unknown names are passed to the engine, which says which
-        ones exist).
+        ``"auto"`` (best calibrated classical method by the self-supervised loss; fast, no
+        training), ``"nlm"``, ``"tv"``, ``"wavelet"``, ``"bm3d"``, a learned single-image scheme
+        (``"n2v"``, ``"n2v2"``, ``"structn2v"``, ``"nb2nb"``, ...; unknown names are passed to the
+        engine, which says which ones exist), or ``"best"``: classical ``auto``, ``n2v`` trained for
+        ``budget_s`` and their average, the one with the lowest held-out-pixel loss returned.
     budget_s : float
         Training wall-time budget of learned schemes, seconds.
     seed : int
@@ -104,6 +115,11 @@ def denoise(image: Any, axes: str | None = None, method: str = "auto", budget_s:
         Classical only: explicit parameters (skip calibration), fixed normalisation ``(low, scale)``,
         VST inverse, and the methods ``"auto"`` compares (see
         :func:`fluorecon.classical.denoise.denoise_classical`).
+    guard : bool
+        Learned methods: score the network, the calibrated classical result and the input on held-out
+        pixels the network never saw, and fall back (with a warning) when the network is not better
+        than both. ``False`` returns the network's output unchecked (and trains without held-out
+        pixels). ``"best"`` always scores.
     **learn_options
         Passed to :func:`fluorecon.learn.single_image.denoise_single_image` (``steps``, ``tta``, any
         training-config field).
@@ -116,7 +132,12 @@ def denoise(image: Any, axes: str | None = None, method: str = "auto", budget_s:
         this function that reproduce the run with no estimation (used by out-of-core processing to
         apply one calibration to every block); for classical methods also ``losses``,
         ``calibration``, ``method_params``; for learned ones the engine's info (``steps``,
-        ``train_s``, ...) and ``bundle`` (the trained model, not JSON).
+        ``train_s``, ``center_gain``, ...) and ``bundle`` (the trained model, not JSON), and with the
+        guard: ``requested`` (the method asked for), ``choice`` (``"learned"``, ``"classical"``,
+        ``"ensemble"`` or ``"input"``: what was returned), ``fallback`` (None or what replaced the
+        network), ``heldout`` (losses of each candidate on the held-out pixels, in units of the
+        image's 0.1–99.9 % range squared, the classical method compared, the number of pixels) and
+        ``warnings`` (list of str; each also issued as a :class:`~fluorecon.errors.FluoreconWarning`).
 
     Raises
     ------
@@ -144,8 +165,6 @@ def denoise(image: Any, axes: str | None = None, method: str = "auto", budget_s:
     arr, ax = as_image(image, axes)
 
     if method in CLASSICAL:
-        from fluorecon.classical.denoise import denoise_classical
-
         if learn_options:
             raise FluoreconError(f"options {sorted(learn_options)} apply to learned methods only, not {method!r}",
                                  hint="drop them, or choose a learned method such as n2v")
@@ -170,8 +189,14 @@ def denoise(image: Any, axes: str | None = None, method: str = "auto", budget_s:
         if params is not None or normalization is not None or candidates is not None:
             raise FluoreconError(f"params/normalization/candidates apply to classical methods, not {method!r}",
                                  hint=f"use them with one of {', '.join(CLASSICAL)}")
-        out, info = _learned(arr, ax, method, budget_s, seed, device, vst, progress, noise_model, inverse,
-                             learn_options)
+        name = "n2v" if method in COMBINED else method
+        opts = dict(learn_options)
+        if not (guard or method in COMBINED):
+            opts.setdefault("holdout", False)
+        out, info = _learned(arr, ax, name, budget_s, seed, device, vst, progress, noise_model, inverse, opts)
+        if guard or method in COMBINED:
+            out, info = _guard(arr, ax, out, info, method, vst, noise_model, inverse)
+        info.pop("holdout_values", None)
     info["seconds"] = time.perf_counter() - t0
     info["axes"] = ax
     return np.asarray(out, dtype=np.float32), info
@@ -205,10 +230,87 @@ def _learned(arr, ax, method, budget_s, seed, device, vst, progress, noise_model
 
         out = inverse_generalized_anscombe(out, nm, method=inverse)
     info = dict(einfo)
+    ho = info.get("holdout")
+    if ho is not None:  # keep JSON in info; the arrays go to a private key that denoise() removes
+        vals = ho.pop("values_b")
+        if nm is not None:
+            vals = inverse_generalized_anscombe(vals, nm, method=inverse)
+        info["holdout_values"] = (ho.pop("mask_b"), np.asarray(vals, np.float64))
     info.update(method=einfo.get("scheme", method), kind="learned",
                 vst=None if nm is None else dict(nm.to_dict(), inverse=inverse),
                 params={"budget_s": budget_s, "seed": seed, "vst": bool(vst), **options})
     return out, info
+
+
+def _noise_variance(arr: np.ndarray, mean: np.ndarray) -> float:
+    """Mean noise variance (input units²) at pixels whose clean values are about ``mean``."""
+    try:
+        from fluorecon.physics.noise_model import estimate_poisson_gaussian
+
+        v = float(np.mean(estimate_poisson_gaussian(arr).variance(np.asarray(mean, np.float64))))
+        if np.isfinite(v) and v > 0:
+            return v
+    except (FluoreconError, ValueError, np.linalg.LinAlgError):
+        pass
+    from skimage.restoration import estimate_sigma
+
+    return float(estimate_sigma(np.asarray(arr, np.float64), average_sigmas=True)) ** 2
+
+
+def _guard(arr, ax, out, info, method, vst, noise_model, inverse):
+    """Score network, classical and input on the held-out pixels; return the winner (see denoise)."""
+    if "holdout_values" not in info:
+        raise FluoreconError("the learned engine returned no held-out predictions", hint="call with guard=False")
+    mask_b, learned_b = info["holdout_values"]
+    stride = info["holdout"]["stride"]
+    mask_a = holdout_mask(arr.shape, stride, (stride // 2, stride // 2 - 1))
+    x_rep = holdout_replace(arr, mask_a | mask_b)
+    # the calibrated classical result, and its predictions at the held-out pixels from the same input
+    # the network saw there (both grids replaced), with the same parameters
+    c_out, cinfo = denoise(arr, ax, method="auto", vst=vst, noise_model=noise_model, inverse=inverse)
+    if cinfo["params"]:
+        c_rep, _ = denoise(x_rep, ax, method=cinfo["method"], **cinfo["params"])
+    else:  # per-channel calibration or a noise-free image: calibrate the replaced image the same way
+        c_rep, _ = denoise(x_rep, ax, method="auto", vst=vst, noise_model=noise_model, inverse=inverse)
+    xb = arr[mask_b].astype(np.float64)
+    cb = c_rep[mask_b].astype(np.float64)
+    lo, hi = np.percentile(arr, [0.1, 99.9])
+    sc2 = float(hi - lo) ** 2 if hi > lo else 1.0
+    losses = {"learned": float(np.mean((learned_b - xb) ** 2) / sc2),
+              "classical": float(np.mean((cb - xb) ** 2) / sc2),
+              "ensemble": float(np.mean((0.5 * (learned_b + cb) - xb) ** 2) / sc2),
+              # the input's true MSE is the noise variance σ²; on this scale (MSE + σ²) it scores 2σ²
+              "input": 2.0 * _noise_variance(arr, cb) / sc2}
+    learned_name = info.get("method", "n2v")
+    outputs = {"learned": out, "classical": c_out, "ensemble": 0.5 * (np.asarray(out, np.float32) + c_out),
+               "input": arr}
+    pool = ("learned", "classical", "ensemble", "input") if method in COMBINED else ("learned", "classical", "input")
+    choice = min(pool, key=lambda k: losses[k])
+    msgs: list[str] = list(info.get("warnings", []))
+    gain = info.get("center_gain")
+    if gain is not None and gain >= 0.9:
+        msgs.append(f"the network passes pixel noise through (centre gain {gain:.2f} ≥ 0.9)")
+    fallback = None
+    if method not in COMBINED and choice != "learned":
+        fallback = choice
+        worse = [k for k in ("classical", "input") if losses["learned"] >= losses[k]]
+        msgs.append(f"{learned_name} was not better than the {' and the '.join(worse)} on held-out pixels "
+                    f"(loss {losses['learned']:.4g} vs " + ", ".join(f"{k} {losses[k]:.4g}" for k in worse)
+                    + f"); returning the {choice} result instead"
+                    + (f" ({cinfo['method']})" if choice == "classical" else ""))
+    elif method in COMBINED and choice == "input":
+        msgs.append("no denoiser beat the noisy input on held-out pixels: returning the input unchanged")
+    for m in msgs[len(info.get("warnings", [])):]:
+        warnings.warn(m, FluoreconWarning, stacklevel=4)
+    names = {"learned": learned_name, "classical": cinfo["method"], "ensemble": f"{learned_name}+{cinfo['method']}",
+             "input": "none"}
+    kinds = {"learned": "learned", "classical": "classical", "ensemble": "ensemble", "input": "none"}
+    new = dict(info)
+    new.update(method=names[choice], kind=kinds[choice], requested=method, choice=choice, fallback=fallback,
+               warnings=msgs, classical={"method": cinfo["method"], "params": cinfo["params"]},
+               heldout={"losses": losses, "pixels": int(mask_b.sum()), "stride": stride,
+                        "units": "(image 0.1–99.9 % range)²", "classical_method": cinfo["method"]})
+    return np.asarray(outputs[choice], np.float32), new
 
 
 # ------------------------------------------------------------------------------------ task contract
@@ -228,7 +330,9 @@ class DenoiseParams(TaskParams):
     """Parameters of :class:`DenoiseTask` (CLI options, napari fields and provenance derive from them)."""
 
     method: str = param("auto", "auto | nlm | tv | wavelet | bm3d (classical, self-calibrated on the image) | "
-                        "n2v | n2v2 | structn2v | nb2nb (self-supervised network trained on the input).")
+                        "n2v | n2v2 | structn2v | nb2nb (self-supervised network trained on the input; checked against "
+                        "the classical result on held-out pixels, falls back if worse) | best (classical, network "
+                        "and their average: the best on held-out pixels).")
     budget_s: float = param(120.0, "Training wall-time budget of learned methods.", unit="s", cli="--budget",
                             gt=0, le=7 * 86400)
     steps: int | None = param(None, "Learned methods: train exactly this many steps (reproducible) instead of "
@@ -239,13 +343,14 @@ class DenoiseParams(TaskParams):
     offset: float | None = param(None, "Camera offset (baseline) for --vst.", unit="ADU")
     read_noise: float | None = param(None, "Camera read noise for --vst.", unit="e-", ge=0)
     seed: int = param(0, "Random seed of learned methods.", ge=0)
+    deterministic: bool = param(False, "Learned methods: bit-identical training on CPU (slower); use with --steps.")
     device: str = param("auto", "Compute device of learned methods: auto, cpu or cuda.", widget=False,
                         choices=("auto", "cpu", "cuda"))
 
     @field_validator("method")
     @classmethod
     def _method(cls, v: str) -> str:
-        return check_choice(v, CLASSICAL + learned_methods(), "method")
+        return check_choice(v, CLASSICAL + learned_methods() + COMBINED, "method")
 
     @field_validator("device")
     @classmethod
@@ -297,6 +402,8 @@ class DenoiseTask(Task):
         extra: dict[str, Any] = {}
         if learned:
             extra["steps"] = params.steps
+            if params.deterministic:
+                extra["deterministic"] = True
             t_start = time.perf_counter()
 
             def on_step(step: int, loss: float) -> None:
@@ -344,7 +451,8 @@ class DenoiseTask(Task):
         info["bundle"].save(model_dir)
         radius = int(getattr(info["bundle"].model, "receptive_radius", 16))
         return {"method": "predict", "model": str(model_dir), "axes": sample.axes, "halo": radius,
-                "trained_on": list(sample.data.shape), "scheme": info.get("method")}
+                "trained_on": list(sample.data.shape), "scheme": params.method,
+                "in_memory_choice": info.get("method")}
 
     def block_halo(self, resolved: Mapping[str, Any]) -> int:
         if resolved["method"] == "predict":

@@ -24,12 +24,19 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import field_validator
 
 from fluorecon.errors import FluoreconError, FluoreconWarning
+from fluorecon.io import ImageData
+from fluorecon.learn.bundle import Bundle
+from fluorecon.tasks.contract import InputSpec, OutputSpec, Result, Task, TaskParams, as_progress, param
+from fluorecon.tasks.registry import register
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 METHODS = ("learned", "linear", "cubic", "rl")
@@ -38,6 +45,10 @@ METHODS = ("learned", "linear", "cubic", "rl")
 # --------------------------------------------------------------------------------------------------
 # Parameters and the axial kernel
 # --------------------------------------------------------------------------------------------------
+
+#: Largest supported Z factor (Z step / lateral pixel): beyond it the output is mostly interpolation.
+MAX_Z_FACTOR = 64
+
 
 def resolve_z_factor(z_factor: float | None, voxel_size: tuple[float, ...] | None) -> int:
     """Check the Z subsampling factor against the voxel sizes and return it as an integer.
@@ -75,14 +86,93 @@ def resolve_z_factor(z_factor: float | None, voxel_size: tuple[float, ...] | Non
     if not np.isfinite(z_factor) or z_factor < 1:
         raise FluoreconError(f"Z factor must be ≥ 1 (Z step / lateral pixel size), got {z_factor}",
                              hint="e.g. --z-factor 4 for 0.4 µm steps with 0.1 µm pixels")
+    if z_factor > MAX_Z_FACTOR:
+        raise FluoreconError(f"Z factor {z_factor:g} is above {MAX_Z_FACTOR}: each plane would become {z_factor:g} "
+                             "planes, mostly invented",
+                             hint="check --z-factor / --voxel-size (Z step / lateral pixel size, e.g. 4)")
     if implied is not None and not math.isclose(z_factor, implied, rel_tol=0.1):
         raise FluoreconError(f"Z factor {z_factor:g} does not match the voxel sizes given (Z/X = {implied:.3g})",
                              hint="drop one of --z-factor / --voxel-size or make them agree")
     rounded = round(z_factor)
     if abs(rounded - z_factor) > 0.1 * z_factor:
         raise FluoreconError(f"Z factor {z_factor:g} is not close to an integer",
-                             hint="resample the stack so that the Z step is an integer multiple of the pixel size")
+                             hint="in memory, isotropic() resamples any Z step itself; out of core, resample the "
+                                  "stack so that the Z step is an integer multiple of the pixel size")
     return int(rounded)
+
+
+def resolve_z_ratio(z_factor: float | None, voxel_size: tuple[float, ...] | None) -> float:
+    """The anisotropy ``Z step / lateral pixel size`` as a float (any value ≥ 1), checked against the voxel sizes.
+
+    Examples
+    --------
+    >>> resolve_z_ratio(None, (0.3, 0.13, 0.13))
+    2.3076923076923075
+    """
+    implied = None
+    if voxel_size is not None:
+        if len(voxel_size) != 3:
+            raise FluoreconError(f"voxel size {voxel_size} must have 3 values (Z Y X) for a 3D stack",
+                                 hint="pass --voxel-size Z Y X in µm")
+        vz, vy, vx = (float(v) for v in voxel_size)
+        if not math.isclose(vy, vx, rel_tol=0.05):
+            raise FluoreconError(f"lateral voxel sizes differ (y={vy}, x={vx} µm); isotropic restoration needs square "
+                                 "pixels", hint="resample the stack laterally first")
+        implied = vz / vx
+    if z_factor is None:
+        if implied is None:
+            raise FluoreconError("no Z factor given and no voxel sizes to derive it from",
+                                 hint="pass --z-factor (Z step / lateral pixel size) or --voxel-size Z Y X")
+        z_factor = implied
+    z_factor = float(z_factor)
+    if not np.isfinite(z_factor) or z_factor < 1:
+        raise FluoreconError(f"Z factor must be ≥ 1 (Z step / lateral pixel size), got {z_factor}",
+                             hint="e.g. --z-factor 4 for 0.4 µm steps with 0.1 µm pixels")
+    if z_factor > MAX_Z_FACTOR:
+        raise FluoreconError(f"Z factor {z_factor:g} is above {MAX_Z_FACTOR}: each plane would become {z_factor:g} "
+                             "planes, mostly invented",
+                             hint="check --z-factor / --voxel-size (Z step / lateral pixel size, e.g. 4)")
+    if implied is not None and not math.isclose(z_factor, implied, rel_tol=0.1):
+        raise FluoreconError(f"Z factor {z_factor:g} does not match the voxel sizes given (Z/X = {implied:.3g})",
+                             hint="drop one of --z-factor / --voxel-size or make them agree")
+    return z_factor
+
+
+def resample_axis(a: np.ndarray, axis: int, positions: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``a`` along ``axis`` at fractional ``positions`` (clamped to the ends).
+
+    Examples
+    --------
+    >>> resample_axis(np.array([0.0, 10.0, 20.0]), 0, np.array([0.0, 0.5, 2.0])).tolist()
+    [0.0, 5.0, 20.0]
+    """
+    n = a.shape[axis]
+    pos = np.clip(np.asarray(positions, np.float64), 0, n - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n - 1)
+    w = (pos - i0).astype(np.float32)
+    shape = [1] * a.ndim
+    shape[axis] = -1
+    w = w.reshape(shape)
+    return (np.take(a, i0, axis=axis) * (1 - w) + np.take(a, i1, axis=axis) * w).astype(np.float32)
+
+
+def degrade_ratio(volume: np.ndarray, z_ratio: float, z_factor: int, kernel: np.ndarray) -> np.ndarray:
+    """Forward model for a non-integer anisotropy: isotropic stack (spacing 1 px) → recorded planes.
+
+    The stack is resampled along Z onto the working grid of spacing ``z_ratio / z_factor`` px, blurred
+    with ``kernel`` (working-grid pixels) and every ``z_factor``-th plane is kept — planes at
+    ``0, z_ratio, 2·z_ratio, …`` px, as recorded.
+
+    Examples
+    --------
+    >>> degrade_ratio(np.ones((13, 4, 4), np.float32), 2.31, 3, np.ones(1)).shape
+    (6, 4, 4)
+    """
+    n = volume.shape[0]
+    n_rec = int(math.floor((n - 1) / z_ratio + 1e-9)) + 1
+    fine = resample_axis(np.asarray(volume, np.float32), 0, np.arange((n_rec - 1) * z_factor + 1) * z_ratio / z_factor)
+    return degrade_axis0(fine, z_factor, kernel)
 
 
 def gaussian_kernel_1d(sigma: float) -> np.ndarray:
@@ -343,7 +433,7 @@ def fuse(a: np.ndarray, b: np.ndarray, rule: str = "geometric") -> np.ndarray:
 
 
 def axial_consistency(observed: np.ndarray, restored: np.ndarray, z_factor: int, kernel: np.ndarray,
-                      noise_sigma: float | None = None) -> dict[str, Any]:
+                      noise_sigma: float | None = None, z_ratio: float | None = None) -> dict[str, Any]:
     """Re-apply the axial forward model to the restored stack and compare with the observed one.
 
     Returns the noise-normalised residual map (observed grid), its mean square and the excess over
@@ -353,7 +443,8 @@ def axial_consistency(observed: np.ndarray, restored: np.ndarray, z_factor: int,
     """
     from skimage.restoration import estimate_sigma
 
-    sim = degrade_axis0(restored, z_factor, kernel)
+    sim = (degrade_axis0(restored, z_factor, kernel) if z_ratio is None
+           else degrade_ratio(restored, z_ratio, z_factor, kernel))
     n = min(sim.shape[0], observed.shape[0])
     resid = observed[:n] - sim[:n]
     if noise_sigma is None:
@@ -490,9 +581,19 @@ def isotropic(volume: np.ndarray, *, axes: str = "ZYX", z_factor: float | None =
     vol, _ = as_image(vol, "ZYX", name="stack")
     if method not in METHODS:
         raise FluoreconError(f"unknown method {method!r}", hint=f"use one of {', '.join(METHODS)}")
-    f = resolve_z_factor(z_factor, voxel_size)
     if vol.shape[0] < 2:
         raise FluoreconError("the stack has a single plane", hint="isotropic restoration needs several Z planes")
+    r = resolve_z_ratio(z_factor, voxel_size)
+    if abs(r - round(r)) <= 0.02 * r:
+        f = int(round(r))
+    else:
+        # Any Z step: resample laterally so that the Z step is an integer number f = ceil(r) of (smaller)
+        # working pixels, restore there, then bring the result back to the original lateral grid with an
+        # isotropic Z spacing equal to the lateral pixel size.
+        return _isotropic_ratio(vol, r, voxel_size=voxel_size, method=method, axial_fwhm=axial_fwhm,
+                                axial_psf=axial_psf, psf=psf, psf_voxel_size=psf_voxel_size, budget_s=budget_s,
+                                iterations=iterations, seed=seed, device=device, model=model, fuse_rule=fuse_rule,
+                                progress=progress, steps=steps)
     kernel, kinfo = axial_kernel(f, axial_fwhm=axial_fwhm, axial_psf=axial_psf, psf=psf,
                                  psf_voxel_size=psf_voxel_size, voxel_size=voxel_size)
     # The kernel acts on the fine (isotropic) grid: crop it to the fine extent of the stack.
@@ -518,4 +619,239 @@ def isotropic(volume: np.ndarray, *, axes: str = "ZYX", z_factor: float | None =
     info["seconds"] = round(time.perf_counter() - t0, 3)
     cons = axial_consistency(vol, out, f, kernel)
     info["consistency_excess"] = cons["excess"]
+    info["axial_kernel"] = [float(v) for v in kernel]
     return IsotropicResult(volume=out.astype(np.float32), voxel_size=vs_out, info=info, uncertainty=unc, bundle=bundle)
+
+
+def _isotropic_ratio(vol: np.ndarray, r: float, *, voxel_size, **kw) -> IsotropicResult:
+    """:func:`isotropic` for a non-integer anisotropy ``r`` (see the comment at its call)."""
+    f = int(math.ceil(r))
+    s = f / r  # lateral zoom (> 1): working pixel = Z step / f
+    ny, nx = vol.shape[1:]
+    ny_w, nx_w = int(math.floor((ny - 1) * s)) + 1, int(math.floor((nx - 1) * s)) + 1
+    work = resample_axis(resample_axis(vol, 1, np.arange(ny_w) / s), 2, np.arange(nx_w) / s)
+    if voxel_size is not None:
+        vz = float(voxel_size[0])
+        vs_work = (vz, vz / f, vz / f)
+    else:
+        vs_work = None
+    fwhm = kw.pop("axial_fwhm")
+    if fwhm is not None and voxel_size is None:
+        fwhm = fwhm * s  # given in lateral pixels of the input: convert to working pixels
+    res = isotropic(work, axes="ZYX", z_factor=f, voxel_size=vs_work, axial_fwhm=fwhm, **kw)
+
+    def back(a: np.ndarray | None) -> np.ndarray | None:
+        if a is None:
+            return None
+        nz = int(math.floor((vol.shape[0] - 1) * r + 1e-9)) + 1  # planes 1 lateral pixel apart
+        a = resample_axis(a, 0, np.arange(nz) * f / r)
+        return resample_axis(resample_axis(a, 1, np.arange(ny) * s), 2, np.arange(nx) * s)
+
+    out, unc = back(res.volume), back(res.uncertainty)
+    info = dict(res.info)
+    kernel = np.asarray(info["axial_kernel"])
+    info.update(z_ratio=r, z_factor=f, lateral_zoom=s, working_shape=list(work.shape),
+                input_shape=list(vol.shape),
+                consistency_excess=axial_consistency(vol, out, f, kernel, z_ratio=r)["excess"])
+    vs_out = None
+    if voxel_size is not None:
+        vx = float(voxel_size[2])
+        vs_out = (vx, float(voxel_size[1]), vx)
+    return IsotropicResult(volume=out, voxel_size=vs_out, info=info, uncertainty=unc, bundle=res.bundle)
+
+
+# ------------------------------------------------------------------------------------ task contract
+# Below this line: isotropic restoration as a registered task (front ends, out of core, trust).
+class AxialForward:
+    """Forward model of isotropic restoration: blur along Z with the axial kernel, keep every f-th plane.
+
+    Maps a restored stack on the fine grid ``((Z-1)·f+1, Y, X)`` back to the recorded ``(Z, Y, X)``.
+
+    Examples
+    --------
+    >>> fwd = AxialForward(np.ones(1), 2)
+    >>> fwd.expected(np.ones((5, 4, 4), np.float32)).shape
+    (3, 4, 4)
+    """
+
+    def __init__(self, kernel: np.ndarray, z_factor: int, noise: Any = None, z_ratio: float | None = None):
+        self.kernel = np.asarray(kernel, np.float64)
+        self.z_factor = int(z_factor)
+        self.noise = noise
+        self.z_ratio = None if z_ratio is None else float(z_ratio)
+
+    def expected(self, y: Any) -> np.ndarray:
+        if self.z_ratio is not None:  # non-integer anisotropy: see degrade_ratio
+            return degrade_ratio(np.asarray(y, np.float32), self.z_ratio, self.z_factor, self.kernel)
+        return degrade_axis0(np.asarray(y, np.float32), self.z_factor, self.kernel)
+
+    def variance(self, expected: Any) -> Any:
+        if self.noise is None:
+            raise FluoreconError("no noise model is attached to this forward model",
+                                 hint="give the camera gain/offset/read noise, or let verify estimate them")
+        return self.noise.variance(expected)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"kind": "axial", "z_factor": self.z_factor, "kernel": [float(v) for v in self.kernel]}
+        if self.z_ratio is not None:
+            d["z_ratio"] = self.z_ratio
+        return d
+
+
+class IsotropicParams(TaskParams):
+    """Parameters of :class:`IsotropicTask` (CLI options, napari fields and provenance derive from them)."""
+
+    method: str = param("learned", "learned (self-supervised, trained on the stack) | linear | cubic | rl "
+                        "(baselines).", choices=METHODS)
+    z_factor: float | None = param(None, "Z step / lateral pixel size (from the voxel size when omitted).")
+    axial_fwhm: float | None = param(None, "Extra axial blur: FWHM in µm (in lateral pixels without a voxel size).",
+                                     unit="µm", cli="--axial-psf", gt=0)
+    budget_s: float = param(120.0, "Training wall-time budget of the learned method.", unit="s", cli="--budget",
+                            gt=0, le=7 * 86400)
+    steps: int | None = param(None, "Learned method: train exactly this many steps (reproducible) instead of the "
+                              "time budget.", ge=1, le=10_000_000)
+    iterations: int | Literal["auto"] = param(20, "RL iterations for method rl (a number or 'auto').")
+    fuse_rule: str = param("geometric", "How the XZ and YZ predictions are fused.", choices=("geometric", "mean"),
+                           advanced=True)
+    seed: int = param(0, "Random seed of the learned method.", ge=0)
+    device: str = param("auto", "Compute device.", choices=("auto", "cpu", "cuda"), widget=False)
+
+    @field_validator("iterations", mode="before")
+    @classmethod
+    def _iterations(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if v.strip().lower() == "auto":
+                return "auto"
+            try:
+                v = int(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an integer or 'auto'") from None
+        if isinstance(v, bool) or int(v) < 1:
+            raise ValueError(f"must be ≥ 1 or 'auto', got {v!r}")
+        return int(v)
+
+
+@register
+class IsotropicTask(Task):
+    """Isotropic restoration as a registered task (learned or baselines); output on the fine Z grid."""
+
+    name = "isotropic"
+    title = "Isotropic restoration"
+    summary = "Restore isotropic resolution of a Z stack sampled coarsely along Z."
+    Params = IsotropicParams
+    inputs = (InputSpec("image", "Anisotropic Z stack (ZYX)."),
+              InputSpec("psf", "3D PSF image: its excess axial blur defines the kernel.", required=False, cli="--psf"),
+              InputSpec("axial_profile", "1D axial blur profile in lateral pixels (an image file).", required=False,
+                        cli="--axial-profile"),
+              InputSpec("model", "A restorer bundle trained before (skips training).", kind="path", required=False,
+                        cli="--model"))
+    outputs = (OutputSpec("image", "Restored stack on the isotropic grid ((Z-1)·f+1, Y, X)."),
+               OutputSpec("uncertainty", "Learned method: disagreement of the XZ and YZ predictions."))
+    trust = ("verify", "uncertainty")
+    accepts = ("ZYX",)
+    doc = "isotropic"
+    output_tag = "_iso"
+    saves_model = True
+    examples = ("fluorecon isotropic stack.tif --z-factor 4 -o iso.tif",
+                "fluorecon isotropic stack.tif --voxel-size 0.3 0.13 0.13 --psf psf.tif -o iso.tif",
+                "fluorecon isotropic stack.tif --z-factor 4 --method linear -o iso_linear.tif")
+
+    @classmethod
+    def example(cls, seed: int = 0) -> dict[str, Any]:
+        """A 6×24×24 random stack, Z step twice the pixel size, linear interpolation."""
+        v = np.random.default_rng(seed).random((6, 24, 24)).astype(np.float32)
+        return {"inputs": {"image": ImageData(v, "ZYX", (0.2, 0.1, 0.1), {})}, "params": {"method": "linear"}}
+
+    def run(self, inputs: Mapping[str, Any], params: IsotropicParams, progress: Any = None) -> Result:
+        img = inputs["image"]
+        report = as_progress(progress)
+        if img.data.ndim != 3 or img.axes.upper() != "ZYX":
+            raise FluoreconError(f"isotropic restoration needs a 3D ZYX stack, got axes {img.axes!r} and shape "
+                                 f"{img.data.shape}", hint="pass a single Z stack (use --axes ZYX if the axes were "
+                                 "guessed wrong)")
+        kw: dict[str, Any] = {}
+        if inputs.get("psf") is not None:
+            p = inputs["psf"]
+            kw["psf"] = np.asarray(p.data)
+            pvs = getattr(p, "voxel_size", None)
+            kw["psf_voxel_size"] = pvs if pvs is not None and len(pvs) == 3 else None
+        if inputs.get("axial_profile") is not None:
+            kw["axial_psf"] = np.asarray(inputs["axial_profile"].data, np.float64).squeeze()
+        model = None
+        if inputs.get("model") is not None:
+            model = Bundle.load(inputs["model"])
+        report(0.0, f"isotropic restoration ({params.method})")
+        res = isotropic(img.data, axes="ZYX", voxel_size=img.voxel_size, model=model, method=params.method,
+                        z_factor=params.z_factor, axial_fwhm=params.axial_fwhm, budget_s=params.budget_s,
+                        steps=params.steps, iterations=params.iterations, seed=params.seed, device=params.device,
+                        fuse_rule=params.fuse_rule, progress=False, **kw)
+        report(1.0, "done")
+        f = int(res.info["z_factor"])
+        kernel = np.asarray(res.info["axial_kernel"], np.float64)  # the kernel the restoration used
+        out = Result(outputs={"image": res.volume, "uncertainty": res.uncertainty}, params_used=dict(res.info),
+                     axes={"image": "ZYX", "uncertainty": "ZYX"},
+                     voxel_size={"image": res.voxel_size, "uncertainty": res.voxel_size},
+                     forward=AxialForward(kernel, f, z_ratio=res.info.get("z_ratio")))
+        if res.uncertainty is None:
+            del out.outputs["uncertainty"]
+        if res.bundle is not None and model is None:
+            out.extras["bundle"] = res.bundle
+        return out
+
+    # --- out of core: training (or the interpolation choice) once on a central sample -------------
+    def plan(self, sample: ImageData, params: IsotropicParams, workdir: Any = None,
+             inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        if "Z" not in sample.axes:
+            raise FluoreconError(f"isotropic restoration needs a Z axis, got axes {sample.axes!r}",
+                                 hint="pass a ZYX stack")
+        if params.method not in ("learned", "linear", "cubic"):
+            raise FluoreconError(f"out-of-core isotropic restoration supports learned, linear or cubic, not "
+                                 f"{params.method!r}", hint="run the rl baseline in memory")
+        inputs = inputs or {}
+        if inputs.get("psf") is not None or inputs.get("axial_profile") is not None:
+            raise FluoreconError("out of core, the axial blur is given by --axial-psf FWHM_UM, not a PSF file",
+                                 hint="estimate the FWHM once in memory or pass --axial-psf")
+        f = resolve_z_factor(params.z_factor, sample.voxel_size)
+        model = inputs.get("model")
+        if params.method == "learned" and model is None:
+            if workdir is None:
+                raise FluoreconError("learned isotropic restoration out of core needs a folder for the model")
+            res = isotropic(sample.data, axes="ZYX", z_factor=f, voxel_size=sample.voxel_size, method="learned",
+                            budget_s=params.budget_s, steps=params.steps, seed=params.seed,
+                            axial_fwhm=params.axial_fwhm, device=params.device)
+            res.bundle.save(Path(workdir))
+            model = Path(workdir)
+        if params.method == "learned":
+            rad = int(getattr(_cached_bundle(str(model)).model, "receptive_radius", 32))
+            halo = [int(math.ceil(rad / f)) + 2, rad, rad]
+        else:
+            halo = [2 if params.method == "linear" else 12, 0, 0]
+        return {"method": params.method, "z_factor": f, "halo": halo, "fuse_rule": params.fuse_rule,
+                "model": str(Path(model).resolve()) if model is not None else None}
+
+    def block_halo(self, resolved: Mapping[str, Any]) -> tuple[int, ...]:
+        return tuple(int(h) for h in resolved["halo"])
+
+    def block_options(self, resolved: Mapping[str, Any]) -> dict[str, Any]:
+        f = int(resolved["z_factor"])
+        return {"z_factor": f, "memory_factor": 8.0 * f}
+
+    def apply_block(self, block: np.ndarray, resolved: Mapping[str, Any]) -> np.ndarray:
+        f = int(resolved["z_factor"])
+        if resolved["method"] in ("linear", "cubic"):
+            return interpolate_z(block, f, order=1 if resolved["method"] == "linear" else 3)
+        out, _ = apply_isotropic(block, f, _cached_bundle(resolved["model"]), fuse_rule=resolved["fuse_rule"],
+                                 device="cpu")
+        return out
+
+
+_BUNDLES: dict[tuple[str, float], Any] = {}
+
+
+def _cached_bundle(path: str) -> Any:
+    """Load a restorer bundle once per process (blocks of an out-of-core run share it)."""
+    p = Path(path).resolve()
+    key = (str(p), (p / "bundle.json").stat().st_mtime)
+    if key not in _BUNDLES:
+        _BUNDLES[key] = Bundle.load(p)
+    return _BUNDLES[key]

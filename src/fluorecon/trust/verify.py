@@ -570,9 +570,12 @@ def _verify_plane(x: np.ndarray, y: np.ndarray, model: _Model, noise_args: dict,
         zc = _cornish_fisher(T, gam)
         inner = zc[box]
         med, spread = _robust_centre_spread(inner)
-        spread_used = max(spread, 1e-6)
+        # variance floor: a reconstruction fitted to the recording leaves less than the noise in the
+        # passband (spread < 1) — keep the model's unit scale then (conservative); a spread > 1 (noise
+        # model too optimistic, or misfit everywhere) widens the null.
+        spread_used = max(spread, 1.0)
         Z = (zc - med) / spread_used
-        fw = _fwhm(Z[box], nd)
+        fw = _fwhm(((zc - med) / max(spread, 1e-6))[box], nd)
         fw = np.maximum(fw, 1.0)
         res = _resels(box_shape / fw)
         crit = _critical(alpha_each, res, n_box)
@@ -939,6 +942,11 @@ def verify(recording: Any, reconstruction: Any, forward: Any = None, *, axes: st
     import time
 
     t_start = time.perf_counter()
+    if not isinstance(recording, np.ndarray) and hasattr(recording, "data") and hasattr(recording, "axes"):
+        axes = axes or recording.axes  # an ImageData
+        recording = recording.data
+    if not isinstance(reconstruction, np.ndarray) and hasattr(reconstruction, "data"):
+        reconstruction = reconstruction.data
     x = _as_array(recording, "recording")
     y = _as_array(reconstruction, "reconstruction")
     if not 0 < alpha < 1:
