@@ -700,7 +700,7 @@ def write_image(path: str | Path, data, axes: str | None = None, voxel_size=None
     if arr.dtype.kind == "f" and not allow_nonfinite and not np.isfinite(arr).all():
         n = int((~np.isfinite(arr)).sum())
         raise FluoreconError(f"refusing to write {n} NaN/Inf pixel(s) to {p}",
-                             hint="fix the computation that produced them, or pass allow_nonfinite=True")
+                             hint="fix the computation that produced them (API only: allow_nonfinite=True keeps them)")
     axes = _check_axes(axes or guess_axes(arr.ndim), arr.ndim, str(p))
     arr, axes = canonical_axes(arr, axes)
     arr = np.ascontiguousarray(arr)

@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from fluorecon._atomic import atomic_path
 from fluorecon.errors import FluoreconError
+from fluorecon.io import ImageData
 
 __all__ = ["write_report", "render_report", "array_sha256", "file_sha256", "provenance", "rerun_command"]
 
@@ -880,21 +881,42 @@ def write_task_report(html_path: str | os.PathLike, task: Any, result: Any, inpu
     if isinstance(primary, list):
         primary = primary[0]
     main = result.image
-    inp = np.asarray(getattr(primary, "data", primary), np.float32)
+    if not isinstance(getattr(primary, "data", None), np.ndarray):
+        # the input is not an image (a table, a path): the report shows the main output on both sides
+        if not isinstance(main, np.ndarray):
+            raise FluoreconError(f"the {task.name} task has neither an image input nor an image output to show")
+        primary = ImageData(np.asarray(main, np.float32), result.axes.get(result.main) or guess_axes_for(main),
+                            result.voxel_size.get(result.main), {})
+    inp = np.asarray(primary.data, np.float32)
+    in_axes = primary.axes or guess_axes_for(inp)
     sections = task_sections(result, task)
-    if isinstance(main, np.ndarray):
-        out = np.asarray(main, np.float32)
-        axes = result.axes.get(result.main) or getattr(primary, "axes", None)
-        if inp.shape != out.shape and inp.ndim == out.ndim:
-            inp = ndimage.zoom(inp, [o / i for o, i in zip(out.shape, inp.shape, strict=True)], order=1)
-            sections.insert(0, ("Note", "The output lies on another grid than the input: the input is shown "
-                                        "interpolated (linearly) onto the output grid."))
-        elif inp.shape != out.shape:
-            out = inp
-            sections.insert(0, ("Note", "The main output does not have the input's dimensions: only the input is shown."))
+    out_axes = result.axes.get(result.main)
+    if isinstance(main, np.ndarray) and main.shape == inp.shape:
+        out, axes = np.asarray(main, np.float32), out_axes or in_axes
+    elif isinstance(main, np.ndarray) and main.ndim == inp.ndim and (out_axes or in_axes) == in_axes:
+        out, axes = np.asarray(main, np.float32), in_axes
+        inp = ndimage.zoom(inp, [o / i for o, i in zip(out.shape, inp.shape, strict=True)], order=1)
+        sections.insert(0, ("Note", "The output lies on another grid than the input: the input is shown "
+                                    "interpolated (linearly) onto the output grid."))
     else:
-        out = inp
-        axes = getattr(primary, "axes", None)
+        # Another kind of output (a table, a field, a different set of axes): compare the recording with
+        # what the result predicts through the forward model, and show the output itself below.
+        axes = in_axes
+        predicted = None
+        if result.forward is not None:
+            try:
+                predicted = np.asarray(result.forward.expected(main), np.float32)
+            except Exception:  # the forward model cannot render this output: show the input only
+                predicted = None
+        out = predicted if predicted is not None and predicted.shape == inp.shape else inp
+        sections.insert(0, ("Note", "The main output is not an image on the input's grid: the right panels show "
+                                    + ("the recording predicted from it by the forward model." if out is not inp
+                                       else "the input again.")))
+        if isinstance(main, np.ndarray) and main.ndim >= 2:
+            view = np.asarray(main, np.float32)
+            while view.ndim > 2:
+                view = view[view.shape[0] // 2]
+            sections.append(("Main output (central plane)", view))
     vs = result.voxel_size.get(result.main) or getattr(primary, "voxel_size", None)
     method = (result.params_used or {}).get("method")
     title = f"{task.title or task.name}" + (f" ({method})" if isinstance(method, str) else "")

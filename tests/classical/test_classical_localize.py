@@ -114,10 +114,10 @@ def test_localize_bad_input():
 
 
 def test_render_histogram_and_gaussian_mass():
-    t = {"x [nm]": np.array([55.0, 55.0, 155.0]), "y [nm]": np.array([25.0, 25.0, 25.0]),
+    t = {"x [nm]": np.array([55.0, 55.0, 155.0]), "y [nm]": np.array([55.0, 55.0, 55.0]),
          "uncertainty [nm]": np.array([10.0, 10.0, 10.0])}
     h = render(t, 10.0, (200.0, 100.0))
-    assert h.shape == (10, 20) and h[2, 5] == 2 and h[2, 15] == 1
+    assert h.shape == (10, 20) and h[5, 5] == 2 and h[5, 15] == 1
     g = render(t, 10.0, (200.0, 100.0), method="gaussian")
     assert g.sum() == pytest.approx(3.0, rel=1e-3)
     with pytest.raises(FluoreconError, match="'y \\[nm\\]'"):

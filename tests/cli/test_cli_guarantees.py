@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -103,3 +105,46 @@ def test_denoise_learned_steps_deterministic_and_warns(img, tmp_path):  # item 1
         assert "allowed only 3 training steps" in r.stderr
         outs.append(tifffile.imread(out))
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_isotropic_z_factor_is_bounded():  # item 8
+    from fluorecon.errors import FluoreconError
+    from fluorecon.tasks.isotropic import resolve_z_factor
+
+    with pytest.raises(FluoreconError, match="above 64"):
+        resolve_z_factor(1000, None)
+
+
+def test_constant_image_denoises_to_itself_without_numpy_noise(tmp_path):  # item 12
+    src = tmp_path / "const.tif"
+    tifffile.imwrite(src, np.full((32, 32), 7.0, np.float32))
+    for method in ("tv", "wavelet"):
+        out = tmp_path / f"{method}.tif"
+        r = runner.invoke(app, ["denoise", str(src), "-o", str(out), "--method", method])
+        assert r.exit_code == 0, r.output
+        np.testing.assert_array_equal(tifffile.imread(out), np.full((32, 32), 7.0, np.float32))
+        assert "RuntimeWarning" not in r.stderr and "allow_nonfinite" not in r.stderr
+
+
+def test_one_bit_tiff_and_empty_folder_messages(tmp_path):  # item 12
+    mask = np.random.default_rng(0).random((16, 16)) > 0.5
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    r = runner.invoke(app, ["info", str(tmp_path / "mask.tif"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["shape"] == [16, 16]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = runner.invoke(app, ["info", str(empty)])
+    assert r.exit_code == 2 and "has no images" in r.stderr and "not found" not in r.stderr
+
+
+def test_fixes_name_cli_options(tmp_path):  # item 12
+    from pathlib import Path
+
+    from fluorecon.errors import FluoreconError
+    from fluorecon.learn.train import load_checkpoint
+
+    with pytest.raises(FluoreconError, match="--checkpoint-dir"):
+        load_checkpoint(tmp_path / "none")
+    scale_md = (Path(__file__).parents[2] / "docs" / "scale.md").read_text()
+    assert not [ln for ln in scale_md.splitlines() if "fluorecon predict" in ln and "--model" in ln]

@@ -31,8 +31,10 @@ def test_subpixel_translation_3d_against_skimage():
     mov = ndimage.shift(vol, (1.0, -2.5, 1.5), order=3, mode="nearest")
     r = phase_correlation(vol, mov)
     ref, _, _ = phase_cross_correlation(vol, mov, upsample_factor=20)
-    assert np.allclose(r.shift, ref, atol=0.3)
-    assert np.allclose(r.shift, (-1.0, 2.5, -1.5), atol=0.15)
+    truth = np.array((-1.0, 2.5, -1.5))
+    assert np.allclose(r.shift, truth, atol=0.1)
+    # scikit-image's unwindowed estimate is the reference baseline; ours is at least as close to the truth
+    assert np.abs(np.subtract(r.shift, truth)).max() <= np.abs(ref - truth).max() + 1e-6
 
 
 def test_no_common_content_is_low_confidence():

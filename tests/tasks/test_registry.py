@@ -15,7 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from fluorecon.cli import app
+from fluorecon.cli import TASK_COMMANDS, app
 from fluorecon.cli.taskcmd import _option_name, register_task, sibling_path
 from fluorecon.io import ImageData, read_image, write_image
 from fluorecon.io_tables import write_table
@@ -117,6 +117,9 @@ def test_cli_command_runs_on_the_example(task, runs, tmp_path):
     out = tmp_path / ("out.csv" if main_kind == "table" else "out.json" if main_kind == "transform" else "out.tif")
     r = runner.invoke(app, [task.name, *_cli_args(task, ex, tmp_path), "-o", str(out), "--json", "--quiet"])
     assert r.exit_code == 0, r.output
+    if task.name not in TASK_COMMANDS:  # a hand-written command module replaces the generated one
+        assert out.exists()
+        return
     info = json.loads(r.stdout)
     assert info["status"] == "ok" and info["provenance"]["task"] == task.name
     for name, o in info["outputs"].items():

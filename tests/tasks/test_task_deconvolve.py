@@ -104,3 +104,85 @@ def test_learned_matches_rl_at_best_iteration():
     rl_best = min(errs)
     learned = fitted(out)
     assert learned <= rl_best * 1.02, (learned, rl_best, int(np.argmin(errs)) + 1)
+
+
+# --- issue 14: stopping rule, PSF extent, metadata -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def poisson_scene():
+    from fluorecon.physics.phantoms import phantom
+
+    truth = 200 * phantom("filaments", (12, 48, 48), seed=2).astype(np.float32)
+    psf = gaussian_psf((7, 9, 9), (1.5, 1.3, 1.3))
+    data = np.random.default_rng(0).poisson(np.clip(fft_convolve(truth, psf), 0, None) + 20).astype(np.float32)
+    return truth, psf, data
+
+
+def test_auto_stop_says_why_and_blocks_replay_the_plan(poisson_scene):
+    from fluorecon.tasks.deconvolve import deconvolve_block, plan_deconvolution
+
+    truth, psf, data = poisson_scene
+    out, info = deconvolve(data, "ZYX", psf=psf, iterations="auto", gain=1.0, max_iterations=60)
+    assert "cross-validation" in info["stop_reason"] and isinstance(info["warnings"], list)
+    assert 2 <= info["iterations"] < 60 and abs(info["background"] - 20) < 6  # background estimated
+    assert _nrmse(out, truth) < _nrmse(data - info["background"], truth)
+    # the plan is a pure dict: replaying it gives the same result, and blocks use the same decisions
+    plan = plan_deconvolution(data, psf, iterations="auto", gain=1.0, max_iterations=60)
+    assert plan["iterations"] == info["iterations"]
+    assert np.allclose(deconvolve_block(data, plan), out, atol=1e-4 * out.max())
+    blk, binfo = deconvolve(data, "ZYX", psf=psf, iterations="auto", gain=1.0, max_iterations=60,
+                            block_shape=(12, 24, 24))
+    assert binfo["iterations"] == info["iterations"] and binfo["stop_reason"] == info["stop_reason"]
+    assert np.abs(blk - out).max() <= 2e-3 * out.max()
+
+
+def test_fixed_iterations_report_a_stop_reason(poisson_scene):
+    _, psf, data = poisson_scene
+    _, info = deconvolve(data, "ZYX", psf=psf, iterations=3)
+    assert info["stop_reason"] == "fixed number of iterations (3)" and info["warnings"] == []
+
+
+def test_widefield_psf_spans_the_stack_and_is_reported():
+    from fluorecon.tasks.deconvolve import widefield_psf_shape
+
+    p, info = make_psf_for_image((12, 48, 48), psf_model="widefield", na=1.3, wavelength=0.52,
+                                 voxel_size=(0.3, 0.1, 0.1))
+    assert p.shape[0] == 2 * 12 - 1 and info["shape"] == list(p.shape) and info["voxel_size"] == [0.3, 0.1, 0.1]
+    assert p.shape[1] % 2 == 1 and p.shape[1] <= 47
+    assert widefield_psf_shape((12, 48, 48), (0.3, 0.1, 0.1), 1.3, 0.52)[0] == 23
+    q, _ = make_psf_for_image((12, 48, 48), psf_model="widefield", na=1.3, wavelength=0.52,
+                              voxel_size=(0.3, 0.1, 0.1), psf_shape=(9, 15, 15))
+    assert q.shape == (9, 15, 15)
+    # a stack-long PSF is used as such (not cropped to the stack) by RL
+    img = np.random.default_rng(0).poisson(20, (12, 48, 48)).astype(np.float32)
+    out, dinfo = deconvolve(img, "ZYX", psf_model="widefield", na=1.3, wavelength=0.52, voxel_size=(0.3, 0.1, 0.1),
+                            iterations=2)
+    assert dinfo["psf"]["shape"][0] == 23 and out.shape == img.shape
+
+
+def test_psf_voxel_size_from_metadata_or_required():
+    from fluorecon.io import ImageData
+
+    img = ImageData(np.ones((8, 32, 32), np.float32), "ZYX", (0.2, 0.1, 0.1), {})
+    bare = ImageData(gaussian_psf((5, 9, 9), 1.5), "ZYX", None, {})
+    with pytest.raises(FluoreconError, match="no voxel size"):
+        make_psf_for_image((8, 32, 32), psf=bare, voxel_size=img.voxel_size)
+    p, info = make_psf_for_image((8, 32, 32), psf=bare, psf_voxel_size="same", voxel_size=img.voxel_size)
+    assert p.shape == (5, 9, 9) and not info["resampled"]
+    fine = ImageData(gaussian_psf((9, 17, 17), 3.0), "ZYX", (0.1, 0.05, 0.05), {})
+    q, qinfo = make_psf_for_image((8, 32, 32), psf=fine, voxel_size=img.voxel_size)
+    assert qinfo["resampled"] and q.shape[1] < 17  # resampled to the coarser image grid
+
+
+def test_explicit_voxel_size_overrides_metadata_with_a_warning():
+    from fluorecon.errors import FluoreconWarning
+    from fluorecon.io import ImageData
+
+    img = ImageData(np.random.default_rng(0).poisson(20, (8, 32, 32)).astype(np.float32), "ZYX", (0.3, 0.1, 0.1), {})
+    with pytest.warns(FluoreconWarning, match="overrides"):
+        _, info = deconvolve(img, psf_model="gaussian", na=1.3, wavelength=0.52, voxel_size=(0.4, 0.1, 0.1),
+                             iterations=2)
+    assert info["voxel_size"] == [0.4, 0.1, 0.1] and any("overrides" in w for w in info["warnings"])
+    _, info = deconvolve(img, psf_model="gaussian", na=1.3, wavelength=0.52, iterations=2)  # metadata is enough
+    assert info["voxel_size"] == [0.3, 0.1, 0.1]

@@ -16,10 +16,9 @@ The per-frame baseline of a time-lapse is then fitted on the *unsorted* stack wi
 Examples
 --------
 >>> from fluorecon.physics.illumination import simulate_tiles
->>> sim = simulate_tiles(24, (48, 48), seed=0)
+>>> sim = simulate_tiles(32, (48, 48), dark_level=0, seed=0)
 >>> prof = fit_flatfield(sim["stack"], darkfield=False, working_size=48)
->>> err = np.sqrt(np.mean((prof.flatfield - sim["flatfield"]) ** 2))
->>> bool(err < 0.03)
+>>> bool(relative_rmse(prof.flatfield, sim["flatfield"]) < 0.05)
 True
 >>> corrected = prof.apply(sim["stack"])
 >>> corrected.shape
@@ -361,7 +360,7 @@ def fit_flatfield(stack: Any, *, darkfield: bool = True, baseline: bool = False,
     rounds = 0
     A1 = Ds
     A_off = torch.zeros(ws, dtype=D.dtype, device=dev)
-    for rounds in range(1, max_reweight + 1):  # noqa: B007
+    for rounds in range(1, max_reweight + 1):
         if progress is not None:
             progress(0.8 * (rounds - 1) / max_reweight, f"flat-field re-weighting round {rounds}")
         A1, E1, A_off, it = _alm_fit(Ds, weight, lambda_flat, lambda_dark, darkfield, max_iter, tol, C_y, C_x)

@@ -286,7 +286,7 @@ def poisson_nmf(x: Any, rank: int, *, iterations: int = 500, tol: float = 1e-6, 
 
     last = kl(W, A)
     it = 0
-    for it in range(1, iterations + 1):  # noqa: B007
+    for it in range(1, iterations + 1):
         R = Xt / (W @ A).clamp(min=eps)
         A = A * (W.T @ R) / W.sum(0)[:, None].clamp(min=eps)
         if not fixed_spectra:

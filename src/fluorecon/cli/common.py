@@ -39,10 +39,16 @@ def error_exit(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 def handle_errors() -> Iterator[None]:
     """Turn known exceptions into a one-line message and a non-zero exit code.
 
-    Use as ``with handle_errors(): ...`` around a command body.
+    Use as ``with handle_errors(): ...`` around a command body. NumPy's ``RuntimeWarning`` lines
+    (empty slices, 0/0 inside library code) are kept off the terminal: a command reports problems
+    as ``error:``/``warning:`` lines of its own.
     """
+    import warnings
+
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=RuntimeWarning)
+            yield
     except typer.Exit:
         raise
     except FluoreconError as e:

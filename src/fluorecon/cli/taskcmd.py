@@ -428,6 +428,33 @@ def register_task(app: typer.Typer, task: Task) -> None:
     app.command(task.name, help=command.__doc__, epilog=epilog)(command)
 
 
+#: accepted file name endings of a main output that is not an image, and the batch default
+_NON_IMAGE_SUFFIXES = {"table": ((".csv", ".txt", ".parquet"), ".csv"), "transform": ((".json",), ".json")}
+
+
+def _plan(task: Task, files: list[Path], output: Path, *, overwrite: bool, tag: str, scheduler: str | None
+          ) -> dict[Path, Path]:
+    """Output path per input, checked before anything runs (images: :func:`plan_outputs`)."""
+    kind = task.outputs[0].kind
+    if kind not in _NON_IMAGE_SUFFIXES:
+        return plan_outputs(files, output, overwrite=overwrite, suffix=task.default_suffix, tag=tag,
+                            scheduler=scheduler)
+    suffixes, default = _NON_IMAGE_SUFFIXES[kind]
+    if scheduler is not None:
+        raise FluoreconError(f"{task.name} writes a {kind}, not an image: it does not run out of core",
+                             hint="drop --scheduler")
+    if len(files) > 1 and output.exists() and not output.is_dir():
+        raise FluoreconError(f"several inputs need an output folder, but {output} is a file",
+                             hint="give -o a folder (created if missing)")
+    plan = {}
+    for f in files:
+        out = output if len(files) == 1 else Path(output) / f"{_stem(f)[0]}{tag}{default}"
+        if out.resolve() in {g.resolve() for g in files}:
+            raise FluoreconError(f"output {out} is an input file", hint="choose another -o; inputs are never modified")
+        plan[f] = check_output(out, overwrite=overwrite, kind="file", suffixes=suffixes)
+    return plan
+
+
 def register_broken_task(app: typer.Typer, task: Task, error: Exception) -> None:
     """Register ``fluorecon <task>`` for a task whose declaration cannot make a command: it says why (exit 1).
 
@@ -463,13 +490,11 @@ def _invoke(task: Task, kw: dict[str, Any], convs: Mapping[str, Callable[[Any], 
         else:
             files = [Path(s) for s in specs]
         tag = task.output_tag if task.output_tag is not None else f"_{task.name}"
-        suffix = (output.suffix if output.suffix and len(files) == 1 else task.default_suffix)
         if primary.kind == "images":
             runs = {files[0]: files}
-            outs = plan_outputs([files[0]], output, overwrite=overwrite, suffix=suffix, tag=tag, scheduler=scheduler)
+            outs = _plan(task, [files[0]], output, overwrite=overwrite, tag=tag, scheduler=scheduler)
         else:
-            outs = plan_outputs(files, output, overwrite=overwrite, suffix=task.default_suffix, tag=tag,
-                                scheduler=scheduler)
+            outs = _plan(task, files, output, overwrite=overwrite, tag=tag, scheduler=scheduler)
             runs = {f: [f] for f in outs}
         if save_model is not None:
             check_output(save_model, overwrite=overwrite, kind="dir", label="--save-model folder")

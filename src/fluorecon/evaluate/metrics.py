@@ -76,12 +76,13 @@ def _data_range(target: np.ndarray, data_range: float | None, func: str) -> floa
             return float(info.max - info.min) if info else 1.0
         raise FluoreconError(
             f"{func}: data_range is required for floating-point images",
-            hint="pass data_range= (e.g. 1.0 for images normalised to [0, 1], or target.max() - target.min())",
+            hint="give the data range (CLI: --data-range; API: data_range=), e.g. 1.0 for images normalised to "
+                 "[0, 1], or the target's max − min",
         )
     dr = float(data_range)
     if not np.isfinite(dr) or dr <= 0:
         raise FluoreconError(f"{func}: data_range must be a positive number, got {data_range!r}",
-                             hint="e.g. data_range=1.0 or 65535 for 16-bit data")
+                             hint="e.g. --data-range 1 (API: data_range=1.0), or 65535 for 16-bit data")
     return dr
 
 
@@ -130,7 +131,7 @@ def percentile_normalize(x: Any, pmin: float = 0.1, pmax: float = 99.9) -> np.nd
     lo, hi = np.percentile(a, [pmin, pmax])
     if hi <= lo:
         raise FluoreconError("image is constant between its percentiles; cannot normalise",
-                             hint="check the image (blank?) or change pmin/pmax")
+                             hint="check the image: it looks blank (API: widen pmin/pmax)")
     return (a - lo) / (hi - lo)
 
 
@@ -231,7 +232,7 @@ def ssim(pred: Any, target: Any, data_range: float | None = None, *, win_size: i
     smallest = min(spatial)
     if smallest < 3:
         raise FluoreconError(f"ssim needs at least 3 pixels along every axis, shape is {t.shape}",
-                             hint="pass 2D/3D images (use channel_axis for channels)")
+                             hint="pass 2D/3D images: select one channel or time point first (API: channel_axis=)")
     ws = 7 if win_size is None else int(win_size)
     if ws > smallest:
         ws = smallest if smallest % 2 == 1 else smallest - 1

@@ -256,8 +256,9 @@ def optimize_positions(nominal: np.ndarray, links: Sequence[Link], *, max_residu
 
     Minimises ``Σ w_ij |p_j − p_i − d_ij|²`` (``w`` = confidence; low-confidence links are excluded)
     plus ``prior_weight · |p_j − p_i − nominal_ij|²`` over all links (ties tiles without a reliable
-    link to their stage position). While the largest residual of an accepted link exceeds
-    ``max_residual`` px, that link is rejected and the system re-solved.
+    link to their stage position). While an accepted link's residual exceeds ``max_residual`` px, the
+    worst one is rejected (near-ties, as in a single loop, broken by the distance of the measured
+    offset from the stage offset) and the system re-solved.
 
     Returns
     -------
@@ -311,9 +312,12 @@ def optimize_positions(nominal: np.ndarray, links: Sequence[Link], *, max_residu
         res = np.array([np.linalg.norm(pos[lk.j] - pos[lk.i] - lk.offset) for lk in active])
         for lk, r in zip(active, res, strict=True):
             lk.residual = float(r)
-        worst = int(np.argmax(res))
-        if res[worst] <= max_residual:
+        if res.max() <= max_residual:
             break
+        # in a loop the inconsistency spreads over all its links: break near-ties by the deviation from
+        # the stage (nominal) offset — a wrong correlation peak is usually far from where the stage says
+        dev = np.array([np.linalg.norm(lk.offset - lk.nominal) for lk in active])
+        worst = int(np.argmax(np.where(res > max_residual, res + 0.25 * dev, -np.inf)))
         bad = active.pop(worst)
         bad.rejected = f"residual {res[worst]:.2f} px > {max_residual} px"
         rejected.append(bad)

@@ -96,7 +96,7 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metada
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "w.safetensors"
     >>> write_safetensors({"w": torch.ones(2)}, p, {"b": "1", "a": "2"})
-    >>> p.read_bytes()[8:40]
+    >>> p.read_bytes()[8:41]
     b'{"__metadata__":{"a":"2","b":"1"}'
     """
     import struct

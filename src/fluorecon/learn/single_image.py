@@ -25,6 +25,7 @@ from fluorecon.classical.denoise import holdout_mask, holdout_replace
 from fluorecon.errors import FluoreconError, FluoreconWarning
 from fluorecon.learn.bundle import Bundle
 from fluorecon.learn.predict import predict
+from fluorecon.learn.schemes import BLIND_SPOT
 from fluorecon.learn.train import TrainConfig, train
 from fluorecon.validation import as_image
 
@@ -43,7 +44,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 
 def denoise_single_image(image: np.ndarray, axes: str, scheme: str = "auto", budget_s: float = 120.0, seed: int = 0,
                          device: str = "auto", progress: bool = True, steps: int | None = None, tta: bool = False,
-                         callback: Any = None, holdout: bool = True, **overrides: Any) -> tuple[np.ndarray, dict]:
+                         callback: Any = None, holdout: bool = True, blind_spot_inference: bool | None = None,
+                         **overrides: Any) -> tuple[np.ndarray, dict]:
     """Denoise ``image`` by training a U-Net on it alone (self-supervised), then predicting it.
 
     Parameters
@@ -70,6 +72,11 @@ def denoise_single_image(image: np.ndarray, axes: str, scheme: str = "auto", bud
     holdout : bool
         Hold out two sparse pixel grids from training (module docstring): checkpoint selection on
         grid A, an unbiased score on grid B. ``False`` trains on every pixel and keeps the last weights.
+    blind_spot_inference : bool, optional
+        Predict every pixel with its own value hidden (:func:`predict_blind_spot`, 16 predictions)
+        instead of one plain prediction. Default: on for the blind-spot schemes (``n2v``, ``n2v2``,
+        ``structn2v``), whose loss never constrains the response to a pixel's own value; off for
+        ``nb2nb``.
     **overrides
         Any :class:`~fluorecon.learn.train.TrainConfig` field.
 
@@ -79,8 +86,10 @@ def denoise_single_image(image: np.ndarray, axes: str, scheme: str = "auto", bud
         Float32, same shape as ``image``, in the input's units.
     info : dict
         ``scheme``, ``steps``, ``train_s``, ``predict_s``, ``steps_per_s``, ``bundle`` (the trained
-        :class:`~fluorecon.learn.bundle.Bundle`), ``center_gain`` (mean ∂output/∂input of a pixel on
-        itself, see :func:`center_gain`), and with ``holdout``: ``selected_step`` (checkpoint kept),
+        :class:`~fluorecon.learn.bundle.Bundle`), ``inference`` (``"blind_spot"`` or
+        ``"standard"``), ``center_gain`` (the network's mean ∂output/∂input of a pixel on itself in a
+        plain prediction, see :func:`center_gain`; 0 by construction for what blind-spot inference
+        returns), and with ``holdout``: ``selected_step`` (checkpoint kept),
         ``holdout`` (``stride``, ``loss_a``/``loss_b`` in normalised units², ``curve_a``, and — not
         JSON — ``mask_b``, the boolean grid B, and ``values_b``, the predictions there from the image
         with both grids replaced).
@@ -123,12 +132,18 @@ def denoise_single_image(image: np.ndarray, axes: str, scheme: str = "auto", bud
         monitor = _holdout_monitor(train_img, arr, axes, mask_a, device)
     bundle = train(cfg, train_img, axes=axes, callback=callback, monitor=monitor)
     t1 = time.perf_counter()
-    out = predict(bundle, arr, axes, tile="auto", device=device, tta=tta)
+    if blind_spot_inference is None:
+        blind_spot_inference = name in BLIND_SPOT
+    if blind_spot_inference:
+        out = predict_blind_spot(bundle, arr, axes, grid=max(int(cfg.mask_grid), 3), device=device, tta=tta)
+    else:
+        out = predict(bundle, arr, axes, tile="auto", device=device, tta=tta)
     t2 = time.perf_counter()
     prov = bundle.provenance
     info: dict[str, Any] = {"scheme": name, "steps": prov["steps"], "train_s": round(t1 - t0, 2),
                             "predict_s": round(t2 - t1, 2), "steps_per_s": prov["steps_per_s"],
-                            "tta": tta, "bundle": bundle, "center_gain": center_gain(bundle, arr, axes, device, seed)}
+                            "tta": tta, "bundle": bundle, "center_gain": center_gain(bundle, arr, axes, device, seed),
+                            "inference": "blind_spot" if blind_spot_inference else "standard"}
     _warn_training(prov["steps"], t1 - t0, steps, budget_s)
     if holdout:
         ho = predict(bundle, train_img, axes, tile="auto", device=device, tta=tta)

@@ -98,7 +98,6 @@ class SimConfig:
         ``on_frames / (1 + on_frames)``; other emitters appear only in a neighbour. A frame an
         emitter is only partly on in gets a uniform fraction of its photons.
         """
-        s = self.sigma_px
         area = (size * self.pixel_size / 1000.0) ** 2
         q = self.on_frames / (1.0 + self.on_frames)
         fr, xs, ys, ph, mids = [], [], [], [], []

@@ -288,7 +288,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
     p = Path(path)
     if not (p / "checkpoint.json").exists() or not (p / "checkpoint.safetensors").exists():
-        raise FluoreconError(f"no checkpoint in {p}", hint="train with checkpoint_dir=... first, or drop --resume")
+        raise FluoreconError(f"no checkpoint in {p}", hint="train with --checkpoint-dir (API: checkpoint_dir=) first, or drop --resume")
     try:
         meta = json.loads((p / "checkpoint.json").read_text())
         tensors = load_file(str(p / "checkpoint.safetensors"))

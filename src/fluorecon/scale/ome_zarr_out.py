@@ -90,7 +90,8 @@ def content_digest(path: str | Path, block: int = 1 << 20) -> str:
         with open(q, "rb") as fh:
             while chunk := fh.read(block):
                 h.update(chunk)
-        h.update(b"\0")
+        if q != p:
+            h.update(b"\0")
     return h.hexdigest()
 
 

@@ -141,7 +141,7 @@ def make_psf_for_image(spatial_shape: Sequence[int], *, psf: Any = None, psf_vox
         if isinstance(psf_voxel_size, str):
             if psf_voxel_size.lower() != "same":
                 raise FluoreconError(f"psf_voxel_size {psf_voxel_size!r} is not a voxel size or 'same'",
-                                     hint="e.g. psf_voxel_size=(0.2, 0.1, 0.1) or 'same'")
+                                     hint="e.g. --psf-voxel-size 0.2 0.1 0.1 (API: psf_voxel_size=(0.2, 0.1, 0.1)) or 'same'")
             pvs = vs
         else:
             pvs = psf_voxel_size if psf_voxel_size is not None else file_vs

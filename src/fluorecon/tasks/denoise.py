@@ -288,7 +288,7 @@ def _guard(arr, ax, out, info, method, vst, noise_model, inverse):
     choice = min(pool, key=lambda k: losses[k])
     msgs: list[str] = list(info.get("warnings", []))
     gain = info.get("center_gain")
-    if gain is not None and gain >= 0.9:
+    if gain is not None and gain >= 0.9 and info.get("inference") != "blind_spot":
         msgs.append(f"the network passes pixel noise through (centre gain {gain:.2f} ≥ 0.9)")
     fallback = None
     if method not in COMBINED and choice != "learned":

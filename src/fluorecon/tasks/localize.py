@@ -40,7 +40,14 @@ from fluorecon.errors import FluoreconError
 from fluorecon.evaluate.smlm import frc_localizations
 from fluorecon.io import ImageData
 from fluorecon.learn.smlm_nets import LocalizerModel, SimConfig, train_localizer
-from fluorecon.physics.smlm import AstigmaticPSF, Blinking, GaussianPSF, LocalizationForward, SMLMCamera, simulate_movie
+from fluorecon.physics.smlm import (
+    AstigmaticPSF,
+    Blinking,
+    GaussianPSF,
+    LocalizationForward,
+    SMLMCamera,
+    simulate_movie,
+)
 from fluorecon.tasks.contract import (
     InputSpec,
     OutputSpec,

@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,10 +28,20 @@ from pydantic import field_validator, model_validator
 from fluorecon.classical.sim import estimate_parameters, reconstruct_sim, wiener_widefield
 from fluorecon.errors import FluoreconError
 from fluorecon.io import ImageData
+from fluorecon.learn.sim_net import predict_sim, train_sim_net
 from fluorecon.physics import phantoms
 from fluorecon.physics.camera import Camera
 from fluorecon.physics.sim import SIMForward, SIMPattern, otf_2d, simulate_sim
-from fluorecon.tasks.contract import InputSpec, OutputSpec, Result, Task, TaskParams, as_progress, param
+from fluorecon.tasks.contract import (
+    InputSpec,
+    OutputSpec,
+    Result,
+    Task,
+    TaskParams,
+    as_progress,
+    check_choice,
+    param,
+)
 from fluorecon.tasks.registry import register
 
 __all__ = ["SIMParams", "SIMStackForward", "SIMTask", "frames_to_apz"]
@@ -38,6 +49,14 @@ __all__ = ["SIMParams", "SIMStackForward", "SIMTask", "frames_to_apz"]
 
 class SIMParams(TaskParams):
     """Parameters of :class:`SIMTask`."""
+
+    method: str = param("classical", "classical (pattern estimated, Wiener recombination) or learned (a network "
+                        "trained on simulated raw frames for these optics).", choices=("classical", "learned"))
+    budget_s: float = param(300.0, "Learned: training wall-time budget.", unit="s", cli="--budget", gt=0,
+                            le=7 * 86400)
+    steps: int | None = param(None, "Learned: train exactly this many steps instead (reproducible).", ge=1,
+                              le=10_000_000)
+    seed: int = param(0, "Learned: random seed of the simulations and the training.", ge=0)
 
     angles: int = param(3, "Number of pattern orientations.", ge=1, le=12)
     phases: int = param(3, "Number of phase steps per orientation (3 for 2-beam, 5 for 3-beam SIM).", ge=3, le=15)
@@ -58,6 +77,11 @@ class SIMParams(TaskParams):
                                     "(robust at very low signal).")
     modulation: float | None = param(None, "Fix the modulation depth instead of estimating it.", gt=0, le=1.5)
     taper: int = param(8, "Edge taper width against border leakage.", unit="px", ge=0, le=256)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        return check_choice(v, ("classical", "learned"), "method")
 
     @field_validator("order")
     @classmethod
@@ -172,8 +196,33 @@ class SIMTask(Task):
             warnings.append(f"weak pattern modulation {np.round(pattern.modulation, 2).tolist()}: the result is close "
                             "to a widefield deconvolution, and the estimated pattern may be wrong")
         recs, wfs = [], []
+        model = None
+        rinfo: dict[str, Any] = {}
+        if params.method == "learned":
+            train_report = report.span(0.1, 0.8)
+            total = params.steps
+            t0 = time.perf_counter()
+
+            def on_step(step: int, loss: float) -> None:
+                frac = step / total if total else (time.perf_counter() - t0) / params.budget_s
+                train_report(frac, f"training step {step} (loss {loss:.3g})")
+
+            model, tinfo = train_sim_net(n_angles=params.angles, n_phases=params.phases, pixel_size=dx, na=params.na,
+                                         wavelength=params.wavelength, steps=params.steps,
+                                         budget_s=None if params.steps else params.budget_s, seed=params.seed,
+                                         upsample=params.upsample, callback=on_step)
+            rinfo = {"training": tinfo}
+            if tinfo["steps"] < 200:
+                warnings.append(f"the SIM network trained for only {tinfo['steps']} steps: expect a poor result "
+                                "(raise --budget or --steps)")
         for z in range(nz):
             sub = report.span(0.1 + 0.9 * z / nz, 0.1 + 0.9 * (z + 1) / nz)
+            if model is not None:
+                recs.append(predict_sim(model, apz[z], params.upsample, params.offset))
+                wfs.append(wiener_widefield(apz[z] - params.offset, pixel_size=dx, na=params.na,
+                                            wavelength=params.wavelength, upsample=params.upsample,
+                                            wiener=params.wiener))
+                continue
             rec, rinfo = reconstruct_sim(apz[z], pattern, pixel_size=dx, na=params.na, wavelength=params.wavelength,
                                          n_orders=params.n_orders, upsample=params.upsample, wiener=params.wiener,
                                          apodization=params.apodization, offset=params.offset, taper=params.taper,

@@ -153,13 +153,18 @@ def register(app: typer.Typer) -> None:
         Exit code 0 whatever the verdict; 2 for bad input.
         """
         with handle_errors(), echo_warnings(quiet or json_out):
+            import numpy as np
+
+            from fluorecon.io import read_image
             from fluorecon.trust.verify import verify
 
             for p in (recording, reconstruction):
                 if not Path(p).exists():
                     raise FluoreconError(f"file not found: {p}", hint="check the path")
             img, x, ax = load_image(recording, axes, name=f"recording {recording}")
-            rec, y, ax_y = load_image(reconstruction, axes, name=f"reconstruction {reconstruction}")
+            # read as is: verify itself reports where NaN or negative values are
+            rec = read_image(reconstruction, axes=axes)
+            y, ax_y = np.asarray(rec.data), rec.axes
             if y.shape != x.shape:
                 raise FluoreconError(
                     f"the recording {recording} has shape {x.shape} ({ax}) but the reconstruction {reconstruction} "

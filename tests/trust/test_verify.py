@@ -1,0 +1,165 @@
+"""Tests of fluorecon.trust.verify against independent references (forward-model ground truth, analytic tails)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage, stats
+
+from fluorecon.errors import FluoreconError
+from fluorecon.physics.camera import Camera
+from fluorecon.physics.forward import Forward
+from fluorecon.physics.phantoms import mixed, puncta
+from fluorecon.trust import verify as V
+from fluorecon.trust.verify import forward_model_check, verify, verify_result
+
+CAM = Camera(photons=40, offset=100, read_noise=1.5, background=2)
+
+
+def blur_forward(sigma: float = 1.6, camera: Camera | None = CAM) -> Forward:
+    return Forward(psf={"kind": "gaussian", "shape": [15, 15], "sigma": sigma}, camera=camera)
+
+
+def blob(shape, centre, sigma):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return np.exp(-0.5 * ((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / sigma**2)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    fwd = blur_forward()
+    truth = mixed((96, 96), seed=3).astype(np.float64)
+    x, _ = fwd.simulate(truth, seed=4)
+    return fwd, truth, x.astype(np.float64)
+
+
+def test_truth_in_arbitrary_units_is_not_flagged_and_scale_is_recovered(scene):
+    fwd, truth, x = scene
+    res = verify(x, 250.0 * truth, fwd)
+    assert res.regions == []
+    assert res.scale == pytest.approx(1 / 250.0, rel=0.03)  # the forward model's units are truth units
+    assert abs(res.background) < 1.0  # ADU: the camera offset is in f already
+    d = res.to_dict()
+    assert {"flagged", "regions", "scale", "forward_model"} <= set(d)
+
+
+def test_added_and_missing_punctum_are_located(scene):
+    fwd, truth, x = scene
+    b = blob(truth.shape, (40, 55), 1.6)
+    res = verify(x, truth + 1.5 * b, fwd)
+    assert res.n_added >= 1 and res.regions[0]["kind"] == "added"
+    assert np.hypot(*(np.array(res.regions[0]["centroid"]) - (40, 55))) < 3
+    assert res.regions[0]["p_value"] < 1e-6
+    # the specimen has the punctum, the reconstruction does not: missing
+    x2, _ = fwd.simulate(truth + 1.5 * b, seed=5)
+    res2 = verify(x2, truth, fwd)
+    assert [r["kind"] for r in res2.regions][:1] == ["missing"]
+    assert np.hypot(*(np.array(res2.regions[0]["centroid"]) - (40, 55))) < 3
+
+
+def test_image_level_false_alarm_rate_identity_low_counts():
+    """Truth checked against Poisson recordings at ~3 counts/pixel: rate of any region ≈ alpha or less."""
+    alpha, n = 0.2, 40
+    hits = 0
+    for seed in range(n):
+        rng = np.random.default_rng(seed)
+        truth = 3.0 * (0.3 + mixed((48, 48), seed=seed))
+        x = rng.poisson(truth).astype(np.float64)
+        res = verify(x, truth, None, gain=1.0, offset=0.0, read_noise=0.0, check_forward=False, alpha=alpha)
+        hits += bool(res.regions)
+    # binomial(40, 0.2): P(X > 15) < 0.5 %
+    assert hits <= 15
+
+
+def test_cornish_fisher_maps_gamma_quantiles_to_normal_quantiles():
+    k = 20.0  # standardised Gamma(k): skewness 2/sqrt(k)
+    q = np.array([0.001, 0.01, 0.5, 0.99, 0.999, 0.9999])
+    t = (stats.gamma.ppf(q, k) - k) / np.sqrt(k)
+    z = V._cornish_fisher(t, np.full_like(t, 2 / np.sqrt(k)))
+    np.testing.assert_allclose(z, stats.norm.ppf(q), atol=0.12)
+    # without the correction the upper tail would be off by far more
+    assert abs(t[-1] - stats.norm.ppf(q[-1])) > 0.4
+
+
+def test_euler_characteristic_tail_matches_simulated_fields():
+    rng = np.random.default_rng(0)
+    sigma, n, z = 2.0, 400, 3.3
+    maxima = []
+    for _ in range(n):
+        f = ndimage.gaussian_filter(rng.normal(size=(64, 64)), sigma, mode="wrap")
+        maxima.append(f.max() / f.std())
+    emp = np.mean(np.array(maxima) > z)
+    fwhm = np.full(2, sigma * np.sqrt(8 * np.log(2)))
+    p = V._p_max(z, V._resels(np.array([64, 64]) / fwhm), 64 * 64)
+    assert 0.6 * emp <= p <= 1.6 * emp + 0.01
+
+
+def test_psf_mismatch_is_detected_and_true_psf_is_not():
+    truth = puncta((128, 128), seed=1, size=(0.3, 0.8))
+    cam = Camera(photons=1000, offset=100, read_noise=1.5)
+    assumed = blur_forward(1.6, cam)
+    for true_sigma, expect in ((1.6, False), (2.4, True), (1.07, True)):
+        x, _ = blur_forward(true_sigma, cam).simulate(truth, seed=2)
+        d = forward_model_check(x, assumed.expected(truth), assumed)
+        assert d["flagged"] is expect, (true_sigma, d["verdict"])
+        assert d["psf_scale"] == pytest.approx(true_sigma / 1.6, rel=0.2)
+
+
+def test_duck_typed_forward_and_task_result():
+    from fluorecon.tasks.contract import IdentityForward, Result
+
+    rng = np.random.default_rng(0)
+    truth = 20.0 * (0.2 + mixed((64, 64), seed=0))
+    x = rng.poisson(truth).astype(np.float64)
+    fw = IdentityForward()  # variance() raises: the noise model is estimated
+    assert verify(x, truth / 20, fw).regions == []
+    res = Result(outputs={"image": truth.astype(np.float32)}, forward=fw)
+    out = verify_result(x, res)
+    assert out.regions == [] and out.scale == pytest.approx(1.0, rel=0.05)
+
+    class Blur:  # any object with expected/variance
+        def expected(self, y):
+            return ndimage.gaussian_filter(np.asarray(y, float), 1.5)
+
+        def variance(self, m):
+            return np.maximum(m, 1e-3)
+
+    xb = rng.poisson(Blur().expected(truth)).astype(np.float64)
+    fake = truth.copy()
+    fake += 60 * blob(truth.shape, (30, 30), 1.5)
+    r = verify(xb, fake, Blur())
+    assert r.regions and r.regions[0]["kind"] == "added"
+
+
+def test_three_d_and_leading_channel_axes():
+    fwd = Forward(psf={"kind": "gaussian", "shape": [7, 9, 9], "sigma": [1.5, 1.2, 1.2]}, camera=CAM)
+    truth = mixed((16, 40, 40), seed=0)
+    x, _ = fwd.simulate(truth, seed=1)
+    assert verify(x, truth, fwd).regions == []
+    rng = np.random.default_rng(1)
+    t2 = 10 + 30 * mixed((2, 40, 40), seed=2)
+    x2 = rng.poisson(t2).astype(float)
+    fake = t2.copy()
+    fake[1] += 40 * blob((40, 40), (20, 20), 1.5)
+    res = verify(x2, fake, None, axes="CYX", gain=1, offset=0, read_noise=0)
+    assert res.regions and res.regions[0]["peak"][0] == 1 and res.regions[0]["kind"] == "added"
+
+
+@pytest.mark.parametrize(("recon", "kw", "match"), [
+    (np.ones((32, 33)), {}, "--axes"),
+    (np.where(np.eye(32) > 0, np.nan, 1.0), {}, r"first at pixel \(0, 0\)"),
+    (-np.ones((32, 32)), {}, "negative"),
+    (np.zeros((32, 32)), {}, "all zeros"),
+    (np.ones((32, 32)), {"gain": 0.0}, "gain"),
+])
+def test_bad_input_is_a_clear_error(recon, kw, match):
+    x = np.random.default_rng(0).poisson(10, (32, 32)).astype(float)
+    with pytest.raises(FluoreconError, match=match):
+        verify(x, recon, None, **kw)
+
+
+def test_psf_with_more_dimensions_than_the_image():
+    f3 = Forward(psf={"kind": "gaussian", "shape": [5, 5, 5], "sigma": 1.0})
+    x = np.random.default_rng(0).poisson(10, (32, 32)).astype(float)
+    with pytest.raises(FluoreconError, match="dimensions"):
+        verify(x, np.ones((32, 32)), f3)
