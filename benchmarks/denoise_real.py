@@ -13,9 +13,11 @@ Methods (``--methods``, comma-separated; default: everything available):
   (noise model estimated from the image), exact unbiased inverse.
 - ``careamics-n2v``: the peer (careamics 0.3.5, its N2V defaults) trained ``--budget`` s on the noisy
   image alone, in its own venv (``_peers.py``).
-- ``n2v``, ``n2v2``, ``structn2v``, ``nb2nb``: our self-supervised schemes trained ``--budget`` s on the
-  noisy image alone, through the CLI exactly as a user runs it (``fluorecon denoise IN -o OUT --method
-  NAME --budget B``). ``NAME@S`` runs with an S-second budget (time to quality).
+- ``n2v``, ``n2v2``, ``structn2v``, ``nb2nb``, ``best``: our self-supervised schemes (guarded: they fall
+  back to the classical result when it scores better on held-out pixels) and ``best`` (classical,
+  network or their average, whichever scores best) trained ``--budget`` s (or ``--steps``) on the noisy
+  image alone, through the CLI exactly as a user runs it (``fluorecon denoise IN -o OUT --method NAME
+  --budget B --seed S``). ``NAME@S`` runs with an S-second budget (time to quality).
 - ``care-loo``: CARE (supervised) trained ``--budget`` s leave-one-out on the *other* FMD pairs
   (no CARE for the bacteria: a single pair).
 
@@ -24,6 +26,18 @@ for 8-bit, the dtype's range for 16-bit), range-invariant PSNR (CSBDeep-style af
 onto the percentile-normalised target), SSIM (same data range as PSNR), wall seconds per image (from
 start to output on disk, subprocess start-up included for CLI and peer runs). Means with 95 %
 bootstrap CIs over the FMD images.
+
+**Seeds and statistics.** Learned methods and the peer run once per seed (``--seeds 0,1,2``, at least 3
+for a reported number); records are per image × method × seed. The table gives, per method, the mean
+over images of the per-image mean over seeds, its 95 % bootstrap CI over images, and the mean seed SD;
+``--paired A,B`` (default: every learned method against ``careamics-n2v``) prints paired differences
+A − B per image (averaged over seeds) with a bootstrap CI and a paired-t CI over images, and the
+per-(image, seed) differences' spread.
+
+**Tuning set vs benchmark set.** Nothing here was used to choose defaults: the single-image settings
+and the held-out guard were chosen on simulations and on ``../shared/data/fmd-dev-pairs`` (other
+fields of view, see its README); this script only reads ``fmd-confocal-pairs`` and the bacteria pair,
+and refuses to run on the tuning set.
 
 Results are merged into ``denoise_real.json`` beside this script (one record per image × method, the
 newest wins; ``--fresh`` starts over), so the cheap and the expensive parts can run at different times;
@@ -34,6 +48,8 @@ Usage::
     .venv/bin/python benchmarks/denoise_real.py                       # everything (~1 h on 2 cores)
     .venv/bin/python benchmarks/denoise_real.py --methods noisy,tv,auto,careamics-n2v --images BPAE_B
     .venv/bin/python benchmarks/denoise_real.py --quick               # 10-s budget, 2 images
+    .venv/bin/python benchmarks/denoise_real.py --methods n2v,best,careamics-n2v --seeds 0,1,2 --budget 120
+    .venv/bin/python benchmarks/denoise_real.py --table-only --paired n2v,careamics-n2v
 """
 
 from __future__ import annotations
@@ -65,7 +81,9 @@ OUT_JSON = HERE / "denoise_real.json"
 FMD = ("BPAE_B", "BPAE_G", "BPAE_R", "fish", "mice")
 BACTERIA = "bacteria16"
 CLASSICAL = ("nlm", "tv", "wavelet", "bm3d", "auto")
-LEARNED = ("n2v", "n2v2", "structn2v", "nb2nb")
+LEARNED = ("n2v", "n2v2", "structn2v", "nb2nb", "best")
+SEEDED = (*LEARNED, "careamics-n2v", "care-loo")
+TUNING_SET = "fmd-dev-pairs"  # used to choose defaults: never benchmarked here
 # Issue 3's reference numbers (plain PSNR, data range 255, 5 FMD pairs, measured on this machine class).
 REFERENCE = {
     "noisy": {"BPAE_B": 33.27, "BPAE_G": 29.27, "BPAE_R": 32.34, "fish": 22.22, "mice": 31.12, "mean": 29.64},
@@ -87,6 +105,10 @@ def load_pairs(names: list[str] | None) -> list[dict]:
                       "gt": bac / "target_avg_16bit.png"})
     if names:
         pairs = [p for p in pairs if p["image"] in names]
+    tuning = shared_data(TUNING_SET)
+    for p in pairs:  # the tuning set must never be reported as a benchmark
+        if tuning is not None and Path(p["noisy"]).resolve().is_relative_to(tuning.resolve()):
+            raise SystemExit(f"{p['noisy']} belongs to the tuning set {TUNING_SET}")
     for p in pairs:
         x = np.asarray(read_image(p["noisy"]).data).squeeze()
         g = np.asarray(read_image(p["gt"]).data).squeeze()
@@ -139,14 +161,17 @@ def run_classical(name: str, p: dict) -> tuple[np.ndarray, dict]:
     return y, keep
 
 
-def run_cli(name: str, p: dict, budget: float, work: Path, noisy_tif: Path) -> tuple[np.ndarray, dict]:
+def run_cli(name: str, p: dict, budget: float, work: Path, noisy_tif: Path, seed: int = 0,
+            steps: int | None = None) -> tuple[np.ndarray, dict]:
     import tifffile
 
     method, _, b = name.partition("@")
-    out = work / f"{p['image']}_{name.replace('@', '_')}.tif"
+    out = work / f"{p['image']}_{name.replace('@', '_')}_s{seed}.tif"
     exe = Path(sys.executable).with_name("fluorecon")
     cmd = [str(exe), "denoise", str(noisy_tif), "-o", str(out), "--method", method,
-           "--budget", str(float(b) if b else budget), "--quiet", "--json", "--device", "cpu"]
+           "--budget", str(float(b) if b else budget), "--quiet", "--json", "--device", "cpu", "--seed", str(seed)]
+    if steps and not b:
+        cmd += ["--steps", str(steps)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0 or not out.exists():
         raise RuntimeError(f"fluorecon denoise failed (rc {r.returncode}): {r.stderr[-1500:]}")
@@ -154,12 +179,32 @@ def run_cli(name: str, p: dict, budget: float, work: Path, noisy_tif: Path) -> t
         info = json.loads(r.stdout)
     except json.JSONDecodeError:
         info = {}
-    keep = {k: info.get(k) for k in ("method", "steps", "train_s", "predict_s", "steps_per_s") if k in info}
+    flat = _flatten_info(info)
+    keep = {k: flat.get(k) for k in ("method", "steps", "train_s", "predict_s", "steps_per_s", "requested", "choice",
+                                     "fallback", "heldout", "center_gain", "selected_step", "inference", "warnings")
+            if k in flat}
     keep["budget_s"] = float(b) if b else budget
+    keep["steps_requested"] = steps
     return tifffile.imread(out), keep
 
 
-def run_care_loo(p: dict, pairs: list[dict], budget: float) -> tuple[np.ndarray, dict]:
+def _flatten_info(info: object) -> dict:
+    """The CLI's JSON nests the task's info (params_used / results): find the keys wherever they are."""
+    out: dict = {}
+    stack = [info]
+    while stack:
+        d = stack.pop()
+        if isinstance(d, dict):
+            for k, v in d.items():
+                out.setdefault(k, v)
+                if isinstance(v, (dict, list)):
+                    stack.append(v)
+        elif isinstance(d, list):
+            stack.extend(x for x in d if isinstance(x, dict))
+    return out
+
+
+def run_care_loo(p: dict, pairs: list[dict], budget: float, seed: int = 0) -> tuple[np.ndarray, dict]:
     import torch
 
     from fluorecon.learn.predict import predict
@@ -170,7 +215,7 @@ def run_care_loo(p: dict, pairs: list[dict], budget: float) -> tuple[np.ndarray,
     if not others:
         raise RuntimeError("CARE leave-one-out needs the other FMD pairs")
     cfg = dict(scheme="care", steps=None, budget_s=budget, patch_size=64, batch_size=16, progress=False,
-               device="cpu", seed=0, threads=2)
+               device="cpu", seed=seed, threads=2)
     t0 = time.perf_counter()
     bundle = train(cfg, [q["x"].astype(np.float32) for q in others], [q["g"].astype(np.float32) for q in others], axes="YX")
     t1 = time.perf_counter()
@@ -219,6 +264,15 @@ def save_results(path: Path, res: dict) -> None:
     tmp.replace(path)
 
 
+def _per_image(recs: list[dict], method: str, names: tuple[str, ...], key: str) -> dict[str, list[float]]:
+    """{image: [value per seed]} for one method (unseeded methods: one value)."""
+    out: dict[str, list[float]] = {}
+    for r in recs:
+        if r["method"] == method and r["image"] in names and key in r:
+            out.setdefault(r["image"], []).append(float(r[key]))
+    return out
+
+
 def summarise(res: dict) -> dict:
     recs = list(res["records"].values())
     methods: list[str] = []
@@ -229,24 +283,72 @@ def summarise(res: dict) -> dict:
     for m in methods:
         row = {}
         for ds, names in (("fmd", FMD), ("bacteria", (BACTERIA,))):
-            rs = [r for r in recs if r["method"] == m and r["image"] in names and "psnr" in r]
-            if not rs:
+            per = _per_image(recs, m, names, "psnr")
+            if not per:
                 continue
-            d = {"n": len(rs), "images": [r["image"] for r in rs]}
+            imgs = [n for n in names if n in per]
+            d = {"n": len(imgs), "images": imgs, "seeds": [len(per[n]) for n in imgs]}
             for k in ("psnr", "ri_psnr", "ssim", "seconds"):
-                v = [r[k] for r in rs]
+                pk = _per_image(recs, m, names, k)
+                v = [float(np.mean(pk[n])) for n in imgs]
                 ci = bootstrap_ci(v, n=2000, seed=0)
-                d[k] = {"mean": ci.value, "low": ci.low, "high": ci.high}
+                d[k] = {"mean": ci.value, "low": ci.low, "high": ci.high, "per_image": dict(zip(imgs, v, strict=True))}
+            sds = [float(np.std(per[n], ddof=1)) for n in imgs if len(per[n]) > 1]
+            d["seed_sd_psnr"] = float(np.mean(sds)) if sds else None
             row[ds] = d
         out[m] = row
     return out
 
 
-def table(res: dict) -> str:
-    summ = res.get("summary") or summarise(res)
-    recs = res["records"]
-    lines = ["| method | FMD PSNR (mean [95% CI]) | FMD RI-PSNR | FMD SSIM | s / image | per image PSNR (B, G, R, fish, mice) | bacteria16 PSNR / RI-PSNR / SSIM | ref. (issue) |",
+def paired(res: dict, a: str, b: str, key: str = "psnr", names: tuple[str, ...] = FMD) -> dict | None:
+    """Paired differences a − b: per image (each averaged over its seeds) and per (image, seed).
+
+    Returns the mean difference over images with a 95 % bootstrap CI and a paired-t CI, wins, and the
+    per-(image, seed) differences' mean and SD (seed-to-seed spread of the comparison).
+    """
+    from scipy import stats
+
+    recs = list(res["records"].values())
+    pa, pb = _per_image(recs, a, names, key), _per_image(recs, b, names, key)
+    imgs = [n for n in names if n in pa and n in pb]
+    if not imgs:
+        return None
+    diffs = np.array([np.mean(pa[n]) - np.mean(pb[n]) for n in imgs])
+    ci = bootstrap_ci(diffs, n=2000, seed=0)
+    out = {"a": a, "b": b, "metric": key, "images": imgs, "per_image": dict(zip(imgs, diffs.tolist(), strict=True)),
+           "mean": float(diffs.mean()), "bootstrap_ci": [ci.low, ci.high], "wins": int((diffs > 0).sum()), "n": len(imgs)}
+    if len(imgs) > 1:
+        h = stats.t.ppf(0.975, len(imgs) - 1) * diffs.std(ddof=1) / np.sqrt(len(imgs))
+        out["t_ci"] = [float(diffs.mean() - h), float(diffs.mean() + h)]
+        out["p_paired_t"] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
+    by_seed = {(r["image"], r.get("seed")): float(r[key]) for r in recs if r["method"] == b and r["image"] in imgs and key in r}
+    sd = [float(r[key]) - by_seed[(r["image"], r.get("seed"))] for r in recs
+          if r["method"] == a and r["image"] in imgs and key in r and (r["image"], r.get("seed")) in by_seed]
+    if sd:
+        out["per_seed"] = {"n": len(sd), "mean": float(np.mean(sd)), "sd": float(np.std(sd, ddof=1)) if len(sd) > 1 else None}
+    return out
+
+
+def paired_table(res: dict, pairs: list[tuple[str, str]]) -> str:
+    lines = ["| A − B (PSNR, dB) | images | mean | 95 % bootstrap CI | paired-t CI | p | wins | per (image, seed): mean ± SD (n) |",
              "|---|---|---|---|---|---|---|---|"]
+    for a, b in pairs:
+        d = paired(res, a, b)
+        if d is None:
+            continue
+        tci = d.get("t_ci")
+        ps = d.get("per_seed")
+        lines.append(f"| {a} − {b} | {d['n']} | {d['mean']:+.2f} | [{d['bootstrap_ci'][0]:+.2f}, {d['bootstrap_ci'][1]:+.2f}] | "
+                     + (f"[{tci[0]:+.2f}, {tci[1]:+.2f}] | {d['p_paired_t']:.2g}" if tci else "— | —")
+                     + f" | {d['wins']}/{d['n']} | "
+                     + (f"{ps['mean']:+.2f} ± {ps['sd'] or 0:.2f} ({ps['n']})" if ps else "—") + " |")
+    return "\n".join(lines)
+
+
+def table(res: dict) -> str:
+    summ = summarise(res)
+    lines = ["| method | FMD PSNR (mean [95% CI]) | FMD RI-PSNR | FMD SSIM | s / image | seeds per image | seed SD | per image PSNR (B, G, R, fish, mice) | bacteria16 PSNR / RI-PSNR / SSIM | ref. (issue) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for m, row in summ.items():
         f = row.get("fmd")
         b = row.get("bacteria")
@@ -256,10 +358,12 @@ def table(res: dict) -> str:
             cells.append(f"{f['ri_psnr']['mean']:.2f}")
             cells.append(f"{f['ssim']['mean']:.3f}")
             cells.append(f"{f['seconds']['mean']:.1f}")
-            per = [recs.get(f"{n}|{m}", {}).get("psnr") for n in FMD]
+            cells.append(",".join(str(v) for v in f["seeds"]))
+            cells.append("—" if f["seed_sd_psnr"] is None else f"{f['seed_sd_psnr']:.2f}")
+            per = [f["psnr"]["per_image"].get(n) for n in FMD]
             cells.append(", ".join("—" if v is None else f"{v:.2f}" for v in per))
         else:
-            cells += ["—"] * 5
+            cells += ["—"] * 7
         if b:
             cells.append(f"{b['psnr']['mean']:.2f} / {b['ri_psnr']['mean']:.2f} / {b['ssim']['mean']:.3f} ({b['seconds']['mean']:.0f} s)")
         else:
@@ -268,6 +372,17 @@ def table(res: dict) -> str:
         cells.append("—" if ref is None else f"{ref:.2f}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _default_pairs(res: dict) -> list[tuple[str, str]]:
+    ms = {r["method"] for r in res["records"].values()}
+    return [(m, "careamics-n2v") for m in LEARNED if m in ms and "careamics-n2v" in ms]
+
+
+def _parse_seeds(text: str) -> list[int]:
+    if "," in text or not text.isdigit():
+        return [int(v) for v in text.split(",") if v.strip()]
+    return list(range(int(text)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +398,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merge-from", type=Path, action="append", default=[],
                     help="merge the records (and run logs) of another results file into --json, then print the table")
     ap.add_argument("--table-only", action="store_true", help="print the table of the existing JSON and exit")
+    ap.add_argument("--seeds", default="0,1,2", help="seeds of learned methods and the peer: '0,1,2' or a count (≥ 3 to report)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="our learned methods: train exactly this many steps (deterministic, load-independent) instead of --budget")
+    ap.add_argument("--paired", action="append", default=[],
+                    help="'A,B': print paired differences A − B (default: each learned method vs careamics-n2v)")
     a = ap.parse_args(argv)
+    seeds = _parse_seeds(a.seeds)
+    if not seeds:
+        ap.error("--seeds needs at least one seed")
 
     res = load_results(a.json, a.fresh)
     if a.merge_from:
@@ -295,8 +418,11 @@ def main(argv: list[str] | None = None) -> int:
         save_results(a.json, res)
         print(table(res))
         return 0
+    pair_list = [tuple(x.split(",", 1)) for x in a.paired]
     if a.table_only:
         print(table(res))
+        print()
+        print(paired_table(res, pair_list or _default_pairs(res)))
         return 0
     budget = 10.0 if a.quick else a.budget
     names = a.images.split(",") if a.images else (["BPAE_B", BACTERIA] if a.quick else None)
@@ -324,15 +450,21 @@ def main(argv: list[str] | None = None) -> int:
     })
     runs = res["meta"].setdefault("runs", [])
     runs.append({"started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "methods": methods,
-                 "images": [p["image"] for p in pairs], "budget_s": budget, "load_avg_start": load_avg()})
+                 "images": [p["image"] for p in pairs], "budget_s": budget, "steps": a.steps, "seeds": seeds,
+                 "load_avg_start": load_avg()})
     work = Path(tempfile.mkdtemp(prefix="fluorecon-denoise-bench-"))
     try:
         import tifffile
 
         for p in pairs:
             tifffile.imwrite(work / f"{p['image']}.tif", p["x"])  # peers and CLI read TIFF; the PNG is converted once
-        jobs = [(p, m) for p in pairs for m in methods] if a.order == "image" else [(p, m) for m in methods for p in pairs]
-        for p, m in jobs:
+        def seeds_of(m: str) -> list[int | None]:
+            return list(seeds) if m.partition("@")[0] in SEEDED else [None]
+
+        jobs = ([(p, m, sd) for p in pairs for m in methods for sd in seeds_of(m)] if a.order == "image"
+                else [(p, m, sd) for m in methods for sd in seeds_of(m) for p in pairs])
+        for p, m, seed in jobs:
+            key = f"{p['image']}|{m}" if seed is None else f"{p['image']}|{m}|s{seed}"
             noisy_tif = work / f"{p['image']}.tif"
             if m == "care-loo" and p["dataset"] != "fmd":
                 continue
@@ -346,25 +478,28 @@ def main(argv: list[str] | None = None) -> int:
                 elif m in CLASSICAL or (m.endswith("+vst") and m[:-4] in CLASSICAL):
                     out, extra = run_classical(m, p)
                 elif m == "careamics-n2v":
-                    o = work / f"{p['image']}_careamics.tif"
-                    extra = run_careamics_n2v(peer, noisy_tif, o, seconds=budget, workdir=work)
+                    o = work / f"{p['image']}_careamics_s{seed}.tif"
+                    extra = run_careamics_n2v(peer, noisy_tif, o, seconds=budget, seed=seed or 0, workdir=work)
                     out = tifffile.imread(o)
                 elif m == "care-loo":
-                    out, extra = run_care_loo(p, all_pairs, budget)
+                    out, extra = run_care_loo(p, all_pairs, budget, seed=seed or 0)
                 else:
-                    out, extra = run_cli(m, p, budget, work, noisy_tif)
+                    out, extra = run_cli(m, p, budget, work, noisy_tif, seed=seed or 0, steps=a.steps)
             except Exception as e:  # one failing method must not lose the others' results
                 print(f"{p['image']:10s} {m:16s} FAILED: {type(e).__name__}: {str(e)[:300]}", flush=True)
-                res["records"][f"{p['image']}|{m}"] = {"image": p["image"], "method": m, "error": f"{type(e).__name__}: {e}"[:2000],
-                                                       "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+                res["records"][key] = {"image": p["image"], "method": m, "seed": seed,
+                                       "error": f"{type(e).__name__}: {e}"[:2000],
+                                       "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
                 save_results(a.json, res)
                 continue
             sec = time.perf_counter() - t0
-            rec = {"image": p["image"], "dataset": p["dataset"], "method": m, "seconds": sec, **metrics(out, p),
+            rec = {"image": p["image"], "dataset": p["dataset"], "method": m, "seed": seed, "seconds": sec, **metrics(out, p),
                    "out_mean": float(np.mean(out)), "in_mean": float(np.mean(p["x"])), "extra": extra,
                    "load_avg": [la0, load_avg()], "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-            res["records"][f"{p['image']}|{m}"] = rec
-            print(f"{p['image']:10s} {m:16s} PSNR {rec['psnr']:6.2f}  RI-PSNR {rec['ri_psnr']:6.2f}  "
+            res["records"][key] = rec
+            if seed is not None:  # a single-seed record from before seeds were recorded would count as one more seed
+                res["records"].pop(f"{p['image']}|{m}", None)
+            print(f"{p['image']:10s} {m:16s} seed {'-' if seed is None else seed} PSNR {rec['psnr']:6.2f}  RI-PSNR {rec['ri_psnr']:6.2f}  "
                   f"SSIM {rec['ssim']:.3f}  {sec:7.1f} s  load {la0:.1f}", flush=True)
             res["summary"] = summarise(res)
             save_results(a.json, res)
@@ -376,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     save_results(a.json, res)
     print()
     print(table(res))
+    print()
+    print(paired_table(res, pair_list or _default_pairs(res)))
     return 0
 
 

@@ -101,3 +101,9 @@ def test_outputs_honour_the_umask(tmp_path):  # issue 11 item 13
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.tif").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "b").stat().st_mode) == 0o755
+
+
+def test_check_output_unwritable_folder_message(tmp_path, monkeypatch):  # item 3, also when run as root
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(FluoreconError, match=r"folder .* is not writable\. Fix: choose an output"):
+        check_output(tmp_path / "new" / "out.tif")

@@ -91,7 +91,8 @@ def _cli_args(task: Task, ex: dict, folder: Path) -> list[str]:
 
 def _primary_shape(task: Task, ex: dict) -> tuple[int, ...]:
     prim = ex["inputs"][task.inputs[0].name]
-    prim = prim[0] if isinstance(prim, list) else prim
+    if isinstance(prim, list):  # several images (tiles): the recording is their stack
+        return (len(prim), *np.asarray(prim[0].data).shape)
     return tuple(np.asarray(prim.data).shape)
 
 

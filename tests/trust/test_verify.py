@@ -137,7 +137,7 @@ def test_three_d_and_leading_channel_axes():
     x, _ = fwd.simulate(truth, seed=1)
     assert verify(x, truth, fwd).regions == []
     rng = np.random.default_rng(1)
-    t2 = 10 + 30 * mixed((2, 40, 40), seed=2)
+    t2 = 10 + 30 * np.stack([mixed((40, 40), seed=2), mixed((40, 40), seed=3)])
     x2 = rng.poisson(t2).astype(float)
     fake = t2.copy()
     fake[1] += 40 * blob((40, 40), (20, 20), 1.5)

@@ -175,7 +175,7 @@ def simulate_flow_batch(textures: list[torch.Tensor], batch: int, patch: int, am
     return std(n0), std(n1), flow
 
 
-def train_flow_simulated(steps: int = 300, *, patch: int = 128, batch: int = 8, amplitude: float = 3.0,
+def train_flow_simulated(steps: int = 300, *, patch: int = 96, batch: int = 8, amplitude: float = 3.0,
                          levels: int = 4, finest: int = 2, width: int = 16, depth: int = 2, lr: float = 2e-3,
                          seed: int = 0,
                          budget_s: float | None = None, progress: Callable[[float, str], Any] | None = None,

@@ -10,6 +10,10 @@ Two independent checks are combined, because a phase-correlation peak always exi
 - **overlap correlation** ``ncc``: Pearson correlation of the two images (lightly smoothed against
   shot noise) over their overlap after the shift.
 
+``info["sharpness"]`` gives, per axis, the relative drop of ``ncc`` 2 px away from the optimum: near 0
+along an edge or in smooth content (that component of the shift is poorly determined); stitching
+uses it to weight each axis of a link.
+
 ``confidence = clip((z − z_chance + 1) / 3, 0, 1) · clip(ncc, 0, 1)`` with ``z_chance = sqrt(2 ln N) + 1``
 and a result is flagged ``low_confidence`` when ``confidence < min_confidence`` (default 0.1) —
 the caller must then warn, never silently use the transform.
@@ -185,12 +189,20 @@ def phase_correlation(fixed: np.ndarray, moving: np.ndarray, upsample: int = 20,
     if refine:
         shift = refine_translation(fixed, moving, shift)
     ncc = overlap_ncc(fixed, moving, shift)
+    # localisation per axis: how much the overlap correlation drops 2 px away from the optimum
+    # (≈ 0 along an edge or in smooth content: that axis of the shift is poorly determined)
+    sharp = []
+    for d in range(fixed.ndim):
+        e = np.zeros(fixed.ndim)
+        e[d] = 2.0
+        side = 0.5 * (overlap_ncc(fixed, moving, shift + e) + overlap_ncc(fixed, moving, shift - e))
+        sharp.append(float(np.clip((ncc - side) / max(abs(ncc), 1e-6), 0.0, 1.0)))
     z_chance = float(np.sqrt(2 * np.log(surf.size))) + 1.0
     conf = float(np.clip((z - z_chance + 1.0) / 3.0, 0, 1) * np.clip(ncc, 0, 1))
     m = np.eye(fixed.ndim + 1)
     m[: fixed.ndim, fixed.ndim] = -shift
     return PairResult(tuple(float(v) for v in shift), conf, conf < min_confidence, float(z), float(ncc), m,
-                      info={"z_chance": z_chance})
+                      info={"z_chance": z_chance, "sharpness": sharp})
 
 
 # ------------------------------------------------------------------------------------------------ refine

@@ -167,12 +167,14 @@ class Link:
     low_confidence: bool
     rejected: str | None = None
     residual: float | None = None
+    axis_weight: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"i": self.i, "j": self.j, "offset": [float(v) for v in self.offset],
                 "nominal": [float(v) for v in self.nominal], "confidence": self.confidence, "ncc": self.ncc,
                 "significance": self.significance, "low_confidence": self.low_confidence, "rejected": self.rejected,
-                "residual": self.residual}
+                "residual": self.residual,
+                "axis_weight": None if self.axis_weight is None else [float(v) for v in self.axis_weight]}
 
 
 def pairwise_offsets(tiles: Sequence[Any], nominal: np.ndarray, pairs: Sequence[tuple[int, int]] | None = None, *,
@@ -225,7 +227,7 @@ def pairwise_offsets(tiles: Sequence[Any], nominal: np.ndarray, pairs: Sequence[
         r = phase_correlation(si, sj, upsample=upsample, min_confidence=min_confidence, max_shift=ms)
         offset = (pj - pi) + np.asarray(r.shift)
         out.append(Link(int(i), int(j), offset, nominal[j] - nominal[i], r.confidence, r.ncc, r.significance,
-                        r.low_confidence))
+                        r.low_confidence, axis_weight=np.asarray(r.info.get("sharpness", np.ones(len(ext))))))
         if progress is not None:
             progress((k + 1) / len(pairs), f"pairwise offsets {k + 1}/{len(pairs)}")
     return out
@@ -254,7 +256,9 @@ def optimize_positions(nominal: np.ndarray, links: Sequence[Link], *, max_residu
                        prior_weight: float = 1e-3, anchor: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
     """Globally consistent positions from pairwise links: weighted least squares with outlier rejection.
 
-    Minimises ``Σ w_ij |p_j − p_i − d_ij|²`` (``w`` = confidence; low-confidence links are excluded)
+    Minimises ``Σ w_ij |p_j − p_i − d_ij|²`` (``w`` = confidence × per-axis sharpness of the link relative
+    to its sharpest axis, so an overlap showing only an edge constrains mainly the axis across it;
+    low-confidence links are excluded)
     plus ``prior_weight · |p_j − p_i − nominal_ij|²`` over all links (ties tiles without a reliable
     link to their stage position). While an accepted link's residual exceeds ``max_residual`` px, the
     worst one is rejected (near-ties, as in a single loop, broken by the distance of the measured
@@ -293,11 +297,15 @@ def optimize_positions(nominal: np.ndarray, links: Sequence[Link], *, max_residu
         for lk in active:
             rows.append((lk.i, lk.j))
             rhs.append(lk.offset)
-            w.append(max(lk.confidence, 1e-3))
+            aw = np.ones(nd)
+            if lk.axis_weight is not None and np.max(lk.axis_weight) > 0:  # anisotropy only (edges)
+                aw = np.clip(np.asarray(lk.axis_weight) / np.max(lk.axis_weight), 0.05, 1.0)
+            w.append(max(lk.confidence, 1e-3) * aw)
+        pairs_set = {(lk.i, lk.j) for lk in links}
         for i, j, d in prior_pairs:
             rows.append((i, j))
             rhs.append(d)
-            w.append(prior_weight * (1.0 if (i, j) in {(lk.i, lk.j) for lk in links} else 0.1))
+            w.append(np.full(nd, prior_weight * (1.0 if (i, j) in pairs_set else 0.1)))
         m = len(rows)
         a = np.zeros((m + 1, n))
         for r, (i, j) in enumerate(rows):
@@ -305,8 +313,11 @@ def optimize_positions(nominal: np.ndarray, links: Sequence[Link], *, max_residu
             a[r, j] += 1
         a[m, anchor] = 1
         b = np.vstack([np.array(rhs, float).reshape(m, nd), nominal[anchor][None]])
-        sw = np.sqrt(np.append(np.array(w), 1e3))[:, None]
-        pos, *_ = np.linalg.lstsq(a * sw, b * sw, rcond=None)
+        wts = np.vstack([np.array(w, float).reshape(m, nd), np.full((1, nd), 1e3)])
+        pos = np.zeros((n, nd))
+        for d in range(nd):  # axes decouple for translations: one weighted solve per axis
+            sw = np.sqrt(wts[:, d])[:, None]
+            pos[:, d] = np.linalg.lstsq(a * sw, b[:, d:d + 1] * sw, rcond=None)[0][:, 0]
         if not active:
             break
         res = np.array([np.linalg.norm(pos[lk.j] - pos[lk.i] - lk.offset) for lk in active])

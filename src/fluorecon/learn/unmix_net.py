@@ -112,7 +112,7 @@ def train_unmix_net(spectra: Any, photons: float = 20.0, *, steps: int = 600, pa
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if progress is not None:
             progress(step / steps, f"training step {step} (loss {float(loss):.4g})")
         if budget_s is not None and time.perf_counter() - t0 > budget_s:

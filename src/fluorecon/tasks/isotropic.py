@@ -170,7 +170,7 @@ def degrade_ratio(volume: np.ndarray, z_ratio: float, z_factor: int, kernel: np.
     (6, 4, 4)
     """
     n = volume.shape[0]
-    n_rec = int(math.floor((n - 1) / z_ratio + 1e-9)) + 1
+    n_rec = int(math.floor((n - 1) / z_ratio + 0.5)) + 1  # the last plane may lie up to half a step past the end
     fine = resample_axis(np.asarray(volume, np.float32), 0, np.arange((n_rec - 1) * z_factor + 1) * z_ratio / z_factor)
     return degrade_axis0(fine, z_factor, kernel)
 

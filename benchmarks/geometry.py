@@ -1,0 +1,258 @@
+"""Geometry benchmark: stitching accuracy and memory, optical flow EPE, deformable stabilization.
+
+Run:  .venv/bin/python benchmarks/geometry.py            (reduced defaults, ~10 min on 2 contended cores)
+      .venv/bin/python benchmarks/geometry.py --quick    (tiny sizes: checks the script)
+Writes benchmarks/geometry.json and benchmarks/geometry.md (table).
+
+What is measured (targets of issue 20)
+* (a) stitching positions vs the truth on simulated tilings (2D grid, 10 % overlap, ±jitter stage error,
+  Poisson noise, vignetting; and a 3D grid): median and max position error (px) after global
+  optimisation (translation gauge removed by aligning tile 0). Target: median ≤ 0.3 px, max ≤ 2 px.
+* (a') real texture: tiles of ``basic-flatfield/wsi_brain.npz`` (no stored layout: the 63 tiles' order
+  is unknown, consecutive tiles give inconsistent offsets) are upsampled 2× and cut into a 2×2 grid with
+  known offsets, then stitched.
+* (b) out of core: an N×N grid of 1024² uint16 tiles written as TIFF, stitched by ``fluorecon stitch
+  ... -o mosaic.ome.zarr`` in a subprocess; its peak RSS (``ru_maxrss`` of the child). Target: 10×10
+  within 2 GiB (the reduced run uses a smaller grid; memory per chunk does not grow with the grid).
+* (c) optical flow endpoint error on simulated fluorescence movies (advected textures, bleaching,
+  Poisson noise): TV-L1 and iLK (scikit-image) vs the CNN trained on simulated flows for ``--flow-budget``
+  seconds. Target: CNN EPE ≤ 0.7 × TV-L1.
+* (d) stabilization of simulated deformations (random affine + smooth non-affine field): residual
+  misalignment = mean |estimated − true field| (px) for affine alone vs affine + learned deformable.
+  Target: deformable ≤ 0.5 × affine.
+Peers (multiview-stitcher, m2stitch) are not installed in this environment and were not run.
+The machine is shared: the script records ``os.getloadavg()``; timings are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fluorecon.geometry import flow as fl
+from fluorecon.geometry.stabilize import stabilize
+from fluorecon.geometry.stitch import stitch
+from fluorecon.io import write_image
+from fluorecon.physics import motion
+
+HERE = Path(__file__).resolve().parent
+
+
+def _pos_errors(res, true):
+    t = true - true[0] + res.positions[0]
+    e = np.linalg.norm(res.positions - t, axis=1)
+    return float(np.median(e)), float(e.max())
+
+
+def bench_stitch(quick: bool) -> list[dict]:
+    rows = []
+    cases = [("2D 4×4 grid, 256² tiles, 10 % overlap, jitter ±3 px, 100 photons", dict(
+        grid=(4, 4), tile_shape=(256, 256), overlap=0.1, jitter=3.0, photons=100.0))]
+    cases.append(("3D 1×2×2 grid, 24×128² tiles, 15 % overlap, jitter ±2 px", dict(
+        grid=(1, 2, 2), tile_shape=(24, 128, 128), overlap=0.15, jitter=2.0, photons=100.0)))
+    if quick:
+        cases = [("2D 2×2 grid, 128² tiles, 15 % overlap", dict(grid=(2, 2), tile_shape=(128, 128), overlap=0.15,
+                                                                    jitter=2.0, photons=100.0))]
+    for name, kw in cases:
+        meds, maxs, secs = [], [], []
+        for seed in range(1 if quick else 3):
+            sim = motion.simulate_tiling(seed=seed, **kw)
+            t0 = time.perf_counter()
+            res = stitch(sim["tiles"], sim["nominal"], fuse_mosaic=False)
+            secs.append(time.perf_counter() - t0)
+            m, x = _pos_errors(res, sim["positions"])
+            meds.append(m)
+            maxs.append(x)
+        rows.append({"case": name, "median_error_px": float(np.median(meds)), "max_error_px": float(np.max(maxs)),
+                     "seconds_register": float(np.mean(secs)), "runs": len(meds),
+                     "target": "median ≤ 0.3 px, max ≤ 2 px",
+                     "met": bool(np.median(meds) <= 0.3 and np.max(maxs) <= 2.0)})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def bench_real_texture() -> dict | None:
+    from fluorecon.datasets import shared_data
+    from scipy import ndimage
+
+    d = shared_data("basic-flatfield")
+    if d is None:
+        return None
+    tiles = np.load(d / "wsi_brain.npz")["images"].astype(np.float32)
+    rng = np.random.default_rng(0)
+    errs = []
+    for k in (5, 17, 35, 52):
+        big = ndimage.zoom(tiles[k], 2, order=3)  # 256²
+        ts, step = 144, 112
+        true = np.array([[0, 0], [0, step], [step, 0], [step, step]], float) + rng.integers(-3, 4, (4, 2))
+        true = np.clip(true, 0, 256 - ts)
+        sub = [big[int(p[0]):int(p[0]) + ts, int(p[1]):int(p[1]) + ts] for p in true]
+        nominal = np.array([[0, 0], [0, step], [step, 0], [step, step]], float)
+        res = stitch(sub, nominal, fuse_mosaic=False)
+        errs.append(_pos_errors(res, true)[1])
+    return {"case": "real texture (wsi_brain tiles 5,17,35,52, 2× upsampled, 2×2 grid 144² tiles, 32 px overlap)",
+            "max_error_px": float(np.max(errs)), "median_of_max_px": float(np.median(errs))}
+
+
+def _write_big_grid(folder: Path, n: int, tile: int, overlap: float) -> None:
+    step = int(tile * (1 - overlap))
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        for j in range(n):
+            p = (i * step + int(rng.integers(-2, 3)) + 4, j * step + int(rng.integers(-2, 3)) + 4)
+            t = motion.procedural_specimen(p, (tile, tile), seed=1, n_waves=16)
+            t = rng.poisson(np.maximum(t, 0) * 200 + 20).astype(np.uint16)
+            write_image(folder / f"tile_{i:02d}_{j:02d}.tif", t)
+
+
+def bench_memory(n: int, tile: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        _write_big_grid(folder, n, tile, 0.1)
+        gen_s = time.perf_counter() - t0
+        out = folder / "mosaic.ome.zarr"
+        cmd = [str(Path(sys.executable).with_name("fluorecon")), "stitch", str(folder / "tile_*.tif"), "--grid", f"{n},{n}",
+               "--overlap", "0.1", "-o", str(out), "--chunks", "1024", "--quiet", "--json"]
+        code = ("import resource, subprocess, sys, json, time; t=time.perf_counter(); "
+                "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+                "print(json.dumps({'rc': r.returncode, 'rss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
+                " 'seconds': time.perf_counter()-t, 'err': r.stderr[-2000:], 'out': r.stdout[-4000:]}))")
+        r = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True)
+        info = json.loads(r.stdout.strip().splitlines()[-1])
+        summary = {}
+        if info["rc"] == 0:
+            summary = json.loads(info["out"])
+        mosaic_px = int(np.prod(summary.get("mosaic_shape", [0, 0])))
+        return {"grid": f"{n}×{n}", "tile": f"{tile}²", "rc": info["rc"], "peak_rss_mib": info["rss_kib"] / 1024,
+                "seconds": info["seconds"], "generate_seconds": gen_s, "mosaic_shape": summary.get("mosaic_shape"),
+                "mosaic_float32_mib": mosaic_px * 4 / 2**20, "error": info["err"][-500:] if info["rc"] else None,
+                "target": "10×10 of 1024² within 2 GiB"}
+
+
+def bench_flow(quick: bool, budget: float) -> dict:
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    net = fl.train_flow_simulated(steps=100_000, budget_s=budget, seed=0, cache=False)
+    train_s = time.perf_counter() - t0
+    res: dict[str, list[float]] = {"tvl1": [], "ilk": [], "cnn": [], "cnn+finetune": []}
+    n = 1 if quick else 4
+    import copy
+
+    for seed in range(n):
+        sim = motion.advected_movie((96, 96) if quick else (128, 128), n_frames=3, photons=30.0, bleaching=0.1,
+                                    seed=100 + seed)
+        truth = sim["flows"]
+        res["tvl1"].append(fl.endpoint_error(fl.flow_tvl1(sim["movie"]), truth, 8))
+        res["ilk"].append(fl.endpoint_error(fl.flow_ilk(sim["movie"]), truth, 8))
+        res["cnn"].append(fl.endpoint_error(fl.cnn_flow(sim["movie"], net), truth, 8))
+        ft = fl.finetune_unsupervised(copy.deepcopy(net), sim["movie"], 10 if quick else 60, patch=64)
+        res["cnn+finetune"].append(fl.endpoint_error(fl.cnn_flow(sim["movie"], ft), truth, 8))
+    out = {k: float(np.mean(v)) for k, v in res.items()}
+    out.update({"ratio_cnn_tvl1": out["cnn"] / out["tvl1"], "ratio_cnn_finetune_tvl1": out["cnn+finetune"] / out["tvl1"],
+                "train_seconds": train_s, "train_steps": int(net.trained_steps), "movies": n,
+                "setting": "128² (quick: 96²), 3 frames, 30 photons at intensity 1, bleaching 10 %/frame, flow RMS 1.5 px "
+                           "+ translation ≤ 1.5 px per frame; EPE over the interior (8 px border excluded)",
+                "target": "CNN EPE ≤ 0.7 × TV-L1"})
+    out["met"] = bool(min(out["ratio_cnn_tvl1"], out["ratio_cnn_finetune_tvl1"]) <= 0.7)
+    print(out, flush=True)
+    return out
+
+
+def bench_stabilize(quick: bool, budget: float) -> dict:
+    s = motion.deformed_series(n_frames=3 if quick else 6, shape=(64, 64) if quick else (96, 96), amplitude=3.0,
+                               smoothness=12, seed=0)
+    truth = np.stack([motion.invert_field(f) for f in s["fields"]])
+
+    def err(f: np.ndarray) -> float:
+        b = 8
+        return float(np.sqrt(((f - truth) ** 2).sum(1))[:, b:-b, b:-b].mean())
+
+    t0 = time.perf_counter()
+    a = stabilize(s["frames"], template=s["template"], model="affine")
+    ta = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    d = stabilize(s["frames"], template=s["template"], model="deformable", steps=100_000, budget_s=budget)
+    td = time.perf_counter() - t0
+    out = {"affine_error_px": err(a["fields"]), "deformable_error_px": err(d["fields"]),
+           "no_registration_error_px": err(0 * a["fields"]), "affine_seconds": ta, "deformable_seconds": td,
+           "trained_steps": d["info"]["trained_steps"],
+           "setting": f"{len(s['frames'])} frames {s['template'].shape}, affine (±3°, ±3 % scale, ±4 px) + smooth "
+                      "deformation RMS 3 px (σ 12 px), 300 photons",
+           "target": "deformable ≤ 0.5 × affine"}
+    out["ratio"] = out["deformable_error_px"] / out["affine_error_px"]
+    out["met"] = bool(out["ratio"] <= 0.5)
+    print(out, flush=True)
+    return out
+
+
+def to_markdown(r: dict) -> str:
+    lines = [f"# Geometry benchmark ({r['date']}, load average {r['load_before']} → {r['load_after']}, "
+             f"{'quick' if r['quick'] else 'reduced'} run, shared machine)", ""]
+    lines += ["## Stitching positions (simulated, known truth)", "", "| case | median err (px) | max err (px) | s | met |",
+              "|---|---|---|---|---|"]
+    for row in r["stitch"]:
+        lines.append(f"| {row['case']} | {row['median_error_px']:.3f} | {row['max_error_px']:.3f} | "
+                     f"{row['seconds_register']:.1f} | {row['met']} |")
+    if r.get("real_texture"):
+        rt = r["real_texture"]
+        lines += ["", f"Real texture: {rt['case']}: max error {rt['max_error_px']:.3f} px."]
+    m = r.get("memory")
+    if m:
+        lines += ["", "## Out-of-core fusion", "", f"`fluorecon stitch` of a {m['grid']} grid of {m['tile']} uint16 tiles "
+                  f"→ OME-Zarr: peak RSS {m['peak_rss_mib']:.0f} MiB in {m['seconds']:.0f} s (mosaic "
+                  f"{m['mosaic_shape']}, {m['mosaic_float32_mib']:.0f} MiB as float32; rc {m['rc']})."]
+    f = r["flow"]
+    lines += ["", "## Optical flow (EPE, px)", "", "| TV-L1 | iLK | CNN | CNN + unsup. fine-tune | CNN/TV-L1 | met |",
+              "|---|---|---|---|---|---|",
+              f"| {f['tvl1']:.3f} | {f['ilk']:.3f} | {f['cnn']:.3f} | {f['cnn+finetune']:.3f} | "
+              f"{f['ratio_cnn_tvl1']:.2f} | {f['met']} |", "",
+              f"CNN trained {f['train_steps']} steps in {f['train_seconds']:.0f} s on simulated flows. {f['setting']}."]
+    s = r["stabilize"]
+    lines += ["", "## Deformable stabilization (residual misalignment, px)", "",
+              "| none | affine | affine + deformable | ratio | met |", "|---|---|---|---|---|",
+              f"| {s['no_registration_error_px']:.3f} | {s['affine_error_px']:.3f} | {s['deformable_error_px']:.3f} | "
+              f"{s['ratio']:.2f} | {s['met']} |", "", f"{s['setting']}; {s['trained_steps']} training steps."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--flow-budget", type=float, default=150.0)
+    ap.add_argument("--deform-budget", type=float, default=90.0)
+    ap.add_argument("--memory-grid", type=int, default=4)
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--out", type=Path, default=HERE / "geometry.json")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    r: dict = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "quick": a.quick,
+               "load_before": [round(v, 1) for v in os.getloadavg()]}
+    r["stitch"] = bench_stitch(a.quick)
+    r["real_texture"] = bench_real_texture()
+    if not a.skip_memory:
+        r["memory"] = bench_memory(2 if a.quick else a.memory_grid, 256 if a.quick else 1024)
+        print(r["memory"], flush=True)
+    r["flow"] = bench_flow(a.quick, 10.0 if a.quick else a.flow_budget)
+    r["stabilize"] = bench_stabilize(a.quick, 5.0 if a.quick else a.deform_budget)
+    r["load_after"] = [round(v, 1) for v in os.getloadavg()]
+    r["self_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    a.out.write_text(json.dumps(r, indent=2))
+    md = to_markdown(r)
+    a.out.with_suffix(".md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
