@@ -148,8 +148,6 @@ def bench_flow(quick: bool, budget: float) -> dict:
     train_s = time.perf_counter() - t0
     res: dict[str, list[float]] = {"tvl1": [], "ilk": [], "cnn": [], "cnn+finetune": []}
     n = 1 if quick else 4
-    import copy
-
     for seed in range(n):
         sim = motion.advected_movie((96, 96) if quick else (128, 128), n_frames=3, photons=30.0, bleaching=0.1,
                                     seed=100 + seed)
@@ -157,7 +155,7 @@ def bench_flow(quick: bool, budget: float) -> dict:
         res["tvl1"].append(fl.endpoint_error(fl.flow_tvl1(sim["movie"]), truth, 8))
         res["ilk"].append(fl.endpoint_error(fl.flow_ilk(sim["movie"]), truth, 8))
         res["cnn"].append(fl.endpoint_error(fl.cnn_flow(sim["movie"], net), truth, 8))
-        ft = fl.finetune_unsupervised(copy.deepcopy(net), sim["movie"], 10 if quick else 60, patch=64)
+        ft = fl.finetune_unsupervised(fl.clone_net(net), sim["movie"], 10 if quick else 60, patch=64)
         res["cnn+finetune"].append(fl.endpoint_error(fl.cnn_flow(sim["movie"], ft), truth, 8))
     out = {k: float(np.mean(v)) for k, v in res.items()}
     out.update({"ratio_cnn_tvl1": out["cnn"] / out["tvl1"], "ratio_cnn_finetune_tvl1": out["cnn+finetune"] / out["tvl1"],

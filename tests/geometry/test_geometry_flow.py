@@ -52,4 +52,4 @@ def test_unrelated_frames_warn():
     rng = np.random.default_rng(0)
     movie = rng.random((2, 32, 32)).astype(np.float32)
     _, info = fl.estimate_flow(movie, "tvl1")
-    assert info["warnings"] and "unreliable" in info["warnings"][0]
+    assert info["warnings"] and "common content" in info["warnings"][0]

@@ -79,11 +79,11 @@ def test_manifest_is_valid_and_declares_everything():
     pm = npe2.PluginManifest.from_distribution("fluorecon")
     ids = {c.id for c in pm.contributions.commands}
     assert {"fluorecon.denoise_widget", "fluorecon.deconvolve_widget", "fluorecon.learn_widget",
-            "fluorecon.trust_widget", "fluorecon.get_reader", "fluorecon.sample_2d"} <= ids
+            "fluorecon.trust_widget", "fluorecon.tasks_widget", "fluorecon.get_reader", "fluorecon.sample_2d"} <= ids
     for c in pm.contributions.commands:  # every python_name resolves
         mod, _, attr = c.python_name.partition(":")
         assert hasattr(__import__(mod, fromlist=[attr]), attr), c.python_name
-    assert len(pm.contributions.widgets) == 4
+    assert len(pm.contributions.widgets) == 5
     assert pm.contributions.sample_data and pm.contributions.readers
 
 

@@ -44,9 +44,10 @@ from fluorecon.geometry.nets import (
     smoothness,
     warp_tensor,
 )
+from fluorecon.geometry.pairwise import phase_correlation
 from fluorecon.physics import motion, phantoms
 
-__all__ = ["METHODS", "cnn_flow", "endpoint_error", "estimate_flow", "finetune_unsupervised", "flow_ilk",
+__all__ = ["METHODS", "clone_net", "cnn_flow", "endpoint_error", "estimate_flow", "finetune_unsupervised", "flow_ilk",
            "flow_tvl1", "photometric_residual", "train_flow_simulated"]
 
 METHODS = ("tvl1", "ilk", "cnn")
@@ -267,6 +268,14 @@ def finetune_unsupervised(net: DisplacementNet, movie: np.ndarray, steps: int = 
     return net
 
 
+def clone_net(net: DisplacementNet) -> DisplacementNet:
+    """An independent copy of a flow net (e.g. to fine-tune on one movie without touching the cached one)."""
+    import copy
+
+    net.unet._bottleneck = None  # a non-leaf tensor kept by the UNet for feature statistics
+    return copy.deepcopy(net)
+
+
 def cnn_flow(movie: np.ndarray, net: DisplacementNet) -> np.ndarray:
     """Apply a trained flow net to consecutive frame pairs of a 2D movie ``(T, Y, X)``."""
     movie = _check_movie(movie)
@@ -302,7 +311,9 @@ def estimate_flow(movie: np.ndarray, method: str = "cnn", *, steps: int = 300, b
     Returns
     -------
     flows, info
-        info: ``method``, ``photometric_residual`` (per pair), ``seconds``, ``warnings``.
+        info: ``method``, ``photometric_residual`` (per pair, standardised units), ``pair_confidence``
+        (phase-correlation confidence of each frame pair: < 0.1 = no common content, warned), ``seconds``,
+        ``warnings``.
     """
     movie = _check_movie(movie)
     if method not in METHODS:
@@ -319,17 +330,18 @@ def estimate_flow(movie: np.ndarray, method: str = "cnn", *, steps: int = 300, b
         if net is None:
             net = train_flow_simulated(steps, seed=seed, budget_s=budget_s, progress=progress)
         if finetune_steps:
-            import copy
-
-            net = finetune_unsupervised(copy.deepcopy(net), movie, finetune_steps, seed=seed)
+            net = finetune_unsupervised(clone_net(net), movie, finetune_steps, seed=seed)
         flows = cnn_flow(movie, net)
         info["trained_steps"] = int(getattr(net, "trained_steps", steps))
         info["net"] = net.config()
     res = photometric_residual(movie, flows) if movie.ndim == 3 else np.array([])
     info["photometric_residual"] = res.tolist()
-    if res.size and np.any(res > 1.2):
-        bad = [int(i) for i in np.nonzero(res > 1.2)[0]]
-        info["warnings"].append(f"frame pairs {bad}: warped frames still differ as much as unrelated images "
-                                "(photometric residual > 1.2): the flow there is unreliable")
+    # common-content check per pair (calibrated phase-correlation confidence of the whole frames)
+    conf = [phase_correlation(movie[t], movie[t + 1], upsample=1, refine=False).confidence for t in range(len(flows))]
+    info["pair_confidence"] = conf
+    bad = [t for t, c in enumerate(conf) if c < 0.1]
+    if bad:
+        info["warnings"].append(f"frame pairs {bad}: consecutive frames share little common content (confidence "
+                                "< 0.1): the flow there is unreliable")
     info["seconds"] = round(time.perf_counter() - t0, 3)
     return flows, info

@@ -381,7 +381,7 @@ def _build(kind: str, cfg: dict[str, Any]) -> torch.nn.Module:
 
 
 def train_localizer(kind: str, sim: SimConfig, *, budget_s: float = 60.0, steps: int | None = None, size: int = 32,
-                    batch: int = 16, lr: float = 1e-3, seed: int = 0, width: int | None = None,
+                    batch: int = 8, lr: float = 2e-3, seed: int = 0, width: int | None = None,
                     progress: Any = None) -> LocalizerModel:
     """Train a DECODE-style (``"decode"``) or Deep-STORM-style (``"deepstorm"``) localizer on simulations.
 

@@ -1,0 +1,259 @@
+"""Benchmarks of the recording corrections: flat-field, spectral unmixing, haze removal (issue 19).
+
+    .venv/bin/python benchmarks/corrections.py [--quick] [--parts flatfield,unmix,leica,dehaze]
+
+Writes ``benchmarks/corrections.json`` and ``benchmarks/corrections.md`` (table). Real data come from
+``../shared/data`` (``basic-flatfield``, ``poissonnmf-leica-spectral``); parts whose data are absent are
+skipped with a note. All runs use ``torch.set_num_threads(1)``; the machine load (``uptime``) is recorded
+because the timings were taken on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from fluorecon.classical.dehaze import dehaze
+from fluorecon.classical.flatfield import fit_flatfield, relative_rmse, resize_field
+from fluorecon.classical.unmix import choose_rank, poisson_nmf, spectral_angle, unmix_nnls, unmix_poisson
+from fluorecon.datasets import shared_data
+from fluorecon.learn.dehaze_net import dehaze_learned, train_dehaze_net
+from fluorecon.learn.unmix_net import train_unmix_net, unmix_learned
+from fluorecon.physics.illumination import simulate_tiles
+from fluorecon.physics.mixing import band_integrate, gaussian_spectra, simulate_mixture
+from fluorecon.physics.scattering import simulate_haze
+
+HERE = Path(__file__).resolve().parent
+LEICA_BANDS = [(500, 520), (520, 540), (540, 560), (560, 580), (520, 540), (540, 560), (560, 580), (580, 600),
+               (560, 580), (580, 600), (600, 620), (620, 640)]  # nm, ch00…ch11 (3 excitations × 4 bands)
+
+
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+# ------------------------------------------------------------------------------------------------ flat-field
+def flatfield_reference(quick: bool = False) -> dict[str, Any]:
+    root = shared_data("basic-flatfield")
+    if root is None:
+        return {"skipped": "basic-flatfield not found"}
+    ref = np.load(root / "reference_results_plain.npz")
+    out: dict[str, Any] = {}
+    for name in ("wsi_brain", "timelapse_nanog"):
+        images = np.load(root / f"{name}.npz")["images"]
+        for dark in (False, True) if not quick else (False,):
+            suffix = "" if dark else "_flatonly"
+            t0 = time.perf_counter()
+            prof = fit_flatfield(images, darkfield=dark, baseline=True)
+            sec = time.perf_counter() - t0
+            f128 = resize_field(prof.flatfield, (128, 128))
+            f128 /= f128.mean()
+            rb = ref[f"{name}__baseline{suffix}"]
+            row = {"flat_rel_rmse": relative_rmse(f128, ref[f"{name}__flatfield{suffix}"]),
+                   "baseline_corr": float(np.corrcoef(prof.baseline, rb)[0, 1]),
+                   "baseline_rel_rmse": float(np.sqrt(np.mean((prof.baseline - rb) ** 2)) / np.mean(rb)),
+                   "seconds": round(sec, 1), "alm_iterations": prof.info["alm_iterations"], "load": _load()}
+            if dark:
+                d128 = resize_field(prof.darkfield, (128, 128))
+                rd = ref[f"{name}__darkfield"]
+                row["dark_mean_ours_vs_ref"] = [float(d128.mean()), float(rd.mean())]
+                row["dark_shape_corr"] = float(np.corrcoef(d128.ravel(), rd.ravel())[0, 1]) if rd.std() > 0 else None
+            out[f"{name}{suffix or '_dark'}"] = row
+            print(name, suffix or "_dark", row, flush=True)
+    return out
+
+
+def flatfield_simulation(quick: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    n = 60 if quick else 100
+    cases = {"flat_only_200ph": dict(dark_level=0.0, baseline_level=0.0, darkfield=False),
+             "flat_dark_drift_200ph": dict(dark_level=10.0, baseline_level=20.0, darkfield=True)}
+    for key, c in cases.items():
+        sim = simulate_tiles(n, (128, 128), photons=200, dark_level=c["dark_level"], baseline_level=c["baseline_level"],
+                             seed=0)
+        for ps in (0.0, 2.0):
+            t0 = time.perf_counter()
+            prof = fit_flatfield(sim["stack"], darkfield=c["darkfield"], presmooth=ps,
+                                 baseline=bool(c["baseline_level"]))
+            row = {"flat_rel_rmse": relative_rmse(prof.flatfield, sim["flatfield"]),
+                   "uncorrected_rel_rmse": relative_rmse(np.ones((128, 128)), sim["flatfield"]),
+                   "seconds": round(time.perf_counter() - t0, 1), "n_tiles": n, "load": _load()}
+            if c["darkfield"]:
+                row["dark_rel_rmse"] = relative_rmse(prof.darkfield, sim["darkfield"])
+                b = prof.baseline - prof.baseline.mean()
+                tb = sim["baseline"] - sim["baseline"].mean()
+                row["drift_corr"] = float(np.corrcoef(b, tb)[0, 1])
+            out[f"{key}_presmooth{ps:g}"] = row
+            print(key, ps, row, flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ unmixing
+def unmix_simulation(quick: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    steps = 300 if quick else 800
+    for K, C in ((3, 8), (5, 12)) if not quick else ((3, 8),):
+        for ph in (20.0, 5.0) if not quick else (20.0,):
+            S = gaussian_spectra(K, C, width_um=0.03, seed=1)
+            t0 = time.perf_counter()
+            net, info = train_unmix_net(S, photons=ph, steps=steps, batch=8, patch=40, pool=24, seed=0)
+            train_s = time.perf_counter() - t0
+            errs = []
+            for s in range(3):
+                sim = simulate_mixture(S, (96, 96), photons=ph, seed=100 + s)
+                a, x = sim["abundances"], sim["recording"]
+                ests = [unmix_nnls(x / ph, S, floor=1 / ph), unmix_nnls(x / ph, S, weighting="none"),
+                        unmix_poisson(x / ph, S), unmix_learned(net, x, ph)]
+                errs.append([float(np.sqrt(np.mean((e - a) ** 2))) for e in ests])
+            e = np.mean(errs, 0)
+            row = {"nnls_poisson_weighted": e[0], "nnls_unweighted": e[1], "poisson_ml": e[2], "learned": e[3],
+                   "learned_over_nnls": e[3] / e[0], "train_steps": info["steps"], "train_s": round(train_s, 1),
+                   "load": _load()}
+            out[f"K{K}_C{C}_{ph:g}ph"] = row
+            print(K, C, ph, row, flush=True)
+    return out
+
+
+def _block_angle(w: np.ndarray, e: np.ndarray, blocks: int = 3) -> float:
+    """Spectral angle after fitting one non-negative scale per excitation block to the reference (the dyes'
+    relative excitation at 488/514/561 nm is not in the library)."""
+    e2 = np.array(e, np.float64)
+    n = len(e) // blocks
+    for b in range(blocks):
+        sl = slice(n * b, n * b + n)
+        den = float(e[sl] @ e[sl])
+        e2[sl] = e[sl] * max(float(w[sl] @ e[sl]), 0.0) / den if den > 0 else 0.0
+    return spectral_angle(w, e2)
+
+
+def _angles(W: np.ndarray, R: np.ndarray) -> tuple[list[float], list[int]]:
+    cost = np.array([[_block_angle(W[:, i], R[:, j]) for j in range(R.shape[1])] for i in range(W.shape[1])])
+    rows, cols = linear_sum_assignment(cost)
+    order = np.empty(R.shape[1], int)
+    order[cols] = rows
+    return [float(cost[order[j], j]) for j in range(R.shape[1])], order.tolist()
+
+
+def unmix_leica(quick: bool = False) -> dict[str, Any]:
+    import tifffile
+    from sklearn.decomposition import NMF
+
+    root = shared_data("poissonnmf-leica-spectral")
+    if root is None:
+        return {"skipped": "poissonnmf-leica-spectral not found"}
+    X = np.stack([tifffile.imread(root / f"03_Series004_z000_ch{i:02d}.tif") for i in range(12)]).astype(np.float64)
+    if quick:  # 2×2 binning: sums of Poisson counts are Poisson
+        X = X.reshape(12, 256, 2, 256, 2).sum((2, 4))
+    lib = root / "reference-spectra"
+    spec = {}
+    notes = {}
+    for name in ("Alexa_Fluor_488.emn", "Alexa_Fluor_532.emn", "Ethidium_bromide.emn"):
+        d = np.loadtxt(lib / name)
+        spec[name] = band_integrate(d[:, 0], d[:, 1], LEICA_BANDS)
+        notes[name] = {"peak_nm": float(d[np.argmax(d[:, 1]), 0]), "range_nm": [float(d[0, 0]), float(d[-1, 0])]}
+    d = np.loadtxt(lib / "Alexa_Fluor_532.emn")
+    # mirror-image rule: emission ≈ absorption mirrored about the midpoint of the two maxima (528 → 554 nm)
+    spec["A532_mirror_554"] = band_integrate(528 + 554 - d[:, 0], d[:, 1], LEICA_BANDS)
+    out: dict[str, Any] = {"pixels": int(X[0].size), "binned": quick, "library": notes, "load": _load()}
+    t0 = time.perf_counter()
+    rank, devs = choose_rank(X, 6, iterations=150)
+    out["rank_choice"] = {"rank": rank, "deviance_by_rank": devs, "seconds": round(time.perf_counter() - t0, 1)}
+    t0 = time.perf_counter()
+    W, A, info = poisson_nmf(X, 3, iterations=1000)
+    out["ours"] = {"seconds": round(time.perf_counter() - t0, 1), "iterations": info["iterations"], "kl": info["kl"],
+                   "spectra": (W / W.max(0)).T.round(4).tolist()}
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = NMF(3, beta_loss="kullback-leibler", solver="mu", init="nndsvda", max_iter=1000, random_state=0)
+        m.fit_transform(X.reshape(12, -1).T)
+    Ws = m.components_.T
+    Ws = Ws / Ws.sum(0, keepdims=True)
+    out["sklearn"] = {"seconds": round(time.perf_counter() - t0, 1), "spectra": (Ws / Ws.max(0)).T.round(4).tolist()}
+    for variant, names in {"library_as_is": ("Alexa_Fluor_488.emn", "Alexa_Fluor_532.emn", "Ethidium_bromide.emn"),
+                           "a532_mirror_emission": ("Alexa_Fluor_488.emn", "A532_mirror_554",
+                                                    "Ethidium_bromide.emn")}.items():
+        R = np.stack([spec[n] for n in names], 1)
+        for who, Wx in (("ours", W), ("sklearn", Ws)):
+            ang, order = _angles(Wx, R)
+            out[who][variant] = {"angles_deg": dict(zip(("A488", "A532", "EtBr"), ang, strict=True)),
+                                 "mean_deg": float(np.mean(ang)), "order": order}
+    print(json.dumps({k: v for k, v in out.items() if k not in ("library",)}, default=str)[:2000], flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ haze
+def _contrast(img: np.ndarray, truth: np.ndarray) -> float:
+    fg, bg = truth > np.percentile(truth, 90), truth <= np.percentile(truth, 50)
+    a, b = float(img[fg].mean()), float(img[bg].mean())
+    return (a - b) / (a + b)
+
+
+def dehaze_simulation(quick: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    net, info = train_dehaze_net(steps=300 if quick else 800, patch=96, batch=8, budget_s=150 if quick else 400, seed=0)
+    out["learned_training"] = {**info, "load": _load(), "wall_s": round(time.perf_counter() - t0, 1)}
+    for kind in ("mixed", "nuclei", "filaments"):
+        sim = simulate_haze((4, 128, 128), kind=kind, photons=100, seed=1)
+        x, y = sim["recording"], sim["truth"]
+        methods = {"none": x, "classical": dehaze(x, "ZYX", factor=8)[0], "learned": dehaze_learned(net, x)}
+        for name, est in methods.items():
+            c = [_contrast(est[z], y[z]) / _contrast(y[z], y[z]) for z in range(4)]
+            f = [float(est[z].sum() / y[z].sum() - 1) for z in range(4)]
+            out[f"{kind}_{name}"] = {"contrast_ratio_by_depth": np.round(c, 3).tolist(),
+                                     "flux_error_by_depth": np.round(f, 3).tolist(),
+                                     "worst_contrast_dev": float(np.max(np.abs(np.array(c) - 1))),
+                                     "worst_flux_err": float(np.max(np.abs(f)))}
+            print(kind, name, out[f"{kind}_{name}"], flush=True)
+    return out
+
+
+PARTS = {"flatfield": flatfield_reference, "flatfield_sim": flatfield_simulation, "unmix": unmix_simulation,
+         "leica": unmix_leica, "dehaze": dehaze_simulation}
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = ["# Corrections benchmark (issue 19)", "", f"Load (1/5/15 min) at the end: {res.get('load_end')}; "
+             "timings were taken on a shared 2-core machine under heavy contention.", ""]
+    for part, body in res.items():
+        if not isinstance(body, dict):
+            continue
+        lines += [f"## {part}", "", "| case | values |", "|---|---|"]
+        for k, v in body.items():
+            lines.append(f"| {k} | {json.dumps(v, default=str)[:400]} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="reduced sizes/steps")
+    ap.add_argument("--parts", default=",".join(PARTS), help="comma-separated: " + ",".join(PARTS))
+    ap.add_argument("--out", default=str(HERE / "corrections"), help="output stem (.json and .md are written)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    stem = Path(args.out)
+    res: dict[str, Any] = {}
+    if stem.with_suffix(".json").exists():
+        res = json.loads(stem.with_suffix(".json").read_text())
+    res["load_start"] = _load()
+    for part in args.parts.split(","):
+        res[part] = PARTS[part](quick=args.quick)
+        res["load_end"] = _load()
+        res["quick"] = args.quick
+        stem.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str))
+        stem.with_suffix(".md").write_text(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
