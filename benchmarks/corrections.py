@@ -105,7 +105,7 @@ def unmix_simulation(quick: bool = False) -> dict[str, Any]:
         for ph in (20.0, 5.0) if not quick else (20.0,):
             S = gaussian_spectra(K, C, width_um=0.03, seed=1)
             t0 = time.perf_counter()
-            net, info = train_unmix_net(S, photons=ph, steps=steps, batch=8, patch=40, pool=24, seed=0)
+            net, info = train_unmix_net(S, photons=ph, steps=steps, batch=8, patch=40, pool=24, width=24, seed=0)
             train_s = time.perf_counter() - t0
             errs = []
             for s in range(3):

@@ -83,8 +83,9 @@ def bench_stitch(quick: bool) -> list[dict]:
 
 
 def bench_real_texture() -> dict | None:
-    from fluorecon.datasets import shared_data
     from scipy import ndimage
+
+    from fluorecon.datasets import shared_data
 
     d = shared_data("basic-flatfield")
     if d is None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fluorecon.errors import FluoreconError
-from fluorecon.geometry.stitch import Link, LazyTile, fuse, fuse_dask, optimize_positions, stitch
+from fluorecon.geometry.stitch import LazyTile, Link, fuse, fuse_dask, optimize_positions, stitch
 from fluorecon.physics import motion
 
 

@@ -9,7 +9,12 @@ import pytest
 from scipy import ndimage
 
 from fluorecon.errors import FluoreconError
-from fluorecon.geometry.transforms import apply_transform, check_transform, make_transform, translation_transform
+from fluorecon.geometry.transforms import (
+    apply_transform,
+    check_transform,
+    make_transform,
+    translation_transform,
+)
 
 
 def test_translation_matches_scipy_shift():

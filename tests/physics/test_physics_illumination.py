@@ -18,6 +18,15 @@ from fluorecon.physics.illumination import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one torch thread (two threads on a loaded 2-core machine are ~50× slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_fields_have_documented_properties():
     f = vignetting((40, 50), strength=0.4, seed=0)
     assert f.shape == (40, 50) and abs(f.mean() - 1) < 1e-5 and f.min() > 0

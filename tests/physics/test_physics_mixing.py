@@ -16,6 +16,15 @@ from fluorecon.physics.mixing import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one torch thread (two threads on a loaded 2-core machine are ~50× slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_band_integrate_exact_for_linear_spectrum():
     wl = np.linspace(0.5, 0.6, 101)
     # ∫ λ dλ over [0.52, 0.54] = (0.54² − 0.52²)/2

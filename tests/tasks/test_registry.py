@@ -215,37 +215,61 @@ def test_bad_parameter_names_the_option(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- napari
-@pytest.mark.gui
-@pytest.mark.parametrize("task", TASKS, ids=IDS)
-def test_napari_widget_builds_and_runs(task, runs, request):
+@pytest.fixture(scope="module")
+def qt_app():
+    """A Qt application for the widgets (no canvas: the widgets run against a ``ViewerModel``)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     pytest.importorskip("napari")
-    pytest.importorskip("pytestqt")
-    viewer = request.getfixturevalue("make_napari_viewer")()
+    from qtpy.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication([])
+
+
+def _pick(widget, layer):
+    widget.choices = (layer,)  # no Qt viewer to list the layers: offer this one
+    widget.value = layer
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("task", TASKS, ids=IDS)
+def test_napari_widget_builds_and_runs(task, runs, qt_app, tmp_path):
+    from napari.components import ViewerModel
+
     from fluorecon.napari._task_widget import TasksWidget
 
     ex, params, mem = runs(task)
+    viewer = ViewerModel()
     w = TasksWidget(viewer, task=task.name)
     tw = w.task_widget
-    assert tw.task.name == task.name
+    assert tw.task.name == task.name and task.name in w.chooser.choices
     hidden = [k for k, f in task.Params.model_fields.items() if not (f.json_schema_extra or {}).get("widget", True)]
     assert not set(hidden) & set(tw.param_ws)
-    prim = ex["inputs"][task.inputs[0].name]
-    prim = prim[0] if isinstance(prim, list) else prim
+    prims = ex["inputs"][task.inputs[0].name]
+    prim = prims[0] if isinstance(prims, list) else prims
     if not isinstance(prim, ImageData):
-        pytest.skip(f"{task.name}: primary input is not an image layer")
-    layer = viewer.add_image(prim.data, name="x", scale=prim.voxel_size or (1.0,) * prim.data.ndim)
-    tw.layer_w.reset_choices()
-    tw.layer_w.value = layer
+        pytest.skip(f"{task.name}: its primary input is not an image layer")
+    nsp = sum(a in "ZYX" for a in prim.axes)
+    scale = (1.0,) * (prim.data.ndim - nsp) + tuple(prim.voxel_size or (1.0,) * nsp)
+    if isinstance(prims, list):
+        layers = [viewer.add_image(q.data, name="x" if k == 0 else f"x{k}", scale=scale) for k, q in enumerate(prims)]
+        tw.layers_w.value = layers  # the layers of the viewer are offered
+        layer = layers[0]
+    else:
+        layer = viewer.add_image(prim.data, name="x", scale=scale)
+        _pick(tw.layer_w, layer)
+    tw.axes_w.value = prim.axes
     for spec in task.inputs[1:]:
         v = ex["inputs"].get(spec.name)
         if isinstance(v, ImageData):
-            lay = viewer.add_image(v.data, name=spec.name)
-            tw.input_ws[spec.name].reset_choices()
-            tw.input_ws[spec.name].value = lay
+            _pick(tw.input_ws[spec.name], viewer.add_image(v.data, name=spec.name))
+        elif v is not None:
+            tw.input_ws[spec.name].value = _write_input(spec, v, tmp_path)[0]
     tw.set_params(**{k: v for k, v in ex.get("params", {}).items() if k in tw.param_ws})
     n = len(viewer.layers)
     tw.prepare()
+    got = tw._inputs[task.inputs[0].name]
+    got = got[0] if isinstance(got, list) else got
+    assert got.voxel_size == tuple(layer.scale)[-nsp:]  # the layer's scale is the voxel size
     res = tw.compute(lambda f, m: None)
     tw.done(res)
     assert len(viewer.layers) > n
@@ -253,5 +277,61 @@ def test_napari_widget_builds_and_runs(task, runs, request):
         out = viewer.layers[f"x {task.name}"]
         assert out.data.shape == res.image.shape
         vs = res.voxel_size.get(res.main)
-        if vs is not None:
+        if vs is not None and len(vs) == res.image.ndim:
             np.testing.assert_allclose(out.scale, vs)
+
+
+def test_napari_table_output_becomes_points(qt_app):
+    from napari.components import ViewerModel
+
+    from fluorecon.napari._task_widget import _table_points
+
+    layer = ViewerModel().add_image(np.zeros((8, 8)), scale=(0.1, 0.1))
+    t = Table({"x [nm]": np.array([100.0, 250.0]), "y [nm]": np.array([50.0, 0.0]), "sigma": np.array([1.0, 1.0])})
+    np.testing.assert_allclose(_table_points(t, layer), [[0.05, 0.1], [0.0, 0.25]])  # µm, (y, x)
+    np.testing.assert_allclose(_table_points(Table({"x": [2.0], "y": [3.0]}), layer), [[0.3, 0.2]])  # px × scale
+
+
+def test_architecture_example_is_a_working_task(tmp_path):
+    """The copyable task of docs/architecture.md registers and runs through the generated CLI and out of core."""
+    import re
+    import subprocess
+    import sys
+
+    doc = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text()
+    code = re.search(r"### A complete task to copy\s+```python\n(.*?)```", doc, re.S).group(1)
+    (tmp_path / "example_task.py").write_text(code)
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(tmp_path)!r})
+import numpy as np
+import example_task  # registers the task
+from typer.testing import CliRunner
+from fluorecon.io import write_image, read_image
+from fluorecon.cli.taskcmd import register_task
+from fluorecon.scale.taskop import run_task_out_of_core
+from fluorecon.tasks.registry import get
+import typer
+task = get("subtract-background")
+app = typer.Typer()
+register_task(app, task)
+app.command("noop")(lambda: None)
+ex = task.example()
+img = ex["inputs"]["image"]
+write_image({str(tmp_path / 'x.tif')!r}, img.data, axes="YX", voxel_size=img.voxel_size)
+r = CliRunner().invoke(app, ["subtract-background", {str(tmp_path / 'x.tif')!r}, "-o", {str(tmp_path / 'y.tif')!r},
+                             "--radius", "0.5", "--json", "--quiet", "--report"])
+assert r.exit_code == 0, r.output
+info = json.loads(r.stdout)
+res = task(img, radius=0.5)
+np.testing.assert_allclose(read_image({str(tmp_path / 'y.tif')!r}).data, res.image, atol=1e-5)
+assert res.forward.expected(res.image).shape == img.data.shape
+write_image({str(tmp_path / 'x.ome.zarr')!r}, img.data, axes="YX", voxel_size=img.voxel_size)
+run_task_out_of_core(task, {str(tmp_path / 'x.ome.zarr')!r}, {str(tmp_path / 'o.ome.zarr')!r}, task.params(radius=0.5),
+                     chunks=(16, 16), quiet=True)
+np.testing.assert_allclose(read_image({str(tmp_path / 'o.ome.zarr')!r}).data, res.image, atol=1e-4)
+print("ok", info["params_used"]["radius"])
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().endswith("ok 0.5")

@@ -59,7 +59,7 @@ def test_accepts_imagedata(pair):
 def test_learned_scheme_runs_and_returns_input_units(pair):
     x, truth = pair
     y, info = denoise(x, "YX", method="n2v", budget_s=30, steps=4, seed=0, device="cpu", progress=False,
-                      patch_size=32, batch_size=4, model={"depth": 1, "width": 4}, tta=False)
+                      patch_size=32, batch_size=4, model={"depth": 1, "width": 4}, tta=False, guard=False)
     assert info["kind"] == "learned" and info["steps"] == 4
     assert y.dtype == np.float32 and y.shape == x.shape
     assert abs(y.mean() - x.mean()) < 0.2 * x.mean()  # denormalised back to ADU (a 4-step net is far from good)
@@ -147,21 +147,36 @@ def test_input_score_uses_the_true_noise_variance():
     assert abs(_noise_variance(x, e) - true) < 0.25 * true
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("n2v" not in learned_methods(), reason="learned engine unavailable")
 @pytest.mark.parametrize("case", ["stretched8bit", "low_counts", "structured_background"])
 def test_guarded_n2v_never_returns_the_worse_result(case):
     """Where unguarded training can go wrong: whatever the budget (steps) and seed, the guarded result is
-    at least as good (true MSE, forward-model truth) as the worse of input and classical, and within 15 %
-    of the better of the two candidates it chose between."""
+    never worse (true MSE against the forward model's truth) than the worse of input and classical, and
+    within 15 % of the better of them — the network is returned only when it is at least about as good."""
     kw = {"stretched8bit": {}, "low_counts": {"photons": 3.0}, "structured_background": {"background": 1.5}}[case]
     for seed in (0, 1, 2):
         x, truth = _stretched_widefield(seed=seed, **kw)
+        c, _ = denoise(x, "YX", method="auto")
+        m_raw, m_cls = _mse(x, truth), _mse(c, truth)
         for steps in (3, 60):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FluoreconWarning)
                 y, info = denoise(x, "YX", method="n2v", steps=steps, seed=seed, **TINY_LEARN)
-                c, _ = denoise(x, "YX", method="auto")
-                raw, _ = denoise(x, "YX", method="n2v", steps=steps, seed=seed, guard=False, **TINY_LEARN)
-            m_out, m_raw, m_cls, m_net = _mse(y, truth), _mse(x, truth), _mse(c, truth), _mse(raw, truth)
+            m_out = _mse(y, truth)
             assert m_out <= max(m_raw, m_cls), (case, seed, steps, info["heldout"])
-            assert m_out <= 1.15 * min(m_cls, m_raw, max(m_net, m_cls)), (case, seed, steps, info["heldout"])
+            assert m_out <= 1.15 * min(m_cls, m_raw), (case, seed, steps, info["choice"], info["heldout"])
+            if steps == 3:  # a 3-step network is useless: the guard must have noticed
+                assert info["fallback"] is not None and info["warnings"]
+
+
+def test_best_is_a_task_method_and_difference_correlation_flags_correlated_noise():
+    from scipy import ndimage as ndi
+
+    from fluorecon.tasks.denoise import DenoiseParams, difference_correlation
+
+    assert DenoiseParams(method="best").method == "best"
+    x, _ = _stretched_widefield(shape=(128, 128), seed=0)
+    white = difference_correlation(x)
+    smooth = difference_correlation(ndi.gaussian_filter(x.astype(np.float64), 0.7))
+    assert white < -0.3 and smooth > -0.1  # the guard warns above -0.1

@@ -139,3 +139,20 @@ def test_deepstorm_simulated_data(shared_data):
                           read_noise=0.0, psf_sigma=110.0)
     m = assess(res.image, truth)
     assert m["precision"] > 0.9 and abs(m["bias_x"]) < 5 and abs(m["bias_y"]) < 5
+
+
+def test_train_localizer_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from fluorecon.cli import app
+
+    runner = CliRunner()
+    args = ["train-localizer", "-o", str(tmp_path / "m"), "--pixel-size", "100", "--psf-sigma", "130",
+            "--photons", "2000", "--background", "20", "--steps", "1", "--quiet"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "m" / "localizer.json").is_file()
+    r = runner.invoke(app, args)  # exists, no --overwrite
+    assert r.exit_code == 2
+    r = runner.invoke(app, ["train-localizer", "-o", str(tmp_path / "n"), "--psf-sigma", "130", "--steps", "1"])
+    assert r.exit_code == 2 and "pixel size" in r.output

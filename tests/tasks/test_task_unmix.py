@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from fluorecon.errors import FluoreconError
 from fluorecon.physics.mixing import gaussian_spectra, simulate_mixture
 from fluorecon.tasks.contract import Table
 from fluorecon.tasks.registry import get
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one torch thread (two threads on a loaded 2-core machine are ~50× slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_example_runs_and_forward_reproduces_the_recording():
@@ -54,3 +64,10 @@ def test_bad_input():
         task(x[0], axes="YX")
     with pytest.raises(FluoreconError, match="needs the dyes' spectra"):
         task(x, axes="CYX", method="nnls")
+
+
+def test_learned_method_runs_tiny():
+    S = gaussian_spectra(2, 5, seed=0)
+    sim = simulate_mixture(S, (24, 24), photons=20, seed=0)
+    res = get("unmix")(sim["recording"], axes="CYX", method="learned", steps=2, inputs={"spectra": S})
+    assert res.image.shape == (2, 24, 24) and (res.image >= 0).all() and res.warnings

@@ -17,7 +17,7 @@ Examples
 --------
 >>> from fluorecon.physics.illumination import simulate_tiles
 >>> sim = simulate_tiles(32, (48, 48), dark_level=0, seed=0)
->>> prof = fit_flatfield(sim["stack"], darkfield=False, working_size=48)
+>>> prof = fit_flatfield(sim["stack"], darkfield=False, working_size=48, max_reweight=3)
 >>> bool(relative_rmse(prof.flatfield, sim["flatfield"]) < 0.05)
 True
 >>> corrected = prof.apply(sim["stack"])
@@ -330,7 +330,7 @@ def fit_flatfield(stack: Any, *, darkfield: bool = True, baseline: bool = False,
     --------
     >>> from fluorecon.physics.illumination import simulate_tiles
     >>> sim = simulate_tiles(16, (32, 32), seed=2)
-    >>> p = fit_flatfield(sim["stack"], working_size=None)
+    >>> p = fit_flatfield(sim["stack"], working_size=None, max_reweight=2)
     >>> p.flatfield.shape, p.darkfield.shape
     ((32, 32), (32, 32))
     """

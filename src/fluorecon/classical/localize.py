@@ -288,10 +288,14 @@ def fit_mle(rois: np.ndarray, sigma: float = 1.3, *, psf: GaussianPSF | Astigmat
         crlb = torch.sqrt(torch.diagonal(cov, dim1=1, dim2=2).clamp(min=0))
     except RuntimeError:
         crlb = torch.full_like(th, float("nan"))
+    # Poisson deviance 2·Σ[d·log(d/μ) − (d − μ)] ~ χ²(R² − P) for a good fit: large for overlapping emitters
+    dev = 2 * (torch.where(data_e > 0, data_e * torch.log(data_e.clamp(min=1e-12) / mu_e), torch.zeros_like(mu_e))
+               - (data_e - mu_e)).sum(1)
+    dof = r * r - th.shape[1]
     conv = torch.isfinite(crlb).all(1) & (th[:, 0] > 0) & (th[:, 0] < r) & (th[:, 1] > 0) & (th[:, 1] < r)
     out = {"x": th[:, 0], "y": th[:, 1], "photons": th[:, 2], "background": th[:, 3], "crlb_x": crlb[:, 0],
            "crlb_y": crlb[:, 1], "crlb_photons": crlb[:, 2], "crlb_background": crlb[:, 3], "loglik": ll,
-           "converged": conv}
+           "deviance": dev / dof, "converged": conv}
     if mode == "z":
         out["z"], out["crlb_z"] = th[:, 4], crlb[:, 4]
     elif mode == "sigma":
@@ -398,6 +402,7 @@ def localize(frames: np.ndarray, camera: SMLMCamera, pixel_size: float, psf_sigm
             "crlb_y [nm]": fit["crlb_y"][ok] * pixel_size,
             "crlb_intensity [photon]": fit["crlb_photons"][ok],
             "loglik": fit["loglik"][ok],
+            "deviance": fit["deviance"][ok],
         }
         if "z" in fit:
             part["z [nm]"] = fit["z"][ok]
@@ -645,8 +650,12 @@ def merge(table: Any, max_distance: float = 50.0, max_gap: int = 1) -> dict[str,
 
 
 def filter_localizations(table: Any, *, min_photons: float | None = None, max_uncertainty: float | None = None,
-                         sigma_range: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
+                         sigma_range: tuple[float, float] | None = None,
+                         max_deviance: float | None = None) -> dict[str, np.ndarray]:
     """Keep localizations with enough photons, small enough uncertainty (nm), sigma in range (nm).
+
+    ``max_deviance`` drops MLE fits whose Poisson deviance per degree of freedom (column
+    ``deviance``, ≈ 1 for a good single-emitter fit) is larger — typically overlapping emitters.
 
     Examples
     --------
@@ -662,6 +671,9 @@ def filter_localizations(table: Any, *, min_photons: float | None = None, max_un
     if max_uncertainty is not None:
         _need(cols, ("uncertainty [nm]",))
         keep &= cols["uncertainty [nm]"] <= max_uncertainty
+    if max_deviance is not None:
+        _need(cols, ("deviance",))
+        keep &= cols["deviance"] <= max_deviance
     if sigma_range is not None:
         _need(cols, ("sigma [nm]",))
         keep &= (cols["sigma [nm]"] >= sigma_range[0]) & (cols["sigma [nm]"] <= sigma_range[1])

@@ -362,6 +362,8 @@ def _rl_single(image: np.ndarray, psf: np.ndarray, n_iter: int, *, padding, back
         if mask is not None:
             dest.masked_fill_(mask, 0)
             del mask
+        if H.crop:
+            conv = None  # the forward output is no longer needed: free it before the adjoint allocates
         conv = H.adjoint(H.buf if H.crop else dest)
         if backprojector is not None:
             conv.clamp_(min=0)  # the WB back-projector has negative lobes: keep the estimate ≥ 0
@@ -424,8 +426,9 @@ def select_iterations(image: Any, psf: Any, max_iterations: int = 100, *, paddin
     binomial thinning, RL (same variant: ``accelerate``, ``tv``, ``backprojector``) runs on one half and
     the sharpened held-out risk of :class:`fluorecon.classical.stopping.HoldoutRisk` is tracked on the
     other; the minimum ``j*`` maps to ``round(factor · j*)`` iterations on all the data. With
-    ``folds=2`` (default for accelerated RL, whose quality changes faster per iteration) the halves
-    swap roles and the two risk curves are summed (half the variance of the pick, twice the cost).
+    ``folds=2`` (default) the halves swap roles and the two risk curves are summed: half the variance
+    of the pick for twice the cost (one fold: 7/10 instead of 10/10 simulated cases within 5 % of the
+    oracle in our tests).
 
     Returns
     -------

@@ -316,7 +316,7 @@ def choose_rank(x: Any, max_rank: int | None = None, *, threshold: float = 0.1, 
     --------
     >>> from fluorecon.physics.mixing import gaussian_spectra, simulate_mixture
     >>> S = gaussian_spectra(3, 8, width_um=0.02, seed=0)
-    >>> choose_rank(simulate_mixture(S, (32, 32), photons=200, seed=0)["recording"], 5)[0]
+    >>> choose_rank(simulate_mixture(S, (24, 24), photons=200, seed=0)["recording"], 4, iterations=60)[0]
     3
     """
     X, _ = _pixels(x)

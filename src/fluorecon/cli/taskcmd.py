@@ -267,7 +267,7 @@ def _read_other(spec: InputSpec, value: str) -> Any:
 
 
 def _read_table(path: Path) -> Any:
-    return read_table(path)
+    return read_table(path, required=())
 
 
 def _read_primary(spec: InputSpec, path: Path, axes: str | None, voxel_size: tuple[float, ...] | None) -> Any:

@@ -31,7 +31,14 @@ import numpy as np
 import torch
 
 from fluorecon.errors import FluoreconError
-from fluorecon.geometry.nets import DisplacementNet, _blur, cosine_lr, normalize_frame, smoothness, warp_tensor
+from fluorecon.geometry.nets import (
+    DisplacementNet,
+    _blur,
+    cosine_lr,
+    normalize_frame,
+    smoothness,
+    warp_tensor,
+)
 
 __all__ = ["instance_optimize", "predict_field", "register_deformable", "similarity_loss", "train_deformable"]
 

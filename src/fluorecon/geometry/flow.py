@@ -276,17 +276,25 @@ def clone_net(net: DisplacementNet) -> DisplacementNet:
     return copy.deepcopy(net)
 
 
-def cnn_flow(movie: np.ndarray, net: DisplacementNet) -> np.ndarray:
-    """Apply a trained flow net to consecutive frame pairs of a 2D movie ``(T, Y, X)``."""
+def cnn_flow(movie: np.ndarray, net: DisplacementNet, init: str = "none") -> np.ndarray:
+    """Apply a trained flow net to consecutive frame pairs of a 2D movie ``(T, Y, X)``.
+
+    ``init="ilk"`` starts the coarse-to-fine estimate from scikit-image's iLK flow, which the net then
+    refines (a hybrid: classical initialisation, learned correction); ``"none"`` starts from zero.
+    """
     movie = _check_movie(movie)
     if movie.ndim != 3:
         raise FluoreconError("the CNN flow is 2D (T, Y, X); use method='tvl1' for 3D movies")
+    if init not in ("none", "ilk"):
+        raise FluoreconError(f"unknown CNN flow initialisation {init!r}", hint="none or ilk")
+    start = flow_ilk(movie) if init == "ilk" else None
     out = []
     with torch.no_grad():
         for t in range(len(movie) - 1):
             a = normalize_frame(movie[t])[None, None]
             b = normalize_frame(movie[t + 1])[None, None]
-            out.append(net(a, b)[0].numpy())
+            u0 = None if start is None else torch.from_numpy(start[t])[None]
+            out.append(net(a, b, init=u0)[0].numpy())
     return np.stack(out).astype(np.float32)
 
 

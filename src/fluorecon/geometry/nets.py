@@ -184,8 +184,12 @@ class DisplacementNet(nn.Module):
             u = _blur(u, self.smooth_sigma)
         return u
 
-    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, levels: int | None = None) -> torch.Tensor:
-        """Field ``u`` such that ``warp_tensor(moving, u) ≈ fixed``; inputs (N, 1, *S), already normalised."""
+    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, levels: int | None = None,
+                init: torch.Tensor | None = None) -> torch.Tensor:
+        """Field ``u`` such that ``warp_tensor(moving, u) ≈ fixed``; inputs (N, 1, *S), already normalised.
+
+        ``init`` (N, ndim, *S): a starting field (e.g. a classical estimate) that the net refines.
+        """
         levels = self.levels if levels is None else int(levels)
         pool = F.avg_pool2d if self.dim == 2 else F.avg_pool3d
         pyr_f, pyr_m = [fixed], [moving]
@@ -198,7 +202,10 @@ class DisplacementNet(nn.Module):
         u = None
         mode = "bilinear" if self.dim == 2 else "trilinear"
         for f, m in zip(reversed(pyr_f[finest:]), reversed(pyr_m[finest:]), strict=True):
-            if u is None:
+            if u is None and init is not None:
+                k = fixed.shape[2] / f.shape[2]
+                u = F.interpolate(init, size=tuple(f.shape[2:]), mode=mode, align_corners=True) / k
+            elif u is None:
                 u = torch.zeros((f.shape[0], self.dim, *f.shape[2:]), dtype=f.dtype, device=f.device)
             else:
                 u = 2 * F.interpolate(u, size=tuple(f.shape[2:]), mode=mode, align_corners=True)

@@ -282,7 +282,7 @@ def sample(image: torch.Tensor, coords: torch.Tensor, padding_mode: str = "zeros
 
 
 def refine_affine(fixed: np.ndarray, moving: np.ndarray, init: np.ndarray | None = None, model: str = "affine",
-                  levels: int = 3, iterations: int = 60) -> tuple[np.ndarray, dict[str, Any]]:
+                  levels: int = 3, iterations: int = 40) -> tuple[np.ndarray, dict[str, Any]]:
     """Refine a fixed → moving matrix by minimising the squared intensity difference (multi-scale L-BFGS).
 
     Parameters
@@ -358,14 +358,15 @@ def refine_affine(fixed: np.ndarray, moving: np.ndarray, init: np.ndarray | None
         cc = torch.tensor(c, dtype=torch.float64)[:, None]
         opt = torch.optim.LBFGS(params, lr=1, max_iter=iterations, line_search_fn="strong_wolfe")
 
-        def objective() -> torch.Tensor:
+        def objective(grid: torch.Tensor = grid, cc: torch.Tensor = cc, s: int = s, fz: np.ndarray = fz,
+                      mt: torch.Tensor = mt, ft: torch.Tensor = ft) -> torch.Tensor:
             xm = matrix_a() @ (grid - cc) + cc + p_t[:, None]
             coords = (xm / s).float().reshape(1, nd, *fz.shape)
             warped = sample(mt, coords)
             inside = sample(torch.ones_like(mt), coords)
             return ((warped - ft) ** 2 * inside).sum() / inside.sum().clamp_min(1.0)
 
-        def closure() -> torch.Tensor:
+        def closure(opt: torch.optim.Optimizer = opt, objective: Any = objective) -> torch.Tensor:
             opt.zero_grad()
             loss = objective()
             loss.backward()

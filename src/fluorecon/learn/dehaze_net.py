@@ -43,7 +43,7 @@ class DehazeNet(nn.Module):
         layers: list[nn.Module] = []
         cin = 2
         for d in (1, 2, 4, 8, 4, 1):
-            layers += [nn.Conv2d(cin, width, 3, padding=d, dilation=d, padding_mode="reflect"), nn.ReLU()]
+            layers += [nn.Conv2d(cin, width, 3, padding=d, dilation=d, padding_mode="replicate"), nn.ReLU()]
             cin = width
         layers.append(nn.Conv2d(width, 1, 1))
         self.body = nn.Sequential(*layers)

@@ -74,9 +74,9 @@ def denoise_single_image(image: np.ndarray, axes: str, scheme: str = "auto", bud
         grid A, an unbiased score on grid B. ``False`` trains on every pixel and keeps the last weights.
     blind_spot_inference : bool, optional
         Predict every pixel with its own value hidden (:func:`predict_blind_spot`, 16 predictions)
-        instead of one plain prediction. Default: on for the blind-spot schemes (``n2v``, ``n2v2``,
-        ``structn2v``), whose loss never constrains the response to a pixel's own value; off for
-        ``nb2nb``.
+        instead of one plain prediction. Default: on for 2D networks of the blind-spot schemes
+        (``n2v``, ``n2v2``, ``structn2v``), whose loss never constrains the response to a pixel's own
+        value; off for ``nb2nb`` and 3D networks.
     **overrides
         Any :class:`~fluorecon.learn.train.TrainConfig` field.
 
@@ -132,8 +132,8 @@ def denoise_single_image(image: np.ndarray, axes: str, scheme: str = "auto", bud
         monitor = _holdout_monitor(train_img, arr, axes, mask_a, device)
     bundle = train(cfg, train_img, axes=axes, callback=callback, monitor=monitor)
     t1 = time.perf_counter()
-    if blind_spot_inference is None:
-        blind_spot_inference = name in BLIND_SPOT
+    if blind_spot_inference is None:  # 2D networks: the YX replacement matches the 2D training masks
+        blind_spot_inference = name in BLIND_SPOT and bundle.model.config().get("dim", 2) == 2
     if blind_spot_inference:
         out = predict_blind_spot(bundle, arr, axes, grid=max(int(cfg.mask_grid), 3), device=device, tta=tta)
     else:

@@ -1,7 +1,7 @@
 """Learned spectral unmixing: a small convolutional network trained on simulated mixtures of known spectra.
 
 Per-pixel NNLS ignores that neighbouring pixels share abundances; at a few photons per channel its
-estimates are dominated by shot noise. This network sees a neighbourhood (receptive field ≈ 19 px),
+estimates are dominated by shot noise. This network sees a neighbourhood (receptive field ≈ 21 px),
 is trained on the physics forward model (:mod:`fluorecon.physics.mixing`: phantom abundances ×
 the given spectra × Poisson noise at the given photon level) and returns non-negative abundances.
 
@@ -25,14 +25,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from fluorecon.classical.unmix import unmix_nnls
 from fluorecon.errors import FluoreconError
 from fluorecon.physics.mixing import check_spectra, simulate_mixture
 
-__all__ = ["UnmixNet", "train_unmix_net", "unmix_learned"]
+__all__ = ["UnmixNet", "nnls_start", "train_unmix_net", "unmix_learned"]
+
+
+def nnls_start(x: torch.Tensor, spectra: torch.Tensor) -> torch.Tensor:
+    """Per-pixel NNLS of a batch (N, C, Y, X) → (N, K, Y, X) (no gradient)."""
+    n, c, ny, nx = x.shape
+    flat = x.detach().permute(1, 0, 2, 3).reshape(c, -1).cpu().numpy()
+    a = unmix_nnls(flat, spectra.cpu().numpy(), weighting="none")
+    return torch.as_tensor(a, dtype=x.dtype).reshape(-1, n, ny, nx).permute(1, 0, 2, 3).contiguous()
 
 
 class UnmixNet(nn.Module):
-    """Channels → abundances: 3×3 convolutions with dilations 1, 2, 4, 2, 1 (receptive field 21 px)."""
+    """Channels → abundances: per-pixel NNLS start + a correction from 3×3 convolutions with dilations
+    1, 2, 4, 2, 1 (receptive field 21 px) that see the neighbourhood."""
 
     def __init__(self, spectra: Any, width: int = 32):
         super().__init__()
@@ -40,7 +50,6 @@ class UnmixNet(nn.Module):
         n_channels, n_dyes = S.shape
         self.n_channels, self.n_dyes, self.width = int(n_channels), int(n_dyes), int(width)
         self.register_buffer("spectra", S)
-        self.register_buffer("pinv", torch.linalg.pinv(S))
         layers: list[nn.Module] = []
         cin = n_channels + n_dyes
         for d in (1, 2, 4, 2, 1):
@@ -49,9 +58,11 @@ class UnmixNet(nn.Module):
         layers += [nn.Conv2d(width, n_dyes, 1)]
         self.body = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: (N, C, Y, X) recording / photons (background removed); returns abundances (N, K, Y, X)."""
-        a0 = torch.einsum("kc,ncyx->nkyx", self.pinv, x)
+    def forward(self, x: torch.Tensor, a0: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: (N, C, Y, X) recording / photons (background removed); ``a0``: the per-pixel NNLS start
+        (computed when None). Returns abundances (N, K, Y, X): the start plus a learned correction."""
+        if a0 is None:
+            a0 = nnls_start(x, self.spectra)
         return torch.relu(a0 + self.body(torch.cat([x, a0], 1)))
 
     def config(self) -> dict[str, Any]:

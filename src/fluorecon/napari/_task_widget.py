@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, SpinBox, create_widget
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, Select, SpinBox, create_widget
 from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 
@@ -37,8 +37,9 @@ from fluorecon.tasks.registry import all_tasks, get
 __all__ = ["TaskWidget", "TasksWidget", "field_widget", "layer_input"]
 
 
-def layer_input(layer: Any, name: str = "image") -> ImageData:
-    """An Image layer as task input: its data (float32), axes from its dimensionality, ``scale`` as voxel size.
+def layer_input(layer: Any, name: str = "image", axes: str | None = None) -> ImageData:
+    """An Image layer as task input: its data (float32), ``axes`` (default: from its dimensionality),
+    ``scale`` of the spatial axes as voxel size.
 
     Raises
     ------
@@ -52,8 +53,9 @@ def layer_input(layer: Any, name: str = "image") -> ImageData:
     data = np.asarray(layer.data[0] if getattr(layer, "multiscale", False) else layer.data, np.float32)
     if data.ndim > 4:
         raise FluoreconError(f"layer '{layer.name}' has {data.ndim} dimensions", hint="pick one time point / channel")
-    axes = {2: "YX", 3: "ZYX", 4: "CZYX"}.get(data.ndim, "YX")
-    nsp = min(data.ndim, 3)
+    if axes is None or len(axes) != data.ndim:
+        axes = {2: "YX", 3: "ZYX", 4: "CZYX"}.get(data.ndim, "YX")
+    nsp = sum(a in "ZYX" for a in axes)
     vs = tuple(float(s) for s in layer.scale[-nsp:])
     return as_image_data(data, axes, vs, name=f"layer '{layer.name}'")
 
@@ -114,9 +116,21 @@ class TaskWidget(_TaskWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, task: str | Task = "denoise"):
         self.task = get(task) if isinstance(task, str) else task
+        self._viewer_ref = napari_viewer  # set before the container exists (the layer list needs it)
         self.title = self.task.title or self.task.name
         self.input_ws: dict[str, Any] = {}
-        controls: list[Any] = []
+        primary = self.task.inputs[0]
+        # Axes of the primary layer (napari layers carry none): the task's accepted layouts.
+        self.axes_w = ComboBox(name="axes", label="axes", choices=list(self.task.accepts),
+                               value=self.task.accepts[0], tooltip="Axes of the input layer(s)")
+        controls: list[Any] = [self.axes_w]
+        self.layers_w = None
+        if primary.kind == "images":
+            self.layers_w = Select(label=primary.name, name=f"in_{primary.name}", tooltip=primary.help,
+                                   choices=self._image_layers)
+            napari_viewer.layers.events.inserted.connect(self.layers_w.reset_choices)
+            napari_viewer.layers.events.removed.connect(self.layers_w.reset_choices)
+            controls.append(self.layers_w)
         for spec in self.task.inputs[1:]:
             if spec.kind == "image":
                 w = create_widget(annotation=napari.layers.Image | None, label=spec.name.replace("_", " "),
@@ -136,6 +150,9 @@ class TaskWidget(_TaskWidget):
             controls.append(w)
         super().__init__(napari_viewer, controls, layer_label=self.task.inputs[0].name)
         self._like: Any = None
+        if self.layers_w is not None:
+            self.layer_w.visible = False
+        self.layer_w.changed.connect(self._guess_axes)
 
     # --- inputs and parameters ------------------------------------------------------------------------
     def set_params(self, **values: Any) -> None:
@@ -155,10 +172,31 @@ class TaskWidget(_TaskWidget):
                      for err in e.errors()]
             raise FluoreconError("invalid parameter(s): " + "; ".join(parts)) from None
 
+    def _image_layers(self, *_: Any) -> list[tuple[str, Any]]:
+        viewer = self.__dict__.get("viewer") or self._viewer_ref
+        return [(lay.name, lay) for lay in viewer.layers if isinstance(lay, napari.layers.Image)]
+
+    def _guess_axes(self, layer: Any = None) -> None:
+        """Pick the first accepted axes that fit the chosen layer's dimensionality."""
+        layer = layer if layer is not None else self.layer_w.value
+        if layer is None:
+            return
+        fits = [a for a in self.task.accepts if len(a) == np.ndim(layer.data)]
+        if fits and len(self.axes_w.value) != np.ndim(layer.data):
+            self.axes_w.value = fits[0]
+
     def inputs(self) -> dict[str, Any]:
         primary = self.task.inputs[0]
-        self._like = self.layer_w.value
-        named: dict[str, Any] = {primary.name: layer_input(self._like, primary.name)}
+        axes = self.axes_w.value
+        if self.layers_w is not None:
+            layers = list(self.layers_w.value or [])
+            if not layers:
+                raise FluoreconError(f"no {primary.name} layers selected", hint="select several Image layers")
+            self._like = layers[0]
+            named: dict[str, Any] = {primary.name: [layer_input(lay, primary.name, axes) for lay in layers]}
+        else:
+            self._like = self.layer_w.value
+            named = {primary.name: layer_input(self._like, primary.name, axes)}
         for spec in self.task.inputs[1:]:
             v = self.input_ws[spec.name].value
             if spec.kind == "image":
@@ -204,7 +242,7 @@ def _read_file(kind: str, path: Path) -> Any:
     if kind == "json":
         return json.loads(path.read_text())
     if kind == "table":
-        return read_table(path)
+        return read_table(path, required=())
     return as_image_data(read_image(path), name=str(path))
 
 

@@ -364,13 +364,30 @@ class DeconvolveWidget(_TaskWidget):
         return deconvolve(self._data, self._axes, method=self.method.value, iterations=int(self.iterations.value),
                           voxel_size=self._scale, background="auto", progress=_progress_for(deconvolve, progress), **kw)
 
+    def _trust_forward(self) -> Any:
+        """The forward model the Trust widget checks this deconvolution with: the same PSF on the layer's grid."""
+        from fluorecon.physics.forward import Forward
+        from fluorecon.tasks.deconvolve import make_psf_for_image
+
+        try:
+            if self._psf is not None:
+                p, _ = make_psf_for_image(self._data.shape, psf=self._psf)
+            else:
+                p, _ = make_psf_for_image(self._data.shape, psf_model="gaussian" if self.psf_source.value.startswith(
+                    "gaussian") else "widefield", na=float(self.na.value), wavelength=float(self.wavelength.value),
+                    refractive_index=float(self.ri.value), voxel_size=self._scale)
+            return Forward(psf=p)
+        except FluoreconError:
+            return None
+
     def done(self, result) -> None:
         out, info = result
         m = (info or {}).get("method", self.method.value)
         it = (info or {}).get("iterations", self.iterations.value)
         name = f"{self._layer.name} deconvolved ({m}, {it} it)" if m.startswith("rl") else f"{self._layer.name} deconvolved ({m})"
         self._add_or_update(np.asarray(out, dtype=np.float32), name, self._layer,
-                            metadata={"fluorecon": {"task": "deconvolve", "psf": self._psf_desc, **_jsonable(info)}})
+                            metadata={"fluorecon": {"task": "deconvolve", "psf": self._psf_desc, **_jsonable(info)},
+                                      "fluorecon_forward": self._trust_forward()})
         self.status.value = f"done: {name}"
 
 
@@ -484,6 +501,10 @@ class TrustWidget(_TaskWidget):
             raise FluoreconError(f"restoration {self._pred.shape} and recording {self._data.shape} differ in shape",
                                  hint="pick the restoration made from this recording")
         self._bundle = self._pred_layer.metadata.get("fluorecon_bundle")
+        # the restoration's forward model (a deconvolution stores its PSF on the layer's grid; a task Result
+        # carries one), so that deconvolutions are checked with the blur, not the identity
+        result = self._pred_layer.metadata.get("fluorecon_result")
+        self._forward = self._pred_layer.metadata.get("fluorecon_forward") or getattr(result, "forward", None)
 
     def compute(self, progress):
         from fluorecon.trust.summary import assess
@@ -492,18 +513,18 @@ class TrustWidget(_TaskWidget):
         shift = bool(self.use_shift.value) and bool(getattr(self._bundle, "training_stats", None))
         if self.use_shift.value and not shift:
             progress(0.05, "distribution shift skipped: no model bundle with training statistics")
-        return assess(self._data, self._axes, bundle=self._bundle, prediction=self._pred,
+        return assess(self._data, self._axes, bundle=self._bundle, prediction=self._pred, forward=self._forward,
                       uncertainty=bool(self.use_uncertainty.value), consistency=bool(self.use_consistency.value),
                       shift=shift)
 
     def done(self, summary) -> None:
-        cmaps = {"uncertainty": "magma", "consistency": "inferno", "consistency_z": "RdBu_r"}
+        cmaps = {"uncertainty": "magma", "consistency": "inferno", "consistency_z": "RdBu_r", "verify_z": "RdBu_r"}
         for key, m in summary.maps.items():
             m = np.asarray(m, dtype=np.float32)
             if m.shape != self._pred.shape:
                 continue
-            kw: dict[str, Any] = {"colormap": cmaps.get(key, "viridis"), "blending": "additive", "visible": key != "consistency_z"}
-            if key == "consistency_z":
+            kw: dict[str, Any] = {"colormap": cmaps.get(key, "viridis"), "blending": "additive", "visible": key not in ("consistency_z", "verify_z")}
+            if key in ("consistency_z", "verify_z"):
                 v = float(np.nanpercentile(np.abs(m), 99.5)) or 1.0
                 kw["contrast_limits"] = (-v, v)
             self._add_or_update(m, f"{self._pred_layer.name} {key.replace('_', ' ')}", self._pred_layer, **kw)

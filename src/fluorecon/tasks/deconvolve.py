@@ -690,6 +690,15 @@ def _psf_voxel_size(psf: Any, given: Any, image_vs: Any) -> Any:
     return None
 
 
+class UnitsOnlyForward(Forward):
+    """A :class:`~fluorecon.physics.forward.Forward` whose camera maps units (offset, background) but
+    whose noise is unknown: ``variance`` raises, so :mod:`fluorecon.trust` estimates the noise."""
+
+    def variance(self, expected: Any) -> Any:
+        raise FluoreconError("the camera gain is unknown, so the forward model has no noise model",
+                             hint="give --gain and --read-noise, or let the trust check estimate the noise")
+
+
 def _is_prepared(psf: Any) -> bool:
     return bool(getattr(psf, "metadata", {}).get("prepared"))
 
@@ -797,7 +806,9 @@ class DeconvolveTask(Task):
             g = float(params.gain or 1.0)
             cam = Camera(photons=1.0 / g, gain=g, offset=float(params.offset), background=bg / g,
                          read_noise=float(params.read_noise))
-            forward = Forward(psf=p, camera=cam)
+            # x = offset + background + psf ⊛ y (ADU), as the deconvolution modelled it; without a known
+            # gain the camera only maps units and the noise is left to the trust layer to estimate
+            forward = (Forward if params.gain is not None else UnitsOnlyForward)(psf=p, camera=cam)
         used = {k: v for k, v in info.items() if k not in ("warning",)}
         return Result(outputs={"image": y}, params_used=used, forward=forward,
                       warnings=[str(w) for w in info.get("warnings", [])])

@@ -238,7 +238,8 @@ def _learned(arr, ax, method, budget_s, seed, device, vst, progress, noise_model
         info["holdout_values"] = (ho.pop("mask_b"), np.asarray(vals, np.float64))
     info.update(method=einfo.get("scheme", method), kind="learned",
                 vst=None if nm is None else dict(nm.to_dict(), inverse=inverse),
-                params={"budget_s": budget_s, "seed": seed, "vst": bool(vst), **options})
+                params={"budget_s": budget_s, "seed": seed, "vst": bool(vst),
+                        **{k: v for k, v in options.items() if k != "callback"}})
     return out, info
 
 

@@ -9,7 +9,7 @@ Examples
 --------
 >>> from fluorecon.physics.illumination import simulate_tiles
 >>> sim = simulate_tiles(12, (32, 32), seed=0)
->>> res = FlatfieldTask()(sim["stack"], axes="TYX", working_size=32)
+>>> res = FlatfieldTask()(sim["stack"], axes="TYX", working_size=32, max_reweight=2)
 >>> res.image.shape, sorted(res.outputs)
 ((12, 32, 32), ['darkfield', 'flatfield', 'image', 'profile'])
 >>> again = FlatfieldTask()(sim["stack"][0], axes="YX", inputs={"profile": res.outputs["profile"]})

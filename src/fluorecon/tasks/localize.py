@@ -108,6 +108,8 @@ class LocalizeParams(TaskParams):
     merge_distance: float = param(50.0, "Merging radius.", unit="nm", gt=0, advanced=True)
     min_photons: float | None = param(None, "Drop localizations with fewer photons.", unit="photon", ge=0)
     max_uncertainty: float | None = param(None, "Drop localizations with a larger uncertainty.", unit="nm", gt=0)
+    max_deviance: float | None = param(None, "mle: drop fits whose Poisson deviance per degree of freedom exceeds "
+                                       "this (≈ 1 for a single emitter; 3 removes most overlapping pairs).", gt=0)
     render_pixel_size: float = param(10.0, "Pixel size of the rendering.", unit="nm", gt=0)
     render_method: str = param("gaussian", "Rendering: histogram or gaussian (s.d. = each uncertainty).",
                                choices=("histogram", "gaussian"))
@@ -284,8 +286,12 @@ class LocalizeTask(Task):
                 used["drift_nm_last_frame"] = drift[-1].tolist()
             except FluoreconError as e:
                 warnings.append(f"drift correction skipped: {e.message}")
-        if params.min_photons is not None or params.max_uncertainty is not None:
-            cols = filter_localizations(cols, min_photons=params.min_photons, max_uncertainty=params.max_uncertainty)
+        if params.max_deviance is not None and "deviance" not in cols:
+            warnings.append("--max-deviance applies to --method mle only: ignored")
+        if params.min_photons is not None or params.max_uncertainty is not None or (
+                params.max_deviance is not None and "deviance" in cols):
+            cols = filter_localizations(cols, min_photons=params.min_photons, max_uncertainty=params.max_uncertainty,
+                                        max_deviance=params.max_deviance if "deviance" in cols else None)
         if params.merge:
             cols = merge(cols, params.merge_distance, 1)
         fov = (movie.shape[2] * px, movie.shape[1] * px)

@@ -185,9 +185,8 @@ class UnmixTask(Task):
                 ph = max(peak, 1.0)  # photons at abundance 1 in the peak channel
                 Sn = S / S.max(0, keepdims=True)
                 net, info = train_unmix_net(Sn, photons=ph, steps=params.steps, budget_s=params.budget_s,
-                                            seed=params.seed, progress=report.span(0.0, 0.9))
-                flat = np.clip(xp, 0, None).reshape(C, -1, *xp.shape[-2:]) if xp.ndim > 3 else np.clip(xp, 0, None)
-                A = unmix_learned(net, flat, photons=ph).reshape(S.shape[1], *xp.shape[1:])
+                                            pool=16, seed=params.seed, progress=report.span(0.0, 0.9))
+                A = unmix_learned(net, np.clip(xp, 0, None), photons=ph)
                 A = A * ph / S.max(0)[(...,) + (None,) * (A.ndim - 1)]  # back to abundances of S (photons)
                 used["training"] = info
                 warnings.append("learned unmixing: trained on simulated phantom mixtures; check it with verify")

@@ -168,7 +168,9 @@ def _consistency_part(out: TrustSummary, x, pred, axes, fw, sigma) -> None:
         if f is None and pi.shape != xi.shape:
             out.scores["consistency"] = {"skipped": "prediction and input differ in shape and no forward model"}
             return
-        verify_forwards.append(f)
+        # verify fits the scale and background itself: it gets the forward model even where the legacy
+        # consistency score above had to fall back to the identity because of the units
+        verify_forwards.append(fw if f is None and fw is not None and note and "scale" in note else f)
         r = cons(xi, pi, f, sigma=sigma)
         exc_maps.append(r.coherent_excess_map)
         z_maps.append(r.coherent_map)
@@ -203,7 +205,7 @@ def _consistency_part(out: TrustSummary, x, pred, axes, fw, sigma) -> None:
         checks.append(v)
     out.maps["verify_z"] = np.stack(vz).reshape(lead + vz[0].shape).astype(np.float32)
     compact = [{"flagged": v.flagged, "n_added": v.n_added, "n_missing": v.n_missing, "scale": v.scale,
-                "regions": v.regions[:20], "forward_model": {k: v.forward_model.get(k) for k in
+                "misfit": v.misfit, "regions": v.regions[:20], "forward_model": {k: v.forward_model.get(k) for k in
                                                              ("flagged", "verdict", "psf_scale")},
                 "summary": v.summary()} for v in checks]
     sc["verify"] = compact[0] if len(compact) == 1 else compact
@@ -217,6 +219,10 @@ def _consistency_part(out: TrustSummary, x, pred, axes, fw, sigma) -> None:
             f"lack signal the recording shows; the strongest is {best['kind']} at pixel "
             f"({', '.join(f'{c:.0f}' for c in best['centroid'])}), p = {best['p_value']:.2g} corrected for every "
             "place looked at (see the verify_z map)")
+    for v in checks:
+        if v.misfit.get("flagged"):
+            out.warnings.append(f"{v.misfit['verdict']} (see the verify_z map)")
+            break
     for v in checks:
         fm = v.forward_model
         if fm.get("flagged"):

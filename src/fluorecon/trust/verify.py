@@ -62,6 +62,10 @@ _FOUR_LN2 = 4.0 * math.log(2.0)
 IDENTITY_SCALES = (1.0, 2.0, 4.0)
 #: Object-space sizes as multiples of the PSF's σ when f blurs (0 = a point).
 PSF_SCALE_FACTORS = (0.0, 1.0, 2.0)
+#: Widespread misfit: flagged when the statistic field's robust spread exceeds this many noise SDs at some
+#: size (the residual carries structure everywhere — e.g. an over-smoothing denoiser — or the noise model is
+#: far too optimistic); local regions cannot show it because the null is standardised on the image itself.
+GLOBAL_SPREAD = 1.5
 #: Forward-model check: accepted range of the best-supported PSF scale.
 PSF_SCALE_RANGE = (0.8, 1.25)
 
@@ -74,7 +78,7 @@ class VerifyResult:
     Attributes
     ----------
     flagged : bool
-        True when any region was found or the forward-model check reports a mismatch.
+        True when any region was found, the misfit is widespread, or the forward-model check reports a mismatch.
     regions : list of dict
         One dict per region, most significant first: ``kind`` (``"added"``: the reconstruction holds more
         signal than the recording supports; ``"missing"``: it lacks signal the recording shows),
@@ -102,6 +106,9 @@ class VerifyResult:
         units; zeros for the identity), ``"searched"``: positions tested (bool).
     info : dict
         Timing, shapes, notes.
+    misfit : dict
+        Widespread misfit: ``flagged`` when the statistic's robust spread exceeds ``GLOBAL_SPREAD`` noise SDs at
+        some size (``spread``, ``size``, ``verdict``).
     """
 
     flagged: bool
@@ -114,6 +121,7 @@ class VerifyResult:
     null: dict
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    misfit: dict = field(default_factory=dict)
 
     @property
     def n_added(self) -> int:
@@ -131,7 +139,8 @@ class VerifyResult:
         return _jsonable({
             "flagged": bool(self.flagged), "regions": self.regions, "n_added": self.n_added,
             "n_missing": self.n_missing, "scale": self.scale, "background": self.background, "alpha": self.alpha,
-            "forward_model": self.forward_model, "noise_model": self.noise_model, "null": self.null,
+            "forward_model": self.forward_model, "misfit": self.misfit, "noise_model": self.noise_model,
+            "null": self.null,
             "unconfirmed_fraction": self.info.get("unconfirmed_fraction"),
             "unconfirmed_max": None if unc is None else float(np.max(unc)),
             "summary": self.summary(), "info": self.info,
@@ -148,6 +157,8 @@ class VerifyResult:
                          "for every place and size looked at)")
         else:
             parts.append(f"no region contradicts the recording (image-level false-alarm rate {self.alpha:g})")
+        if self.misfit.get("flagged"):
+            parts.append(self.misfit["verdict"])
         fm = self.forward_model
         if fm.get("flagged"):
             parts.append(f"forward model: {fm.get('verdict')}")
@@ -579,12 +590,13 @@ def _verify_plane(x: np.ndarray, y: np.ndarray, model: _Model, noise_args: dict,
     box = _search_box(x.shape, bd)
     box_shape = np.array([sl.stop - sl.start for sl in box])
     n_box = int(np.prod(box_shape))
-    n_tests = 2 * len(size_list)
+    templates = [t0 if not np.any(sz > 0) else _blur_template(t0, sz) for sz in size_list]
+    m_eff = _effective_number(templates)
+    n_tests = 2 * m_eff  # two kinds × the effective number of (strongly correlated) sizes
     alpha_each = alpha_plane / n_tests
 
     zs, amps, null = [], [], {}
-    for sz in size_list:
-        t = t0 if not np.any(sz > 0) else _blur_template(t0, sz)
+    for sz, t in zip(size_list, templates, strict=True):
         num = _corr(r * w, t)
         den = np.maximum(_corr(w, t * t), 1e-300)
         T = num / np.sqrt(den)
@@ -651,6 +663,27 @@ def _verify_plane(x: np.ndarray, y: np.ndarray, model: _Model, noise_args: dict,
             "z": zmap.astype(np.float32), "unconfirmed": unconf, "unconfirmed_fraction": frac,
             "searched": searched, "border": bd.tolist(), "m": m, "psf_sigma": psf_sigma, "t0": t0,
             "sizes": [sz.tolist() for sz in size_list], "identity": identity}
+
+
+def _effective_number(templates: list[np.ndarray]) -> float:
+    """Effective number of independent tests among correlated template fields (Li & Ji 2005, Heredity 95:221).
+
+    The statistic fields of two templates are correlated, at the same position and under white noise, by
+    the normalised inner product of the templates; ``M_eff = Σ [λ ≥ 1] + (λ − ⌊λ⌋)`` over the eigenvalues λ
+    of that correlation matrix (1 for identical templates, K for orthogonal ones).
+    """
+    k = len(templates)
+    if k == 1:
+        return 1.0
+    shape = np.max([t.shape for t in templates], axis=0)
+    padded = []
+    for t in templates:
+        pad = [((n - m) // 2, (n - m) - (n - m) // 2) for n, m in zip(shape, t.shape, strict=True)]
+        a = np.pad(t, pad).ravel()
+        padded.append(a / max(np.linalg.norm(a), 1e-300))
+    c = np.array([[float(a @ b) for b in padded] for a in padded])
+    lam = np.clip(np.linalg.eigvalsh(c), 0, None)
+    return float(max(1.0, np.sum((lam >= 1) + (lam - np.floor(lam)))))
 
 
 def _size_key(sz: np.ndarray) -> str:
@@ -754,8 +787,8 @@ def forward_model_check(recording: Any, model_mean: np.ndarray, forward: Any, no
     >>> from fluorecon.physics.forward import Forward
     >>> from fluorecon.physics.camera import Camera
     >>> from fluorecon.physics.phantoms import puncta
-    >>> cam = Camera(photons=200, offset=100, read_noise=1.5)
-    >>> truth = puncta((128, 128), seed=1, size=(0.3, 0.6))
+    >>> cam = Camera(photons=1000, offset=100, read_noise=1.5)
+    >>> truth = puncta((128, 128), seed=1, size=(0.3, 0.8))
     >>> true_f = Forward(psf={"kind": "gaussian", "shape": [21, 21], "sigma": 2.4}, camera=cam)
     >>> x, _ = true_f.simulate(truth, seed=0)
     >>> wrong = Forward(psf={"kind": "gaussian", "shape": [21, 21], "sigma": 1.6}, camera=cam)
@@ -880,7 +913,8 @@ def _noise_check(x: np.ndarray, m: np.ndarray, var_fn, est: NoiseModel | None = 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                est = estimate_poisson_gaussian(x.astype(np.float32))
+                crop = tuple(slice(max(0, (n - 256) // 2), max(0, (n - 256) // 2) + 256) for n in x.shape[-2:])
+                est = estimate_poisson_gaussian(x[(..., *crop)].astype(np.float32))
         except Exception as e:
             return {"flagged": False, "verdict": f"not tested ({type(e).__name__})"}
     q = np.percentile(m, [50, 95])
@@ -1042,16 +1076,23 @@ def verify(recording: Any, reconstruction: Any, forward: Any = None, *, axes: st
             "n_planes": len(planes)}
     if len(planes) > 1:
         info["per_plane"] = per_plane
-    spreads = [v["spread"] for v in first["null"].values()]
+    spreads = [v["spread"] for p in per_plane for v in p["null"].values()]
+    worst = max(((k, v["spread"]) for p in per_plane for k, v in p["null"].items()), key=lambda kv: kv[1])
+    misfit = {"flagged": bool(worst[1] > GLOBAL_SPREAD), "spread": float(worst[1]), "size": worst[0],
+              "threshold": GLOBAL_SPREAD}
+    misfit["verdict"] = (
+        f"widespread misfit: the residual is {worst[1]:.1f}× the noise at size {worst[0]} over the whole image "
+        "(the reconstruction misses or distorts structure everywhere, or the noise model is far too optimistic)"
+        if misfit["flagged"] else "none")
     if min(spreads) < 0.2:
         info["note"] = ("the reconstruction reproduces the recording's noise almost exactly (residual spread "
                         f"{min(spreads):.2f} of the noise): it cannot be checked against the recording")
         warnings.warn(info["note"], FluoreconWarning, stacklevel=2)
     return VerifyResult(
-        flagged=bool(all_regions) or bool(fm.get("flagged")), regions=all_regions,
+        flagged=bool(all_regions) or bool(fm.get("flagged")) or misfit["flagged"], regions=all_regions,
         scale=float(first["scale"]), background=float(first["background"]), alpha=float(alpha), forward_model=fm,
         noise_model=noise, null=first["null"],
-        maps={"z": zmap, "unconfirmed": unconf, "searched": searched}, info=info)
+        maps={"z": zmap, "unconfirmed": unconf, "searched": searched}, info=info, misfit=misfit)
 
 
 def verify_result(recording: Any, result: Any, **kwargs: Any) -> VerifyResult:

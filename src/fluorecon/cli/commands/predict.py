@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from fluorecon._atomic import check_output
 from fluorecon.cli.common import expand_inputs, handle_errors, plan_outputs, run_batch
 from fluorecon.cli.options import (
     AxesOpt,
@@ -111,6 +112,11 @@ def register(app: typer.Typer) -> None:
             files = expand_inputs(input)
             outs = plan_outputs(files, output, overwrite=overwrite, suffix=".tif", tag="_restored", scheduler=scheduler)
             files = list(outs)
+            side = (["_trust.json"] if (uncertainty or check) else []) + (["_report.html"] if report else [])
+            for o in outs.values():  # side outputs follow the same rule, checked before predicting
+                if scheduler is None and not str(o).endswith(".zarr"):
+                    for tail in side:
+                        check_output(_stem(o).with_name(_stem(o).name + tail), overwrite=overwrite)
             command = "fluorecon " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
             def process(path: Path) -> dict:
