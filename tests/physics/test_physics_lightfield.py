@@ -98,8 +98,11 @@ def test_views_roundtrip_and_rectify():
     j = np.arange(rec.shape[0])
     y_want = 4.5 + (j // 5) * 7.5 + (j % 5 - 2) * 1.5
     assert np.allclose(rec[:, 0], 2 * y_want + rec[0, 0] - 2 * y_want[0], atol=1e-4)
+    for centre in [(400.0, 3.5), (1.0, 3.5)]:                # past the end; first lenslet cut by the border
+        with pytest.raises(FluoreconError, match="outside"):
+            rectify(ramp, centre, 7.5, 5)
     with pytest.raises(FluoreconError, match="outside"):
-        rectify(ramp, (400.0, 3.5), 7.5, 5)
+        rectify(ramp, (4.5, 3.5), 7.5, 5, n_lenslets=(7, 7))
 
 
 def test_bad_optics_and_memory_are_refused():

@@ -71,3 +71,13 @@ def test_learned_method_runs_tiny():
     sim = simulate_mixture(S, (24, 24), photons=20, seed=0)
     res = get("unmix")(sim["recording"], axes="CYX", method="learned", steps=2, inputs={"spectra": S})
     assert res.image.shape == (2, 24, 24) and (res.image >= 0).all() and res.warnings
+
+
+def test_channel_floor_enters_the_forward_model():
+    S = gaussian_spectra(2, 6, seed=0)
+    sim = simulate_mixture(S, (24, 24), photons=50, seed=0)
+    x = sim["recording"] + np.arange(6, dtype=np.float32)[:, None, None] * 3  # per-channel offsets
+    res = get("unmix")(x, axes="CYX", channel_floor=True, inputs={"spectra": S})
+    assert len(res.params_used["channel_floor"]) == 6
+    pred = res.forward.expected(res.image)
+    assert abs(float(np.mean(x - pred))) < 1.0

@@ -330,6 +330,7 @@ def _rl_single(image: np.ndarray, psf: np.ndarray, n_iter: int, *, padding, back
             xk.clamp_(min=0)
         else:
             xk = x
+        conv = None  # drop the last adjoint output before the forward allocates its own
         conv = H.forward(xk)
         if bgt is not None:
             conv.add_(bgt)

@@ -232,6 +232,8 @@ def poisson_nmf(x: Any, rank: int, *, iterations: int = 500, tol: float = 1e-6, 
         or given.
     smooth : float
         Spatial σ (pixels) of the denoising used only for the initialisation.
+    background : float or array (C,)
+        Offset subtracted first (one value, or one per channel).
 
     Returns
     -------
@@ -256,15 +258,16 @@ def poisson_nmf(x: Any, rank: int, *, iterations: int = 500, tol: float = 1e-6, 
     if rank > C:
         raise FluoreconError(f"rank {rank} is larger than the number of channels ({C})",
                              hint=f"choose a rank ≤ {C} (the number of dyes you expect)")
-    if (X < -1e-6).any() and background == 0:
+    bg = np.asarray(background, np.float64).reshape(-1, 1) if np.ndim(background) else float(background)
+    if (X < -1e-6).any() and np.all(bg == 0):
         raise FluoreconError("Poisson NMF needs non-negative data", hint="subtract the camera offset or set background")
-    Xc = np.clip(X - background, 0, None)
+    Xc = np.clip(X - bg, 0, None)
     if isinstance(init, str):
         if init == "spa":
             xs = np.asarray(x, np.float64)
             if smooth > 0 and xs.ndim >= 3:
                 xs = ndimage.gaussian_filter(xs, [0] + [smooth] * (xs.ndim - 1))
-            W0 = spa_init(np.clip(xs.reshape(C, -1) - background, 0, None), rank)
+            W0 = spa_init(np.clip(xs.reshape(C, -1) - bg, 0, None), rank)
         elif init == "random":
             W0 = np.random.default_rng(seed).uniform(0.1, 1, (C, rank))
             W0 /= W0.sum(0, keepdims=True)

@@ -37,8 +37,8 @@ def cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, steps: int, el
     Examples
     --------
     >>> o = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    >>> cosine_lr(o, 1.0, 50, 100, 0.0, None); round(o.param_groups[0]["lr"], 3)
-    0.526
+    >>> cosine_lr(o, 1.0, 50, 100, 0.0, None); round(float(o.param_groups[0]["lr"]), 3)
+    0.5
     """
     frac = step / max(steps, 1)
     if budget_s:
@@ -46,7 +46,7 @@ def cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, steps: int, el
     frac = min(frac, 1.0)
     lr = base * min(1.0, (frac + 1e-3) / warmup) * 0.5 * (1 + np.cos(np.pi * frac))
     for g in opt.param_groups:
-        g["lr"] = max(lr, base * 1e-3)
+        g["lr"] = float(max(lr, base * 1e-3))
 
 
 def identity_grid(shape: tuple[int, ...], device: Any = None) -> torch.Tensor:

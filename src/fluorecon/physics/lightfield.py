@@ -309,7 +309,7 @@ def rectify(raw: np.ndarray, center: tuple[float, float], lenslet_px: float | tu
     raw : array (Y, X)
         The camera frame.
     center : (float, float)
-        Position (row, column, raw pixels) of the centre of one lenslet.
+        Position (row, column, raw pixels) of the centre of the first (top-left) whole lenslet.
     lenslet_px : float or (float, float)
         Lenslet pitch in raw pixels (per axis).
     nnum : int
@@ -332,23 +332,23 @@ def rectify(raw: np.ndarray, center: tuple[float, float], lenslet_px: float | tu
     if np.any(p <= 1):
         raise FluoreconError(f"lenslet pitch must exceed 1 raw pixel, got {tuple(p)}")
     cy, cx = float(center[0]), float(center[1])
-    # first whole lenslet: its lower edge (centre − p/2) must be ≥ −0.5
-    first = [math.ceil((-0.5 - (cc - pp / 2)) / pp) for cc, pp in zip((cy, cx), p, strict=True)]
-    last = [math.floor((s - 0.5 - (cc + pp / 2)) / pp) for s, cc, pp in zip(img.shape, (cy, cx), p, strict=True)]
-    avail = [max(0, hi - lo + 1) for lo, hi in zip(first, last, strict=True)]
-    if min(avail) < 1:
-        raise FluoreconError(f"the lenslet grid (centre {center}, pitch {tuple(p)} px) lies outside the "
-                             f"{img.shape[0]}×{img.shape[1]} image", hint="check the lenslet centre and pitch")
+    # the first lenslet (its centre given) must lie whole inside the image; count those that follow
+    avail = [math.floor((s - 0.5 - (cc + pp / 2)) / pp) + 1 for s, cc, pp in zip(img.shape, (cy, cx), p, strict=True)]
+    inside = all(cc - pp / 2 >= -0.5 - 1e-9 for cc, pp in zip((cy, cx), p, strict=True))
+    if not inside or min(avail) < 1:
+        raise FluoreconError(f"the lenslet grid (first centre {tuple(center)}, pitch {tuple(p)} px) lies outside the "
+                             f"{img.shape[0]}×{img.shape[1]} image",
+                             hint="give the centre of the top-left whole lenslet (row, column) and the pitch in raw pixels")
     if n_lenslets is not None:
         if n_lenslets[0] > avail[0] or n_lenslets[1] > avail[1]:
-            raise FluoreconError(f"{n_lenslets} lenslets do not fit in the image ({avail[0]}×{avail[1]} do)",
-                                 hint="fewer lenslets, or check the centre and pitch")
+            raise FluoreconError(f"{tuple(n_lenslets)} lenslets from {tuple(center)} run outside the image "
+                                 f"({avail[0]}×{avail[1]} fit)", hint="fewer lenslets, or check the centre and pitch")
         avail = list(n_lenslets)
     c = nnum // 2
     coords = []
     for ax in range(2):
         j = np.arange(avail[ax] * nnum)
-        lens = first[ax] + j // nnum
+        lens = j // nnum
         coords.append((cy, cx)[ax] + lens * p[ax] + (j % nnum - c) * p[ax] / nnum)
     yy, xx = np.meshgrid(coords[0], coords[1], indexing="ij")
     return ndimage.map_coordinates(img, [yy, xx], order=1, mode="nearest").astype(np.float32)

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import torch
 
 from fluorecon.classical.unmix import choose_rank, poisson_nmf, unmix_nnls, unmix_poisson
 from fluorecon.errors import FluoreconError
@@ -58,6 +59,8 @@ class UnmixParams(TaskParams):
     photons: float = param(1.0, "Photons per recording unit (1/gain): sets the Poisson weights; the learned "
                                 "method trains at the data's photon level.", gt=0, advanced=True)
     background: float = param(0.0, "Constant offset subtracted from every channel.", ge=0, unit="recording units")
+    channel_floor: bool = param(False, "Also subtract each channel's 1st-percentile level (per-channel offset or "
+                                       "autofluorescence floor), e.g. for 8-bit confocal spectral stacks.")
     iterations: int = param(500, "Iterations of the Poisson methods (ML, NMF).", ge=1, le=100_000, advanced=True)
     steps: int = param(400, "Learned: training steps.", ge=1, le=1_000_000)
     budget_s: float | None = param(None, "Learned: training time limit.", unit="s", gt=0)
@@ -146,6 +149,12 @@ class UnmixTask(Task):
         warnings: list[str] = []
         used: dict[str, Any] = {"method": method}
         xp = (x - params.background) * params.photons  # photons
+        offset = np.full(C, params.background, np.float64)
+        if params.channel_floor:
+            floor = np.percentile(xp.reshape(C, -1), 1, axis=1)
+            xp = xp - floor.reshape((C,) + (1,) * (xp.ndim - 1))
+            used["channel_floor"] = (floor / params.photons).tolist()
+            offset = offset + floor / params.photons
         if method == "nmf":
             if spec_in is not None:
                 warnings.append("spectra were given but method nmf estimates them; the given spectra initialise it")
@@ -201,7 +210,7 @@ class UnmixTask(Task):
         report(1.0, "done")
         return Result(outputs={"image": A.astype(np.float32), "spectra": table, "residual": residual},
                       axes={"image": "C" + rest, "residual": "C" + rest}, params_used={**params.to_json(), **used},
-                      forward=_UnitsForward(fwd, params.photons, params.background), warnings=warnings)
+                      forward=_UnitsForward(fwd, params.photons, offset), warnings=warnings)
 
     def _phasor(self, x: np.ndarray, rest: str, img: ImageData, params: UnmixParams, S: np.ndarray,
                 names: list[str]) -> Result:
@@ -219,16 +228,25 @@ class UnmixTask(Task):
 
 
 class _UnitsForward:
-    """Mixing forward model in the recording's units: ``x = (photons·S a)/photons_per_unit + background``."""
+    """Mixing forward model in the recording's units: ``x = (photons·S a)/photons_per_unit + offset[c]``."""
 
-    def __init__(self, fwd: MixingForward, photons_per_unit: float, background: float):
-        self.fwd, self.k, self.bg = fwd, float(photons_per_unit), float(background)
+    def __init__(self, fwd: MixingForward, photons_per_unit: float, offset: Any):
+        self.fwd, self.k = fwd, float(photons_per_unit)
+        self.offset = np.asarray(offset, np.float64).ravel()
+
+    def _off(self, like: Any) -> Any:
+        off = self.offset.reshape((-1,) + (1,) * (like.ndim - 1)).astype(np.float32)
+        if isinstance(like, torch.Tensor):
+            return torch.as_tensor(off, dtype=like.dtype, device=like.device)
+        return off
 
     def expected(self, a: Any) -> Any:
-        return self.fwd.expected(a) / self.k + self.bg
+        e = self.fwd.expected(a) / self.k
+        return e + self._off(e)
 
     def variance(self, expected: Any) -> Any:
-        return (expected - self.bg).clip(min=1e-6) / self.k if hasattr(expected, "clip") else expected
+        v = (expected - self._off(expected)) / self.k
+        return v.clamp(min=1e-6) if isinstance(v, torch.Tensor) else np.maximum(v, 1e-6)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.fwd.to_dict(), "photons_per_unit": self.k, "offset": self.bg}
+        return {**self.fwd.to_dict(), "photons_per_unit": self.k, "offset": self.offset.tolist()}
