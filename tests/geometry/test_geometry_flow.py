@@ -45,7 +45,10 @@ def test_cnn_trains_and_predicts_quickly():
     sim = motion.advected_movie((32, 32), n_frames=3, seed=1)
     f, info = fl.estimate_flow(sim["movie"], "cnn", net=net, finetune_steps=2)
     assert f.shape == (2, 2, 32, 32) and np.all(np.isfinite(f))
-    assert len(info["photometric_residual"]) == 2
+    assert len(info["photometric_residual"]) == 2 and len(info["pair_confidence"]) == 2
+    assert fl.cnn_flow(sim["movie"], net, init="ilk").shape == (2, 2, 32, 32)
+    with pytest.raises(FluoreconError, match="initialisation"):
+        fl.cnn_flow(sim["movie"], net, init="tvl1")
 
 
 def test_unrelated_frames_warn():

@@ -21,10 +21,13 @@ def test_registered_and_example_runs():
     t = res.outputs["transform"]
     assert t["schema"] == "fluorecon.transform" and np.allclose(t["shift"], [-2, 3], atol=0.1)
     json.dumps(t)
-    # forward model: the fixed image ≈ transform(moving)
+    # forward model: the fixed image ≈ transform(moving), and moving ≈ transform⁻¹(fixed)
     fixed = ex["inputs"]["fixed"].data
-    pred = res.forward.expected(ex["inputs"]["moving"].data)
+    moving = ex["inputs"]["moving"].data
+    pred = res.forward.expected(moving)
     assert np.abs(pred - fixed)[4:-4, 4:-4].max() < 1e-4
+    back = res.forward.expected(res.image)
+    assert back.shape == moving.shape and np.abs(back - moving)[4:-4, 4:-4].max() < 1e-4
     assert res.to_dict()["forward"]["kind"] == "registration"
 
 

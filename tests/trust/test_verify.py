@@ -73,12 +73,15 @@ def test_image_level_false_alarm_rate_identity_low_counts():
 
 def test_cornish_fisher_maps_gamma_quantiles_to_normal_quantiles():
     k = 20.0  # standardised Gamma(k): skewness 2/sqrt(k)
-    q = np.array([0.001, 0.01, 0.5, 0.99, 0.999, 0.9999])
+    q = np.array([0.6, 0.9, 0.99, 0.999, 0.9999, 0.99999])
     t = (stats.gamma.ppf(q, k) - k) / np.sqrt(k)
     z = V._cornish_fisher(t, np.full_like(t, 2 / np.sqrt(k)))
     np.testing.assert_allclose(z, stats.norm.ppf(q), atol=0.12)
-    # without the correction the upper tail would be off by far more
-    assert abs(t[-1] - stats.norm.ppf(q[-1])) > 0.4
+    # without the correction the heavy tail would be off by far more
+    assert abs(t[-1] - stats.norm.ppf(q[-1])) > 0.5
+    # the light tail is left alone (conservative)
+    lo = (stats.gamma.ppf([0.001], k) - k) / np.sqrt(k)
+    assert V._cornish_fisher(lo, np.full_like(lo, 2 / np.sqrt(k)))[0] == lo[0]
 
 
 def test_euler_characteristic_tail_matches_simulated_fields():

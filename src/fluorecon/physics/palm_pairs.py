@@ -49,6 +49,7 @@ from fluorecon.physics.smlm import Blinking, blinking_emitters, structure
 __all__ = [
     "MODES",
     "PALMPair",
+    "bin_to_camera",
     "consistency_forward",
     "cross_modality_pair",
     "modality_sigmas",
@@ -188,21 +189,36 @@ def palm_pair(shape: tuple[int, int], *, n_frames: int = 500, k_frames: int = 50
     return PALMPair(sparse, dense, truth, wf, factor, float(render_pixel), float(camera_pixel), info)
 
 
-def widefield_forward(factor: int, psf_sigma_px: float) -> Forward:
-    """Forward model from a PALM-grid image to the widefield camera grid: Gaussian blur, then ``factor``² binning.
-
-    ``psf_sigma_px`` is the PSF σ in render pixels. (The block *mean* is used, so the widefield scale
-    and background are left to the checker's fit.)
+def bin_to_camera(image: np.ndarray, factor: int) -> np.ndarray:
+    """Sum ``factor``×``factor`` blocks of a PALM-grid image onto the camera grid.
 
     Examples
     --------
-    >>> f = widefield_forward(4, 5.2)
-    >>> f.expected(np.ones((32, 32), np.float32)).shape
+    >>> bin_to_camera(np.ones((8, 8), np.float32), 4).tolist()
+    [[16.0, 16.0], [16.0, 16.0]]
+    """
+    a = np.asarray(image, np.float32)
+    h, w = a.shape[-2] // factor, a.shape[-1] // factor
+    if h < 1 or w < 1 or (h * factor, w * factor) != a.shape[-2:]:
+        raise FluoreconError(f"an image of {a.shape} is not a whole number of {factor}×{factor} camera pixels",
+                             hint="crop the rendering to whole camera pixels")
+    return a.reshape(*a.shape[:-2], h, factor, w, factor).sum(axis=(-3, -1))
+
+
+def widefield_forward(psf_sigma_px: float) -> Forward:
+    """Forward model from a PALM prediction binned to the camera grid (:func:`bin_to_camera`) to the widefield image.
+
+    A Gaussian of ``psf_sigma_px`` **camera** pixels (binning first and blurring after is the same as
+    the reverse up to the pixel's box, which the verify checker's PSF-width test tolerates). Scale and
+    background are left to the checker's fit.
+
+    Examples
+    --------
+    >>> widefield_forward(1.3).expected(np.ones((8, 8), np.float32)).shape
     (8, 8)
     """
-    k = 2 * int(math.ceil(3 * psf_sigma_px)) + 1
-    return Forward(psf={"kind": "gaussian", "shape": [k, k], "sigma": float(psf_sigma_px)},
-                   subsample=int(factor) if factor > 1 else None)
+    k = 2 * int(math.ceil(3.5 * psf_sigma_px)) + 1
+    return Forward(psf={"kind": "gaussian", "shape": [k, k], "sigma": float(psf_sigma_px)})
 
 
 # ------------------------------------------------------------------------------------------ cross-modality

@@ -11,7 +11,7 @@ prediction against what was recorded:
   output is the expected dense image **in the input's units** (counts per pixel of the same K
   frames; multiply by N/K for an N-frame image). Forward model: the identity with Poisson counts
   (the sparse rendering is a thinned sample of the density). With a widefield image, the
-  prediction is also blurred and binned to the widefield grid (:func:`fluorecon.physics.palm_pairs.widefield_forward`)
+  prediction is also binned to the widefield grid and blurred (:func:`fluorecon.physics.palm_pairs.widefield_forward`)
   and checked against it — ANNA-PALM's low-resolution consistency check — giving the output
   ``consistency`` (|z| of the disagreement, in noise SDs, on the PALM grid) and
   ``params_used["widefield_check"]``.
@@ -44,6 +44,7 @@ from fluorecon.learn.bundle import Bundle
 from fluorecon.learn.gan import PRESETS, GANConfig, array_sampler, predict_gan, train_gan
 from fluorecon.physics.palm_pairs import (
     MODES,
+    bin_to_camera,
     consistency_forward,
     cross_modality_pair,
     modality_sigmas,
@@ -273,9 +274,9 @@ class AnnaPalmTask(Task):
         outputs: dict[str, Any] = {"image": pred.astype(np.float32)}
         if wf is not None:
             report(0.95, "checking against the widefield image")
-            fwd = widefield_forward(factor, params.psf_sigma / rpx)
+            fwd = widefield_forward(params.psf_sigma / cpx)
             try:
-                v = verify(wf, pred + 1e-6 * float(pred.max() + 1), fwd)
+                v = verify(wf, bin_to_camera(pred, factor) + np.float32(1e-6 * (float(pred.max()) + 1)), fwd)
                 z = np.nan_to_num(np.abs(v.maps["z"]), nan=0.0).astype(np.float32)
                 outputs["consistency"] = np.kron(z, np.ones((factor, factor), np.float32))
                 used["widefield_check"] = {"flagged": bool(v.flagged), "added": v.n_added, "missing": v.n_missing,

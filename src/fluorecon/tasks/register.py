@@ -25,7 +25,7 @@ from pydantic import field_validator
 from fluorecon.errors import FluoreconError, FluoreconWarning
 from fluorecon.geometry.deformable import register_deformable
 from fluorecon.geometry.pairwise import register_pair
-from fluorecon.geometry.transforms import apply_transform, check_transform, make_transform
+from fluorecon.geometry.transforms import apply_transform, check_transform, make_transform, matrix_field
 from fluorecon.io import ImageData
 from fluorecon.physics import motion
 from fluorecon.tasks.contract import (
@@ -47,27 +47,42 @@ MODELS = ("translation", "rigid", "affine", "deformable")
 
 
 class RegistrationForward:
-    """Forward model of a registration: the fixed image ≈ transform(moving).
+    """Forward model of a registration: the fixed image ≈ transform(moving), i.e. moving ≈ transform⁻¹(fixed).
 
-    ``expected(moving)`` resamples the moving image onto the fixed grid with the found transform.
+    ``expected(transform)`` — the task's main output — predicts the recording (the moving image) by
+    resampling the fixed image with the inverse transform; ``expected(image)`` (an array) resamples a
+    moving image onto the fixed grid (the fixed image it predicts).
 
     Examples
     --------
     >>> from fluorecon.geometry.transforms import translation_transform
-    >>> f = RegistrationForward(translation_transform([0.0, 1.0]), (4, 4))
+    >>> fixed = np.eye(4, dtype=np.float32)
+    >>> f = RegistrationForward(translation_transform([0.0, 1.0]), fixed)
     >>> f.expected(np.eye(4, dtype=np.float32))[0].tolist()
     [0.0, 1.0, 0.0, 0.0]
+    >>> f.expected(f.transform)[1].tolist()
+    [0.0, 0.0, 1.0, 0.0]
     """
 
-    def __init__(self, transform: dict[str, Any], fixed_shape: tuple[int, ...], field: np.ndarray | None = None,
-                 noise: Any = None):
+    def __init__(self, transform: dict[str, Any], fixed: np.ndarray, field: np.ndarray | None = None,
+                 moving_shape: tuple[int, ...] | None = None, noise: Any = None):
         self.transform = transform
-        self.fixed_shape = tuple(int(s) for s in fixed_shape)
+        self.fixed = np.asarray(fixed, np.float32)
         self.field = field
+        self.moving_shape = tuple(moving_shape) if moving_shape is not None else self.fixed.shape
         self.noise = noise
 
     def expected(self, y: Any) -> np.ndarray:
-        return apply_transform(np.asarray(y, np.float32), self.transform, self.field, self.fixed_shape)
+        if isinstance(y, dict):
+            t = check_transform(y)
+            inv = np.linalg.inv(np.asarray(t["matrix"], np.float64))
+            if self.field is None or t["kind"] != "deformable":
+                return apply_transform(self.fixed, make_transform(inv, "affine", t["axes"]),
+                                       output_shape=self.moving_shape)
+            # deformable: fixed(x) ≈ moving(x + U(x)) ⇒ moving(y) ≈ fixed(y + G(y)), G the inverse of U
+            total = matrix_field(np.asarray(t["matrix"], np.float64), self.fixed.shape) + self.field
+            return motion.warp(self.fixed, motion.invert_field(total))
+        return apply_transform(np.asarray(y, np.float32), self.transform, self.field, self.fixed.shape)
 
     def variance(self, expected: Any) -> Any:
         if self.noise is None:
@@ -75,8 +90,8 @@ class RegistrationForward:
         return self.noise.variance(expected)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "registration", "predicts": "fixed image from the moving image",
-                "transform": self.transform, "fixed_shape": list(self.fixed_shape)}
+        return {"kind": "registration", "predicts": "the moving image from the fixed one (inverse transform)",
+                "transform": self.transform, "fixed_shape": list(self.fixed.shape)}
 
 
 class RegisterParams(TaskParams):
@@ -194,7 +209,7 @@ class RegisterTask(Task):
         used = {**params.to_json(), "confidence": r.confidence, "low_confidence": r.low_confidence,
                 "shift_px": list(r.shift), "field_units": "px" if field is not None else None}
         return Result(outputs=outputs, main="transform", axes=ax, voxel_size=vs, params_used=used,
-                      forward=RegistrationForward(transform, fixed.shape, field), warnings=warn)
+                      forward=RegistrationForward(transform, fixed, field, moving.shape), warnings=warn)
 
 
 class TransformParams(TaskParams):
