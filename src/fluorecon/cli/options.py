@@ -73,6 +73,9 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an exis
 SchedulerOpt = Annotated[str, typer.Option("--scheduler", help="threads | processes | distributed | ADDRESS of a dask scheduler.")]
 ReportOpt = Annotated[bool, typer.Option("--report", help="Also write an HTML report next to the output.")]
 BudgetOpt = Annotated[float, typer.Option("--budget", help="Training wall-time budget in seconds.")]
+# `Annotated[...] | None` would drop the option's help text: optional variants are declared whole.
+OptionalBudgetOpt = Annotated[float | None, typer.Option("--budget", help="Training wall-time budget in seconds (instead of --steps).")]
+OptionalSchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help="Run out of core on dask: threads | processes | distributed | ADDRESS of a dask scheduler.")]
 
 DEFAULT_NA = 1.4
 DEFAULT_WAVELENGTH = 0.52

@@ -61,8 +61,8 @@ class LightFieldNet(nn.Module):
         b, y, x = lf.shape
         views = lf.reshape(b, y // n, n, x // n, n).permute(0, 2, 4, 1, 3).reshape(b, n * n, y // n, x // n)
         up = F.interpolate(views, scale_factor=n, mode="bilinear", align_corners=False)
-        div = self.unet.divisor
-        py, px = (-y) % div, (-x) % div
+        div = np.broadcast_to(np.asarray(self.unet.divisor), (2,))
+        py, px = (-y) % int(div[-2]), (-x) % int(div[-1])
         if py or px:
             up = F.pad(up, (0, px, 0, py), mode="reflect" if min(y, x) > max(py, px) else "replicate")
         return F.softplus(self.unet(up))[..., :y, :x]

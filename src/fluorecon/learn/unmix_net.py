@@ -125,7 +125,7 @@ def train_unmix_net(spectra: Any, photons: float = 20.0, *, steps: int = 600, pa
         sched.step()
         losses.append(loss.item())
         if progress is not None:
-            progress(step / steps, f"training step {step} (loss {float(loss):.4g})")
+            progress(step / steps, f"training step {step} (loss {loss.item():.4g})")
         if budget_s is not None and time.perf_counter() - t0 > budget_s:
             break
     net.eval()

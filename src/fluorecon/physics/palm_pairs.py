@@ -110,7 +110,7 @@ def render_counts(x_nm: np.ndarray, y_nm: np.ndarray, shape: tuple[int, int], pi
 
 
 def palm_pair(shape: tuple[int, int], *, n_frames: int = 500, k_frames: int = 50, camera_pixel: float = 100.0,
-              render_pixel: float = 25.0, structure_kind: str = "filaments", labels_per_um2: float = 250.0,
+              render_pixel: float = 25.0, structure_kind: str = "filaments", labels_per_um2: float = 100.0,
               n_filaments: int = 3, kinetics: Blinking | None = None, psf_sigma: float = 130.0,
               min_photons: float = 300.0, widefield_photons: float = 200.0, background: float = 10.0,
               seed: int | np.random.Generator | None = None) -> PALMPair:

@@ -606,7 +606,7 @@ class DeconvolveParams(TaskParams):
     budget_s: float = param(120.0, "Training wall-time budget of the learned method.", unit="s", cli="--budget",
                             gt=0, le=7 * 86400)
     seed: int = param(0, "Random seed (auto stopping rule, learned method).", ge=0)
-    device: str = param("cpu", "Compute device.", choices=("cpu", "cuda", "auto"), widget=False)
+    device: str = param("auto", "Compute device (auto: a GPU when present).", choices=("cpu", "cuda", "auto"), widget=False)
 
     @field_validator("iterations", mode="before")
     @classmethod

@@ -9,7 +9,8 @@ prediction against what was recorded:
 - ``anna-palm``: the input is a PALM rendering from few frames (localisation counts per pixel) and,
   optionally, a widefield image of the same field (a second network channel, as in ANNA-PALM). The
   output is the expected dense image **in the input's units** (counts per pixel of the same K
-  frames; multiply by N/K for an N-frame image). Forward model: the identity with Poisson counts
+  frames; multiply by N/K for an N-frame image), smoothed like the training target (the N-frame
+  rendering with a Gaussian of one render pixel, :func:`palm_target`). Forward model: the identity with Poisson counts
   (the sparse rendering is a thinned sample of the density). With a widefield image, the
   prediction is also binned to the widefield grid and blurred (:func:`fluorecon.physics.palm_pairs.widefield_forward`)
   and checked against it — ANNA-PALM's low-resolution consistency check — giving the output
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import model_validator
+from scipy import ndimage
 
 from fluorecon.errors import FluoreconError
 from fluorecon.io import ImageData
@@ -57,7 +59,7 @@ from fluorecon.tasks.registry import register
 from fluorecon.trust.verify import verify
 
 __all__ = ["AnnaPalmParams", "AnnaPalmTask", "CountsForward", "CrossModalityParams", "CrossModalityTask",
-           "palm_inputs"]
+           "palm_inputs", "palm_target"]
 
 _LOSSES = tuple(PRESETS)
 
@@ -110,7 +112,7 @@ class AnnaPalmParams(_TrainParams):
     psf_sigma: float = param(0.13, "Gaussian PSF σ of the microscope.", unit="µm", gt=0)
     structure: str = param("filaments", "Structure of the simulated training fields.",
                            choices=("filaments", "clusters", "uniform"))
-    labels_per_um2: float = param(250.0, "Fluorophores per µm² in the training simulations.", unit="1/µm²", gt=0)
+    labels_per_um2: float = param(100.0, "Fluorophores per µm² in the training simulations.", unit="1/µm²", gt=0)
 
     @model_validator(mode="after")
     def _frames(self) -> AnnaPalmParams:
@@ -137,6 +139,17 @@ def palm_inputs(sparse: np.ndarray, widefield: np.ndarray | None, factor: int, s
         w = np.kron(w, np.ones((factor, factor), np.float32))
         chans.append(w / np.float32(max(float(w.mean()), 1e-6) * scale))
     return np.stack(chans).astype(np.float32)
+
+
+def palm_target(dense: np.ndarray) -> np.ndarray:
+    """The training target: the N-frame rendering with a Gaussian of 1 render pixel (a smooth density).
+
+    Examples
+    --------
+    >>> float(palm_target(np.pad(np.ones((1, 1)), 4)).sum())
+    1.0
+    """
+    return ndimage.gaussian_filter(np.asarray(dense, np.float32), 1.0, mode="constant")
 
 
 def _vs_um(img: ImageData, name: str) -> float:
@@ -251,10 +264,10 @@ class AnnaPalmTask(Task):
                                        structure_kind=params.structure, labels_per_um2=params.labels_per_um2,
                                        psf_sigma=params.psf_sigma * 1000, kinetics=Blinking(), seed=rng))
                 sim((k + 1) / params.fields, f"simulated field {k + 1}/{params.fields}")
-            ratios = [float(np.percentile(p.dense, 99.5) / max(p.dense.mean(), 1e-6)) for p in pairs]
-            scale = float(np.median(ratios))
+            dense = [palm_target(p.dense) for p in pairs]
+            scale = float(np.median([np.percentile(d, 99.5) / max(float(d.mean()), 1e-6) for d in dense]))
             xs = [palm_inputs(p.sparse, p.widefield if wf is not None else None, factor, scale) for p in pairs]
-            ys = [p.dense / np.float32(max(float(p.dense.mean()), 1e-6) * scale) for p in pairs]
+            ys = [d / np.float32(max(float(d.mean()), 1e-6) * scale) for d in dense]
             bundle, tinfo = _train(_gan_config(params), xs, ys, report.span(0.2, 0.9), "anna-palm",
                                    {"palm": {"scale": scale, "factor": factor, "render_pixel_um": rpx,
                                              "camera_pixel_um": cpx, "frames": params.frames,

@@ -144,7 +144,7 @@ def _unpack(res: Any) -> tuple[Any, dict, Any]:
 def run_demo(out_dir: Path, *, input_path: Path | None = None, quick: bool = False, seed: int = 0, axes: str | None = None,
              voxel_size: tuple[float, ...] | None = None, psf_path: Path | None = None, na: float = DEFAULT_NA,
              wavelength: float = DEFAULT_WAVELENGTH, refractive_index: float = DEFAULT_REFRACTIVE_INDEX,
-             device: str = "cpu", budget_s: float | None = None, quiet: bool = False, command: str = "") -> dict:
+             device: str = "auto", budget_s: float | None = None, quiet: bool = False, command: str = "") -> dict:
     """The whole demo; returns a JSON-able summary (``report`` is the HTML path)."""
     from fluorecon.io import write_image
 
@@ -381,7 +381,7 @@ def register(app: typer.Typer) -> None:
         wavelength: WavelengthOpt = DEFAULT_WAVELENGTH,
         refractive_index: RefractiveIndexOpt = DEFAULT_REFRACTIVE_INDEX,
         seed: SeedOpt = 0,
-        device: DeviceOpt = Device.cpu,
+        device: DeviceOpt = Device.auto,
         json_out: JsonOpt = False,
         quiet: QuietOpt = False,
     ) -> None:

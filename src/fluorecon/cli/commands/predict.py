@@ -16,10 +16,10 @@ from fluorecon.cli.options import (
     DeviceOpt,
     JsonOpt,
     OptionalOutputOpt,
+    OptionalSchedulerOpt,
     OverwriteOpt,
     QuietOpt,
     ReportOpt,
-    SchedulerOpt,
 )
 
 EPILOG = """Examples:
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         verify: VerifyOpt = False,
         batch_size: BatchOpt = 4,
         device: DeviceOpt = "auto",
-        scheduler: SchedulerOpt | None = None,
+        scheduler: OptionalSchedulerOpt = None,
         overwrite: OverwriteOpt = False,
         json_out: JsonOpt = False,
         quiet: QuietOpt = False,

@@ -13,10 +13,10 @@ from fluorecon._atomic import check_output
 from fluorecon.cli.common import EXIT_OK, emit_json, expand_inputs, handle_errors
 from fluorecon.cli.options import (
     AxesOpt,
-    BudgetOpt,
     DeviceOpt,
     InputArg,
     JsonOpt,
+    OptionalBudgetOpt,
     OutputOpt,
     OverwriteOpt,
     QuietOpt,
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         scheme: SchemeOpt = "n2v",
         target: TargetOpt = None,
         axes: AxesOpt = None,
-        budget: BudgetOpt | None = None,
+        budget: OptionalBudgetOpt = None,
         steps: StepsOpt = None,
         patch_size: PatchOpt = 64,
         batch_size: BatchOpt = 16,
