@@ -212,6 +212,9 @@ def to_markdown(r: dict) -> str:
         lines += ["", "## Out-of-core fusion", "", f"`fluorecon stitch` of a {m['grid']} grid of {m['tile']} uint16 tiles "
                   f"→ OME-Zarr: peak RSS {m['peak_rss_mib']:.0f} MiB in {m['seconds']:.0f} s (mosaic "
                   f"{m['mosaic_shape']}, {m['mosaic_float32_mib']:.0f} MiB as float32; rc {m['rc']})."]
+    for m2 in r.get("extra_memory", []):
+        lines += [f"Second point: {m2['grid']} grid of {m2['tile']} tiles → peak RSS {m2['peak_rss_mib']:.0f} MiB in "
+                  f"{m2['seconds']:.0f} s (mosaic {m2['mosaic_shape']}, {m2['mosaic_float32_mib']:.0f} MiB as float32)."]
     f = r["flow"]
     lines += ["", "## Optical flow (EPE, px)", "", "| TV-L1 | iLK | CNN | CNN + unsup. fine-tune | CNN/TV-L1 | met |",
               "|---|---|---|---|---|---|",
@@ -223,6 +226,8 @@ def to_markdown(r: dict) -> str:
               "| none | affine | affine + deformable | ratio | met |", "|---|---|---|---|---|",
               f"| {s['no_registration_error_px']:.3f} | {s['affine_error_px']:.3f} | {s['deformable_error_px']:.3f} | "
               f"{s['ratio']:.2f} | {s['met']} |", "", f"{s['setting']}; {s['trained_steps']} training steps."]
+    if r.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
     return "\n".join(lines) + "\n"
 
 

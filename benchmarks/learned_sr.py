@@ -219,7 +219,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    out = json.loads(OUT.read_text()) if OUT.exists() else {}
+    new: dict = {}
     env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": os.getloadavg(),
            "machine": platform.machine(), "threads": 1, "torch": torch.__version__}
     for part, fn in (("palm", run_palm), ("xmod", run_xmod)):
@@ -228,8 +228,10 @@ def main() -> None:
             r = fn(a.steps, a.quick)
             r["env"] = {**env, "load_after": os.getloadavg(), "wall_s": round(time.perf_counter() - t0, 1),
                         "steps": a.steps, "quick": a.quick}
-            out[part] = r
+            new[part] = r
             print(json.dumps(r, indent=1, default=float))
+    out = json.loads(OUT.read_text()) if OUT.exists() else {}   # re-read: another part may have finished
+    out.update(new)
     OUT.write_text(json.dumps(out, indent=1, default=float))
 
 

@@ -52,7 +52,7 @@ def test_rl_on_noise_free_data_converges_towards_the_truth(setup):
 def test_discrepancy_rule_stops_before_fitting_noise(setup):
     op, truth = setup
     cam = Camera(photons=1.0, gain=2.0, offset=100.0, read_noise=1.5)
-    lf, _ = simulate_lightfield(truth / 4, op, cam, seed=1)
+    lf, _ = simulate_lightfield(truth * 5, op, cam, seed=1)
     vol, info = richardson_lucy_lightfield(lf, op, 200, offset=100.0, stop="discrepancy", gain=2.0, read_noise=1.5,
                                            return_info=True)
     assert info["stop_reason"] == "discrepancy" and 2 <= info["iterations"] < 200

@@ -151,6 +151,28 @@ def test_metrics_batch_pairs_by_name_with_ci(tmp_path):
     assert "95% CI" in table.stdout
 
 
+def test_metrics_pairs_batch_outputs_with_their_targets_by_stem(tmp_path):
+    # What `fluorecon denoise raw/ -o den/` writes (NAME_denoised.tif) pairs with the ground truth NAME.tif;
+    # im1 must not be paired with im10.
+    rng = np.random.default_rng(2)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "t").mkdir()
+    noise = {}
+    for name in ("im1", "im10", "im2"):
+        t = rng.random((32, 32)).astype(np.float32)
+        noise[name] = 0.01 if name == "im1" else 0.2
+        write_image(tmp_path / "t" / f"{name}.tif", t)
+        write_image(tmp_path / "p" / f"{name}_denoised.tif",
+                    t + noise[name] * rng.standard_normal(t.shape).astype(np.float32))
+    res = run("metrics", tmp_path / "p", tmp_path / "t", "--data-range", "1", "--json")
+    assert res.exit_code == 0, res.output
+    pairs = {Path(r["prediction"]).name if "prediction" in r else Path(r["pred"]).name: r
+             for r in json.loads(res.stdout)["pairs"]}
+    assert len(pairs) == 3
+    psnr1 = pairs["im1_denoised.tif"]["psnr"]
+    assert psnr1 == pytest.approx(-10 * np.log10(0.01**2), abs=1.0)   # paired with its own target
+
+
 @pytest.mark.parametrize("pred,target,words", [
     ("missing.tif", "target.tif", ["not found"]),
     ("corrupt.tif", "target.tif", ["corrupt.tif"]),

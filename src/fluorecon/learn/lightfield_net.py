@@ -130,9 +130,9 @@ def train_lightfield_net(operator: LightFieldOperator, *, steps: int | None = No
         loss.backward()
         opt.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(loss.item())
         if callback is not None:
-            callback(step, float(loss))
+            callback(step, losses[-1])
     net.eval()
     return net, {"steps": step, "seconds": round(time.perf_counter() - t0, 2), "final_loss": float(np.mean(losses[-20:]))
                  if losses else None, "patch_lenslets": p, "config": net.config()}

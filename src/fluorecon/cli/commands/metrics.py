@@ -95,16 +95,45 @@ def compare(pred_path: Path, target_path: Path, *, data_range: float | None = No
     return row
 
 
+def _stem(p: Path) -> str:
+    name = p.name
+    for ext in (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".npy", ".png", ".zarr", ".jpg", ".jpeg"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return p.stem
+
+
+def pair_by_stem(preds: list[Path], targets: list[Path]) -> list[tuple[Path, Path]]:
+    """Pair each prediction with the target whose stem it starts with (the longest such stem).
+
+    ``cell1_denoised.tif`` pairs with ``cell1.tif`` (what our batch commands write), ``cell1.tif`` with
+    ``cell1.tif``; a prediction that matches no target, or two targets equally well, is left out.
+
+    Examples
+    --------
+    >>> pair_by_stem([Path("a_denoised.tif"), Path("ab_denoised.tif")], [Path("a.tif"), Path("ab.tif")])
+    [(PosixPath('a_denoised.tif'), PosixPath('a.tif')), (PosixPath('ab_denoised.tif'), PosixPath('ab.tif'))]
+    """
+    stems = {_stem(t): t for t in targets}
+    pairs = []
+    for p in preds:
+        ps = _stem(p)
+        cands = [s for s in stems if ps == s or ps.startswith(s + "_") or ps.startswith(s + "-")]
+        if cands:
+            best = max(cands, key=len)
+            pairs.append((p, stems[best]))
+    return pairs
+
+
 def _pairs(pred: str, target: str) -> list[tuple[Path, Path]]:
     pf = expand_inputs(pred)
     tf = expand_inputs(target)
     if len(pf) == 1 and len(tf) == 1:
         return [(pf[0], tf[0])]
-    tmap = {p.name: p for p in tf}
-    pairs = [(p, tmap[p.name]) for p in pf if p.name in tmap]
+    pairs = pair_by_stem(pf, tf)
     if not pairs:
-        raise FluoreconError(f"no file names in common between {pred!r} and {target!r}",
-                             hint="batch mode pairs prediction and target files with the same name")
+        raise FluoreconError(f"no prediction in {pred!r} matches a target in {target!r} by name",
+                             hint="batch mode pairs 'NAME_suffix.tif' (e.g. cell1_denoised.tif) with 'NAME.tif'")
     return pairs
 
 
