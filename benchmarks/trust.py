@@ -217,6 +217,8 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=None, help="trials per cell (default 40, quick 8)")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--photons", type=float, default=30.0)
+    p.add_argument("--snrs", default="", help="comma list of matched-filter SNRs (default 4,5,6,8)")
+    p.add_argument("--no-sizes", action="store_true", help="skip the 192² / 512² insertion cells")
     p.add_argument("--only", default="", help="comma list of parts: insert,null,psf,lowcount,real,timing")
     p.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
     a = p.parse_args()
@@ -233,6 +235,8 @@ def main() -> None:
         except Exception:
             pass
     snrs = (4.0, 5.0, 6.0, 8.0) if not a.quick else (4.0, 6.0)
+    if a.snrs:
+        snrs = tuple(float(v) for v in a.snrs.split(","))
     if "null" in parts:
         nulls = {}
         for recon in ("truth", "rl"):
@@ -265,7 +269,7 @@ def main() -> None:
         ins["added@6 into RL"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
                                   "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
         print(f"added SNR 6 into RL: {ins['added@6 into RL']['verify']['rate']:.2f}", flush=True)
-        for sz in (192, 512):
+        for sz in () if a.no_sizes else (192, 512):
             rows = [trial_insert(4000 + i, sz, a.photons, 6.0, "added", "truth") for i in range(max(n // 2, 4))]
             ins[f"added@6 size {sz}"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
                                          "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}

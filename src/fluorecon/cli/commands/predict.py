@@ -131,7 +131,22 @@ def register(app: typer.Typer) -> None:
                 return _predict_one(b, path, out, axes, tile_v,
                                     overlap, tta, uncertainty, check, report, batch_size, dev, command)
 
-            code = run_batch(files, process, quiet=quiet, json_out=json_out, label="predict")
+            rows: list[dict] = []
+
+            def process_and_keep(path: Path) -> dict:
+                row = process(path)
+                rows.append(row)
+                return row
+
+            code = run_batch(files, process_and_keep, quiet=quiet, json_out=json_out, label="predict")
+            if not json_out and not quiet:
+                for row in rows:
+                    written = [row[k] for k in ("output", "uncertainty", "consistency", "trust", "report") if k in row]
+                    typer.echo("wrote " + ", ".join(str(w) for w in written))
+                    for w in row.get("warnings", []):
+                        typer.echo(f"trust warning: {w}", err=True)
+                    if "warnings" in row and not row["warnings"]:
+                        typer.echo("trust: no warning (see the _trust.json for the scores)")
         raise typer.Exit(code)
 
 
