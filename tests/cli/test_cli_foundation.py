@@ -205,7 +205,6 @@ def _digests(folder: Path) -> dict[str, bytes]:
 
 
 def test_simulate_same_seed_gives_identical_files(tmp_path):
-    pytest.importorskip("fluorecon.physics.forward")
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     for folder, seed in ((a, 1), (b, 1), (c, 2)):
         res = run("simulate", "--out", folder, "--seed", seed, *SMALL, "-q")
@@ -226,7 +225,6 @@ def test_simulate_same_seed_gives_identical_files(tmp_path):
 
 
 def test_simulate_3d_and_refuses_to_overwrite(tmp_path):
-    pytest.importorskip("fluorecon.physics.forward")
     out = tmp_path / "s3"
     res = run("simulate", "-o", out, "--3d", "--shape", "8,32,32", "--psf-model", "gaussian", "--phantom", "puncta",
               "--voxel-size", "0.3,0.1,0.1", "--json")
@@ -279,7 +277,6 @@ def test_simulate_bad_input_leaves_no_output(tmp_path, psf_files, extra, words):
 
 
 def test_psf_larger_than_image_is_cropped_with_warning(tmp_path, psf_files):
-    pytest.importorskip("fluorecon.physics.forward")
     big = np.zeros((9, 61, 61), np.float32)
     big[3:6, 29:32, 29:32] = 1.0
     write_image(psf_files / "big.tif", big)

@@ -64,7 +64,6 @@ def test_train_predict_round_trip(tmp_path, pairs):
 
 
 def test_predict_uncertainty_and_check(tmp_path):
-    pytest.importorskip("fluorecon.trust.summary")
     img = tmp_path / "x.tif"
     tifffile.imwrite(img, _img(5))
     m = tmp_path / "m"
@@ -75,6 +74,10 @@ def test_predict_uncertainty_and_check(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "y_uncertainty.tif").exists() and (tmp_path / "y_trust.json").exists()
     assert tifffile.imread(tmp_path / "y_uncertainty.tif").shape == (32, 32)
+    # Without --quiet it says what it wrote and what the trust check found.
+    r = runner.invoke(app, ["predict", str(m), str(img), "-o", str(tmp_path / "z.tif"), "--check", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and "z.tif" in r.output and "trust" in r.output
 
 
 def test_bad_inputs(tmp_path, pairs):

@@ -218,7 +218,6 @@ def test_deconvolve_widget_psf_layer_missing(make_napari_viewer, monkeypatch):
 
 
 def test_trust_widget_adds_maps(make_napari_viewer, qtbot):
-    pytest.importorskip("fluorecon.trust.summary")
     from fluorecon.napari._widgets import TrustWidget
 
     clean, noisy = _blobs(seed=3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 
 import numpy as np
 import pytest
@@ -152,7 +153,7 @@ def test_predict_out_of_core_equals_in_memory_and_loads_once(tmp_path):
 
 
 def test_denoise_out_of_core_equals_in_memory(tmp_path):
-    den = pytest.importorskip("fluorecon.tasks.denoise")
+    den = importlib.import_module("fluorecon.tasks.denoise")
     x = _structures((4, 48, 48), seed=6)
     write_image(tmp_path / "n.ome.zarr", x, axes="ZYX")
     info = run_out_of_core("denoise", tmp_path / "n.ome.zarr", tmp_path / "d.ome.zarr", {"method": "nlm"},
