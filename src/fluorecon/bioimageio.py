@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+import fluorecon
 from fluorecon._atomic import atomic_path
 from fluorecon.errors import FluoreconError
 
@@ -166,7 +167,6 @@ def _cover(test_in: np.ndarray, test_out: np.ndarray, path: Path) -> None:
 
 
 def _readme(spec: ExportSpec, norm_text: str, citations: list[tuple[str, str | None, str | None]]) -> str:
-    import fluorecon
 
     cites = "\n".join(f"- {t}" + (f" doi:{d}" if d else "") + (f" {u}" if u else "") for t, d, u in citations)
     training = "\n".join(f"- **{k}**: {json.dumps(v, default=str)}" for k, v in spec.training.items()) or "- (not recorded)"

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from fluorecon.errors import FluoreconError
+
 
 def seed_everything(seed: int, deterministic: bool = False) -> np.random.Generator:
     """Seed Python, NumPy and torch; optionally force deterministic torch kernels.
@@ -58,7 +60,6 @@ def resolve_device(device: str = "auto"):
     """
     import torch
 
-    from fluorecon.errors import FluoreconError
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -509,7 +509,8 @@ def select_iterations(image: Any, psf: Any, max_iterations: int = 100, *, paddin
                   f"photons → {n_full} on all the data")
     if j <= 1 and converged:
         warnings_.append("the data are too noisy for deconvolution to add detail: every further iteration amplified "
-                         "noise on held-out photons, so only 1–2 iterations were run")
+                         "noise on held-out photons, so only 1–2 iterations were run (photon conversion: gain "
+                         f"{a:.3g} data units per photon, {how}; if that is wrong, pass the camera gain)")
     out["stop_reason"] = reason
     out["warnings"] = warnings_
     return out

@@ -17,9 +17,11 @@ from typing import Any
 
 import typer
 
-from fluorecon.errors import FluoreconError
-from fluorecon.io import IMAGE_FILE_SUFFIXES
+from fluorecon._atomic import check_output
+from fluorecon.errors import FluoreconError, FluoreconWarning
+from fluorecon.io import IMAGE_FILE_SUFFIXES, WRITE_SUFFIXES, read_image
 from fluorecon.utils import to_json
+from fluorecon.validation import as_image
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -92,8 +94,6 @@ def load_image(path: str | Path, axes: str | None = None, name: str | None = Non
     The error messages name the file. NaN/Inf, empty arrays and axes that do not match raise
     :class:`FluoreconError`.
     """
-    from fluorecon.io import read_image
-    from fluorecon.validation import as_image
 
     img = read_image(path, axes=axes)
     arr, ax = as_image(img.data, img.axes, name=name or str(path))
@@ -105,7 +105,6 @@ def echo_warnings(quiet: bool = False) -> Iterator[None]:
     """Show each :class:`FluoreconWarning` raised inside as one ``warning: ...`` line on stderr."""
     import warnings
 
-    from fluorecon.errors import FluoreconWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FluoreconWarning)
@@ -225,8 +224,6 @@ def plan_outputs(files: list[Path], output: Path | None, *, overwrite: bool, suf
     >>> plan_outputs([d / "a.tif"], d / "b.tif", overwrite=False)[d / "a.tif"].name
     'b.tif'
     """
-    from fluorecon._atomic import check_output
-    from fluorecon.io import WRITE_SUFFIXES
 
     output = None if output is None else Path(output)
     if len(files) > 1 or output is None:

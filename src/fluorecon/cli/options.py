@@ -17,6 +17,8 @@ from typing import Annotated
 
 import typer
 
+from fluorecon.errors import FluoreconError
+
 
 class Device(str, Enum):
     cpu = "cpu"
@@ -38,7 +40,6 @@ class Scheduler(str, Enum):
 
 def parse_voxel_size(value: str | None) -> tuple[float, ...] | None:
     """Parse ``"0.3,0.1,0.1"`` (as joined by ``main``) into a tuple of positive floats (µm)."""
-    from fluorecon.errors import FluoreconError
 
     if value is None or value == "":
         return None
@@ -97,7 +98,6 @@ BackgroundOpt = Annotated[float, typer.Option("--background", help="Background p
 
 def parse_shape(value: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
     """Parse ``"32,128,128"`` / ``"256x256"`` / ``"256 256"`` into a shape of 2 or 3 positive ints."""
-    from fluorecon.errors import FluoreconError
 
     if value is None or value == "":
         return default

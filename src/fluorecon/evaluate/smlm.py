@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from fluorecon.classical.localize import render
 from fluorecon.errors import FluoreconError
+from fluorecon.evaluate.metrics import frc
 
 __all__ = ["assess", "efficiency", "frc_localizations", "match"]
 
@@ -156,8 +158,6 @@ def frc_localizations(table: Any, pixel_size: float = 10.0, *, blocks: int = 20,
     >>> bool(20 < res.info["resolution_nm"] < 200)
     True
     """
-    from fluorecon.classical.localize import render
-    from fluorecon.evaluate.metrics import frc
 
     cols = _cols(table, "localization")
     if "frame" not in cols:

@@ -287,6 +287,7 @@ class Bundle:
         if not isinstance(names, list) or not 1 <= len(names) <= MAX_MEMBERS:
             raise FluoreconError(f"{jp}: 'members' must list 1 to {MAX_MEMBERS} weight files",
                                  hint="the bundle is corrupt; save it again")
+        # Imported here: train builds bundles (train → bundle → train would be a cycle).
         from fluorecon.learn.train import check_model_size
 
         if not isinstance(doc["model"], dict):
@@ -379,6 +380,7 @@ class Bundle:
     def make_test_tensors(self, image: np.ndarray | None = None, axes: str | None = None, size: int = 32,
                           seed: int = 0, atol: float = 1e-4) -> dict:
         """Store a small input and this bundle's prediction of it (for :meth:`verify` elsewhere)."""
+        # Imported here: predict accepts bundles (predict → bundle → predict would be a cycle).
         from fluorecon.learn.predict import predict
 
         axes = axes or ("ZYX" if self.model.dim == 3 else "YX")
@@ -411,6 +413,7 @@ class Bundle:
         FluoreconError
             If the bundle has no test tensors.
         """
+        # Imported here: predict accepts bundles (predict → bundle → predict would be a cycle).
         from fluorecon.learn.predict import predict
 
         if not self.test_tensors:

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from fluorecon.errors import FluoreconError
-from fluorecon.io import IMAGE_FILE_SUFFIXES
+from fluorecon.io import IMAGE_FILE_SUFFIXES, read_image
 from fluorecon.learn.normalize import PercentileNormalizer
+from fluorecon.validation import as_image
 
 __all__ = [
     "PercentileNormalizer", "to_internal", "from_internal", "PatchSampler", "augment", "split_train_val",
@@ -32,7 +33,6 @@ def to_internal(image: np.ndarray, axes: str, dim: int = 2) -> list[np.ndarray]:
     >>> to_internal(np.zeros((2, 8, 9)), "CYX")[0].shape
     (2, 8, 9)
     """
-    from fluorecon.validation import as_image
 
     arr, axes = as_image(image, axes)
     if dim == 3 and "Z" not in axes:
@@ -189,7 +189,6 @@ def load_pairs(input_dir: str | Path, target_dir: str | Path, axes: str | None =
     FluoreconError
         Missing folder, no images, a file without a partner (named), or mismatched shapes.
     """
-    from fluorecon.io import read_image
 
     a, b = Path(input_dir), Path(target_dir)
     for d in (a, b):

@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fluorecon.errors import FluoreconError
+from fluorecon.validation import to_numpy
 
 __all__ = ["Camera"]
 
@@ -162,7 +163,6 @@ class Camera(BaseModel):
         >>> bool(np.all(x == np.round(x))), x.dtype
         (True, dtype('float32'))
         """
-        from fluorecon.validation import to_numpy
 
         s = to_numpy(signal, "signal").astype(np.float64)
         if s.size == 0:

@@ -39,6 +39,8 @@ import numpy as np
 from scipy import ndimage
 
 from fluorecon.errors import FluoreconError
+from fluorecon.physics.camera import Camera
+from fluorecon.validation import to_numpy
 
 __all__ = ["NoiseModel", "estimate_poisson_gaussian", "fit_variance_line", "photon_transfer"]
 
@@ -90,7 +92,6 @@ class NoiseModel:
         >>> NoiseModel(gain=2.0, offset=100.0, read_noise_adu=3.0).to_camera().read_noise
         1.5
         """
-        from fluorecon.physics.camera import Camera
 
         return Camera(photons=photons, gain=self.gain, offset=max(self.offset, 0.0),
                       read_noise=self.read_noise_adu / self.gain)
@@ -349,7 +350,6 @@ def photon_transfer(frames: Any, axis: int = 0, offset: float | None = None, n_b
     >>> bool(abs(nm.gain - 2.0) < 0.1), bool(abs(nm.read_noise_adu - 4.0) < 1.0)
     (True, True)
     """
-    from fluorecon.validation import to_numpy
 
     x = to_numpy(frames, "frames")
     if x.dtype.kind not in "biuf":
@@ -500,7 +500,6 @@ def estimate_poisson_gaussian(image: Any, offset: float | None = None, n_bins: i
     >>> bool(abs(estimate_poisson_gaussian(x).gain - 1.5) < 0.15)
     True
     """
-    from fluorecon.validation import to_numpy
 
     x = to_numpy(image, "image")
     if x.dtype.kind not in "biuf":

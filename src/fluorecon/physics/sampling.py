@@ -27,6 +27,7 @@ from scipy import fft as scipy_fft
 from scipy.fft import next_fast_len
 
 from fluorecon.errors import FluoreconError
+from fluorecon.physics.psf import gaussian_psf, psf_to_otf
 
 __all__ = ["BlurOperator", "axial_degrade", "fft_convolve", "pad_index", "subsample", "upsample"]
 
@@ -143,7 +144,6 @@ def fft_convolve(image: Any, psf: Any, mode: str = "same", padding: str = "refle
             xp = torch.index_select(xp, dim, idx)
         starts.append(before)
         fft_shape.append(total)
-    from fluorecon.physics.psf import psf_to_otf
 
     if any(p > s for p, s in zip(kshape, fft_shape, strict=True)):
         raise FluoreconError(f"PSF {kshape} is larger than the image {spatial}", hint="crop the PSF to the image")
@@ -284,7 +284,6 @@ def axial_degrade(volume: Any, z_factor: int, axial_psf: Any = None, sigma_z: fl
     >>> axial_degrade(vol, 4).shape
     (4, 8, 8)
     """
-    from fluorecon.physics.psf import gaussian_psf
 
     x, was_np, np_dtype = _to_torch(volume, "volume")
     if x.ndim < 3:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import platform
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -55,7 +56,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fluorecon.errors import FluoreconError
+from fluorecon.errors import FluoreconError, FluoreconWarning
 from fluorecon.io import ImageData
 from fluorecon.utils import array_hash, to_json
 
@@ -426,8 +427,18 @@ def as_image_data(data: Any, axes: str | None = None, voxel_size: Any = None, na
     meta: dict[str, Any] = {}
     if isinstance(data, ImageData):
         axes = axes or data.axes
-        voxel_size = voxel_size if voxel_size is not None else data.voxel_size
+        file_vs = data.voxel_size
+        if voxel_size is not None and file_vs is not None:
+            given = np.atleast_1d(np.asarray(voxel_size, float))[-len(file_vs):]
+            if given.size == len(file_vs) and not np.allclose(given, np.asarray(file_vs, float), rtol=0.01):
+                # metadata first, an explicit value overrides it, and a disagreement is reported (issue 14)
+                warnings.warn(f"{name}: voxel size {tuple(float(v) for v in given)} µm given explicitly overrides "
+                              f"the file's {tuple(round(float(v), 6) for v in file_vs)} µm", FluoreconWarning,
+                              stacklevel=2)
+        voxel_size = voxel_size if voxel_size is not None else file_vs
         meta = dict(data.metadata)
+        if file_vs is not None:
+            meta.setdefault("file_voxel_size", list(file_vs))
         data = data.data
     arr, ax = as_image(data, axes, name=name)
     vs = None

@@ -65,7 +65,7 @@ PSF_SCALE_FACTORS = (0.0, 1.0, 2.0)
 #: Widespread misfit: flagged when the statistic field's robust spread exceeds this many noise SDs at some
 #: size (the residual carries structure everywhere — e.g. an over-smoothing denoiser — or the noise model is
 #: far too optimistic); local regions cannot show it because the null is standardised on the image itself.
-GLOBAL_SPREAD = 1.5
+GLOBAL_SPREAD = 2.0
 #: Forward-model check: accepted range of the best-supported PSF scale.
 PSF_SCALE_RANGE = (0.8, 1.25)
 

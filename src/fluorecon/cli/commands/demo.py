@@ -49,7 +49,13 @@ from fluorecon.cli.options import (
     parse_voxel_size,
 )
 from fluorecon.errors import FluoreconError
+from fluorecon.io import write_image
+from fluorecon.learn.single_image import denoise_single_image
 from fluorecon.physics.simulate import DEFAULT_SCENE, default_acquisition
+from fluorecon.report import write_report
+from fluorecon.tasks.deconvolve import deconvolve
+from fluorecon.tasks.denoise import denoise
+from fluorecon.trust.summary import assess
 
 HELP = """Run the main job end to end and write an HTML report: simulate a widefield acquisition (or read --input), denoise it (auto-tuned classical and self-supervised), deconvolve it (Richardson–Lucy), check the result with the trust layer, and report.
 
@@ -146,7 +152,6 @@ def run_demo(out_dir: Path, *, input_path: Path | None = None, quick: bool = Fal
              wavelength: float = DEFAULT_WAVELENGTH, refractive_index: float = DEFAULT_REFRACTIVE_INDEX,
              device: str = "auto", budget_s: float | None = None, quiet: bool = False, command: str = "") -> dict:
     """The whole demo; returns a JSON-able summary (``report`` is the HTML path)."""
-    from fluorecon.io import write_image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +204,6 @@ def run_demo(out_dir: Path, *, input_path: Path | None = None, quick: bool = Fal
 
     # 2. classical denoising, auto-tuned ---------------------------------------------------------------
     def classical():
-        from fluorecon.tasks.denoise import denoise
 
         # --quick leaves BM3D out of the comparison (the slowest candidate) to stay a smoke test.
         kw = {"candidates": ("nlm", "tv", "wavelet")} if quick else {}
@@ -214,7 +218,6 @@ def run_demo(out_dir: Path, *, input_path: Path | None = None, quick: bool = Fal
     bundle = None
 
     def learned():
-        from fluorecon.learn.single_image import denoise_single_image
 
         return denoise_single_image(x, ax, budget_s=budget, seed=seed, device=device,
                                     progress=_progress_arg(denoise_single_image, quiet, "self-supervised training"))
@@ -227,7 +230,6 @@ def run_demo(out_dir: Path, *, input_path: Path | None = None, quick: bool = Fal
 
     # 4. deconvolution ------------------------------------------------------------------------------------
     def deconv():
-        from fluorecon.tasks.deconvolve import deconvolve
 
         # The camera offset is known for the simulation (100 ADU); the background is estimated.
         offset = float(DEFAULT_SCENE["offset"]) if input_path is None else 0.0
@@ -249,7 +251,6 @@ def run_demo(out_dir: Path, *, input_path: Path | None = None, quick: bool = Fal
     summaries: dict[str, Any] = {}
 
     def trust_of(name: str):
-        from fluorecon.trust.summary import assess
 
         if name.startswith("deconvolved"):
             # A deconvolution is checked by re-blurring it with the PSF and adding back the camera offset
@@ -347,7 +348,6 @@ def run_demo(out_dir: Path, *, input_path: Path | None = None, quick: bool = Fal
     target = reference if (reference is not None and main_name and not main_name.startswith("deconvolved")) else None
 
     def report():
-        from fluorecon.report import write_report
 
         return write_report(report_path, title=f"fluorecon demo: {main_name or 'acquisition only'}", input=x, output=main_out,
                             axes=ax, voxel_size=vs, params={**params, "main result": main_name or "none",

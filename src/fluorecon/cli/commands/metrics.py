@@ -31,6 +31,8 @@ from fluorecon.cli.options import (
     parse_voxel_size,
 )
 from fluorecon.errors import FluoreconError
+from fluorecon.evaluate import metrics as M
+from fluorecon.evaluate.metrics import summarize, summary_table
 from fluorecon.io import allow_incomplete
 
 EPILOG = """Examples:
@@ -53,7 +55,6 @@ TargetArg = Annotated[str, typer.Argument(help="Ground-truth image(s): file, fol
 def compare(pred_path: Path, target_path: Path, *, data_range: float | None = None, axes: str | None = None,
             with_frc: bool = False, voxel_size=None) -> dict:
     """All reference metrics for one (prediction, target) pair of files."""
-    from fluorecon.evaluate import metrics as M
 
     _, pred, pax = load_image(pred_path, axes, name=f"prediction {pred_path}")
     _, target, tax = load_image(target_path, axes, name=f"target {target_path}")
@@ -152,7 +153,6 @@ def metrics(
     quiet: QuietOpt = False,
 ) -> None:
     """Compare restored image(s) with ground truth: PSNR, RI-PSNR, SSIM, NRMSE (and FRC)."""
-    from fluorecon.evaluate.metrics import summarize, summary_table
 
     with handle_errors(), echo_warnings(), allow_incomplete(allow_incomplete_store):
         vs = parse_voxel_size(voxel_size)

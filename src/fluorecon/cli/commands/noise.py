@@ -9,6 +9,10 @@ import typer
 
 from fluorecon.cli.common import echo_warnings, emit_json, expand_inputs, handle_errors, run_batch
 from fluorecon.cli.options import AxesOpt, InputArg, JsonOpt, QuietOpt
+from fluorecon.errors import FluoreconError
+from fluorecon.io import read_image
+from fluorecon.physics.noise_model import estimate_poisson_gaussian, photon_transfer
+from fluorecon.validation import as_image
 
 EPILOG = """Examples:
 
@@ -36,10 +40,6 @@ def fit_file(path: Path, axes: str | None = None, frames_axis: int | None = None
     """Fit the noise model of one file; returns a JSON-able dict."""
     import numpy as np
 
-    from fluorecon.errors import FluoreconError
-    from fluorecon.io import read_image
-    from fluorecon.physics.noise_model import estimate_poisson_gaussian, photon_transfer
-    from fluorecon.validation import as_image
 
     img = read_image(path, axes=axes)
     data = np.asarray(img.data)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from fluorecon._atomic import check_output
+from fluorecon._atomic import atomic_path, check_output
 from fluorecon.cli.common import expand_inputs, handle_errors, plan_outputs, run_batch
 from fluorecon.cli.options import (
     AxesOpt,
@@ -21,6 +21,9 @@ from fluorecon.cli.options import (
     QuietOpt,
     ReportOpt,
 )
+from fluorecon.errors import FluoreconError
+from fluorecon.io import read_image, write_image
+from fluorecon.learn.predict import predict
 
 EPILOG = """Examples:
 
@@ -52,7 +55,6 @@ BatchOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per forward p
 
 def parse_tile(value: str | None):
     """``"auto"`` → "auto"; ``"none"`` → None; ``"512,512"`` / ``"512x512"`` / ``"512 512"`` → tuple."""
-    from fluorecon.errors import FluoreconError
 
     if value is None or value.lower() == "none":
         return None
@@ -164,9 +166,6 @@ def _predict_one(b, path: Path, out: Path, axes, tile, overlap, tta, uncertainty
 
     import numpy as np
 
-    from fluorecon._atomic import atomic_path
-    from fluorecon.io import read_image, write_image
-    from fluorecon.learn.predict import predict
 
     im = read_image(path, axes=axes)
     want_scale = uncertainty and (bool(b.model.head) or len(b.members) > 1)

@@ -19,6 +19,8 @@ from fluorecon.cli.options import (
     parse_voxel_size,
 )
 from fluorecon.errors import FluoreconError
+from fluorecon.io import read_image
+from fluorecon.report import write_report
 
 HELP = """Write a self-contained HTML report comparing INPUT (the recording) with OUTPUT (its restoration).
 
@@ -53,7 +55,6 @@ def _match_output(inp: Path, output_spec: Path, batch: bool) -> Path:
 
 
 def _read(path: Path, axes: str | None):
-    from fluorecon.io import read_image
 
     if not Path(path).exists():
         raise FluoreconError(f"file not found: {path}", hint="check the path")
@@ -65,7 +66,6 @@ def make_report(input_path: Path, output_path: Path, report_path: Path, *, axes:
                 maps: dict[str, Path] | None = None, title: str | None = None, params: dict | None = None,
                 command: str = "") -> Path:
     """Read the files and write the report (the CLI's whole job, callable from Python)."""
-    from fluorecon.report import write_report
 
     inp = _read(input_path, axes)
     out = _read(output_path, inp.axes)

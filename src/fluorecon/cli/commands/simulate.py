@@ -9,6 +9,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from fluorecon._atomic import atomic_path
 from fluorecon.cli.common import echo_warnings, emit_json, handle_errors
 from fluorecon.cli.options import (
     DEFAULT_NA,
@@ -37,6 +38,7 @@ from fluorecon.cli.options import (
     parse_voxel_size,
 )
 from fluorecon.errors import FluoreconError
+from fluorecon.io import write_image
 from fluorecon.physics.simulate import json_default, simulate_acquisition
 
 OUTPUT_FILES = ("truth.tif", "observed.tif", "psf.tif", "parameters.json")
@@ -132,8 +134,6 @@ def simulate(
 
 def _write_all(out: Path, res: dict, vox: tuple[float, ...]) -> None:
     """Write the four outputs; on any failure remove what this run wrote (and the folder if it made it)."""
-    from fluorecon._atomic import atomic_path
-    from fluorecon.io import write_image
 
     made_dir = not out.exists()
     written: list[Path] = []

@@ -22,6 +22,8 @@ from fluorecon.cli.options import (
     QuietOpt,
     SeedOpt,
 )
+from fluorecon.io import read_image
+from fluorecon.learn.patches import to_internal
 
 EPILOG = """Examples:
 
@@ -61,7 +63,6 @@ MembersOpt = Annotated[int, typer.Option("--members", help="Train an ensemble of
 
 
 def _read_all(spec: str, axes: str | None):
-    from fluorecon.io import read_image
 
     files = expand_inputs(spec)
     arrays, used = [], axes
@@ -167,7 +168,6 @@ def _first_crop(x, axes: str, dim: int):
     """A single 2D (or 3D) plane of the first training image, for the bundle's test tensors."""
     import numpy as np
 
-    from fluorecon.learn.patches import to_internal
 
     s = to_internal(np.asarray(x, np.float32), axes, dim)[0]
     return s if s.shape[0] > 1 else s[0]
