@@ -322,8 +322,11 @@ def paired(res: dict, a: str, b: str, key: str = "psnr", names: tuple[str, ...] 
         out["t_ci"] = [float(diffs.mean() - h), float(diffs.mean() + h)]
         out["p_paired_t"] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
     by_seed = {(r["image"], r.get("seed")): float(r[key]) for r in recs if r["method"] == b and r["image"] in imgs and key in r}
-    sd = [float(r[key]) - by_seed[(r["image"], r.get("seed"))] for r in recs
-          if r["method"] == a and r["image"] in imgs and key in r and (r["image"], r.get("seed")) in by_seed]
+    def partner(r: dict) -> float | None:  # same seed, or B's single unseeded (deterministic) record
+        return by_seed.get((r["image"], r.get("seed")), by_seed.get((r["image"], None)))
+
+    sd = [float(r[key]) - partner(r) for r in recs
+          if r["method"] == a and r["image"] in imgs and key in r and partner(r) is not None]
     if sd:
         out["per_seed"] = {"n": len(sd), "mean": float(np.mean(sd)), "sd": float(np.std(sd, ddof=1)) if len(sd) > 1 else None}
     return out

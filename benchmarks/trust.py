@@ -204,6 +204,10 @@ def timing(quick: bool) -> dict:
     return out
 
 
+def save(path: Path, res: dict) -> None:
+    path.write_text(json.dumps(res, indent=1, default=float))
+
+
 def load() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -252,6 +256,7 @@ def main() -> None:
             print(f"null {recon}: any region {nulls[recon]['any_region']}, added {nulls[recon]['added_region']}",
                   flush=True)
         res["null"] = nulls
+        save(a.out, res)  # partial results survive an interrupted run
     if "insert" in parts:
         thr = res.get("null", {}).get("truth", {}).get("baseline_p95")
         ins = {}
@@ -275,6 +280,7 @@ def main() -> None:
                                          "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
             print(f"added SNR 6 at {sz}²: {ins[f'added@6 size {sz}']['verify']['rate']:.2f}", flush=True)
         res["insert"] = ins
+        save(a.out, res)  # partial results survive an interrupted run
     if "psf" in parts:
         psf = {}
         for ratio in (0.67, 1.0, 1.5):
@@ -284,6 +290,7 @@ def main() -> None:
                                   "n_peaks_median": float(np.median([r["n_peaks"] or 0 for r in rows]))}
             print(f"PSF assumed {ratio}× true: flagged {psf[f'{ratio:g}x']}", flush=True)
         res["psf"] = psf
+        save(a.out, res)  # partial results survive an interrupted run
     if "lowcount" in parts:
         rows = [trial_null(6000 + i, a.size, 5.0, "truth") for i in range(n)]
         res["lowcount"] = {"photons": 5.0, "any_region": at([r["p_any"] for r in rows], 0.05),
@@ -302,7 +309,7 @@ def main() -> None:
         print(f"timing: {res['timing']}", flush=True)
     res["load_end"] = load()
     res["seconds"] = time.time() - t_start
-    a.out.write_text(json.dumps(res, indent=1, default=float))
+    save(a.out, res)
     print(f"wrote {a.out} in {res['seconds']:.0f} s (load {res['load_start']} → {res['load_end']})")
 
 

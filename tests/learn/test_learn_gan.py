@@ -62,8 +62,8 @@ def _data(seed: int = 0):
 
 def test_training_is_seeded_and_resume_equals_an_uninterrupted_run(tmp_path):
     xs, ys = _data()
-    cfg = GANConfig.preset("gan", steps=4, batch_size=2, patch=32, width=4, depth=1, d_width=4, seed=3,
-                           checkpoint_every=2, deterministic=True)
+    cfg = GANConfig.preset("gan", steps=2, batch_size=2, patch=32, width=4, depth=1, d_width=4, seed=3,
+                           checkpoint_every=1, deterministic=True)
     a, _ = train_gan(cfg, array_sampler(xs, ys, 32))
     b, _ = train_gan(cfg, array_sampler(xs, ys, 32))
     for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
@@ -72,21 +72,21 @@ def test_training_is_seeded_and_resume_equals_an_uninterrupted_run(tmp_path):
     class Stop(Exception):
         pass
 
-    def stop_at_2(step, losses):
+    def stop_at_1(step, losses):
         assert {"l1", "ms_ssim", "g_adv", "d", "total"} <= set(losses)
-        if step == 2:
+        if step == 1:
             raise Stop
 
     ck = tmp_path / "ck"
     with pytest.raises(Stop):
-        train_gan(cfg, array_sampler(xs, ys, 32), checkpoint=ck, callback=stop_at_2)
-    assert (ck / "state.safetensors").exists() and (ck / "state.json").exists()
+        train_gan(cfg, array_sampler(xs, ys, 32), checkpoint=ck, callback=stop_at_1)
+    assert (ck / "state.safetensors").exists() and (ck / "checkpoint.json").exists()
     c, info = train_gan(cfg, array_sampler(xs, ys, 32), checkpoint=ck, resume=True)
-    assert info["resumed_from"] == 2 and len(info["losses"]) == 4
+    assert info["resumed_from"] == 1 and len(info["losses"]) == 2
     for (k, va), vc in zip(a.model.state_dict().items(), c.model.state_dict().values(), strict=True):
         assert torch.allclose(va, vc, atol=1e-6), k
     with pytest.raises(FluoreconError, match="another configuration"):
-        train_gan(cfg.model_copy(update={"steps": 5}), array_sampler(xs, ys, 32), checkpoint=ck, resume=True)
+        train_gan(cfg.model_copy(update={"steps": 3}), array_sampler(xs, ys, 32), checkpoint=ck, resume=True)
 
 
 def test_l1_training_reduces_the_error_and_the_bundle_holds_the_generator(tmp_path):

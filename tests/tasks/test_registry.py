@@ -261,7 +261,9 @@ def test_napari_widget_builds_and_runs(task, runs, qt_app, tmp_path):
     for spec in task.inputs[1:]:
         v = ex["inputs"].get(spec.name)
         if isinstance(v, ImageData):
-            _pick(tw.input_ws[spec.name], viewer.add_image(v.data, name=spec.name))
+            k = sum(a in "ZYX" for a in v.axes)
+            sc = (1.0,) * (v.data.ndim - k) + tuple(v.voxel_size or (1.0,) * k)
+            _pick(tw.input_ws[spec.name], viewer.add_image(v.data, name=spec.name, scale=sc))
         elif v is not None:
             tw.input_ws[spec.name].value = _write_input(spec, v, tmp_path)[0]
     tw.set_params(**{k: v for k, v in ex.get("params", {}).items() if k in tw.param_ws})

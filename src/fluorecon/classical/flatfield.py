@@ -22,7 +22,7 @@ Examples
 True
 >>> corrected = prof.apply(sim["stack"])
 >>> corrected.shape
-(24, 48, 48)
+(32, 48, 48)
 """
 
 from __future__ import annotations

@@ -471,6 +471,9 @@ def select_iterations(image: Any, psf: Any, max_iterations: int = 100, *, paddin
         out.update(iterations=n_max, rule="change", fallback_rule="change", stop_reason=msg, warnings=[msg],
                    converged=False)
         return out
+    if how.startswith("estimated, poor"):
+        warnings_.append(f"the Poisson–Gaussian noise fit is poor ({how.split(', ')[1]}: gain {a:.3g} data units per "
+                         "photon), so the stopping rule may be off — pass the camera gain (and read noise) when known")
     if how == "rough":
         warnings_.append(f"the Poisson–Gaussian noise fit failed; the stopping rule uses a rough gain estimate "
                          f"({a:.3g} data units per photon) — pass gain= (CLI --gain) when known")

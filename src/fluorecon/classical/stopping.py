@@ -49,22 +49,28 @@ CV_DELTA = 1e-3
 CV_FACTOR = 1.25
 
 
-def _estimate_gain(data: np.ndarray) -> tuple[float | None, float]:
-    """``(a, c)`` of the Poisson–Gaussian fit ``Var = a·mean + a·c`` from the physics noise model.
+def _fit_gain(data: np.ndarray) -> tuple[float | None, float, float]:
+    """``(a, c, r²)`` of the Poisson–Gaussian fit ``Var = a·mean + a·c`` from the physics noise model.
 
-    ``(y + c)/a`` then behaves like Poisson counts (Var = mean). ``(None, 0)`` when no fit is possible.
+    ``(y + c)/a`` then behaves like Poisson counts (Var = mean). ``(None, 0, nan)`` when no fit is possible.
     """
     try:
         nm = estimate_poisson_gaussian(data)
         a = float(nm.gain)
         if not np.isfinite(a) or a <= 0:
-            return None, 0.0
+            return None, 0.0, float("nan")
         b = getattr(nm, "intercept", None)
         if b is None or not np.isfinite(b):
             b = float(nm.read_noise_adu) ** 2 - a * float(nm.offset)
-        return a, float(b) / a
+        return a, float(b) / a, float(getattr(nm, "r2", np.nan))
     except Exception:
-        return None, 0.0
+        return None, 0.0, float("nan")
+
+
+def _estimate_gain(data: np.ndarray) -> tuple[float | None, float]:
+    """``(a, c)`` of :func:`_fit_gain` (used by the discrepancy rule)."""
+    a, c, _ = _fit_gain(data)
+    return a, c
 
 
 def _poisson_deviance_table() -> tuple[np.ndarray, np.ndarray]:
@@ -109,9 +115,9 @@ def photon_model(data: np.ndarray, gain: float | None = None, read_noise: float 
         if not np.isfinite(gain) or gain <= 0:
             raise FluoreconError(f"gain must be > 0, got {gain}", hint="camera gain in ADU per photo-electron")
         return float(gain), float(gain) * float(read_noise) ** 2, "given"
-    a, c = _estimate_gain(data)
+    a, c, r2 = _fit_gain(data)
     if a is not None:
-        return a, c, "estimated"
+        return a, c, "estimated" if not (r2 < 0.5) else f"estimated, poor fit r²={r2:.2f}"
     a = _rough_gain(data)
     return a, 0.0, "rough"
 

@@ -379,9 +379,11 @@ def _verify(recording: ImageData, result: Result) -> dict[str, Any]:
                              hint="drop --check")
     rec = recording[0] if isinstance(recording, list) else recording
     main = result.image
-    if isinstance(main, np.ndarray):
+    if isinstance(main, np.ndarray) and main.shape == np.shape(rec.data):
         v = verify(rec.data, main, forward=result.forward, axes=rec.axes)
-    else:  # a table or transform: compare the recording it predicts (identity forward model)
+    else:
+        # a table, a transform or another grid (isotropic Z, super-resolution): compare the recording with
+        # the recording the result predicts (identity forward model on the recording's grid)
         v = verify(rec.data, np.asarray(result.forward.expected(main), np.float32), axes=rec.axes)
     n = len(v.regions)
     line = (f"check: {n} region(s) not supported by the recording (see --json or --report)" if v.flagged

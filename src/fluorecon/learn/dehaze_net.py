@@ -121,4 +121,4 @@ def dehaze_learned(net: DehazeNet, image: Any) -> np.ndarray:
     planes = torch.as_tensor(x.reshape(-1, 1, *x.shape[-2:]))
     with torch.no_grad():
         h = torch.cat([net(planes[i:i + 8]) for i in range(0, len(planes), 8)])
-    return np.clip(planes - h, 0, None).reshape(x.shape).numpy().astype(np.float32)
+    return torch.clamp(planes - h, min=0).reshape(x.shape).numpy().astype(np.float32)

@@ -15,7 +15,7 @@ Defaults: ``w_l1 = 1``, ``w_ms_ssim = 0``, ``w_adv = 0`` (plain L1) — the two 
 pix2pix's λ_L1 = 100 relative to the adversarial term corresponds to 0.01 here).
 
 Images are expected normalised to roughly [0, 1] (MS-SSIM is computed with ``data_range = 1``).
-Training is seeded (:func:`fluorecon.utils.seed_everything`); a checkpoint folder (``state.json`` +
+Training is seeded (:func:`fluorecon.utils.seed_everything`); a checkpoint folder (``checkpoint.json`` +
 ``state.safetensors``: both networks, both Adam states, the step, the NumPy and torch RNG states)
 makes a run resumable. The returned :class:`fluorecon.learn.bundle.Bundle` stores the generator only.
 
@@ -341,16 +341,16 @@ def _save_checkpoint(path: Path, step: int, cfg: GANConfig, g: UNet, d: PatchDis
            "numpy_rng": rng.bit_generator.state, "history": history}
     with atomic_path(path, is_dir=True) as tmp:
         write_safetensors(tensors, tmp / "state.safetensors")
-        (tmp / "state.json").write_text(json.dumps(doc, default=int))
+        (tmp / "checkpoint.json").write_text(json.dumps(doc, default=int))
 
 
 def _load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
 
-    if not (path / "state.json").exists() or not (path / "state.safetensors").exists():
-        raise FluoreconError(f"{path} is not a GAN checkpoint (state.json + state.safetensors)",
+    if not (path / "checkpoint.json").exists() or not (path / "state.safetensors").exists():
+        raise FluoreconError(f"{path} is not a GAN checkpoint (checkpoint.json + state.safetensors)",
                              hint="give the checkpoint folder written by train_gan, or resume=False")
-    return json.loads((path / "state.json").read_text()), load_file(str(path / "state.safetensors"))
+    return json.loads((path / "checkpoint.json").read_text()), load_file(str(path / "state.safetensors"))
 
 
 # ---------------------------------------------------------------------------------------------- training

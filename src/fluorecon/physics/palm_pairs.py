@@ -209,8 +209,8 @@ def widefield_forward(psf_sigma_px: float) -> Forward:
     """Forward model from a PALM prediction binned to the camera grid (:func:`bin_to_camera`) to the widefield image.
 
     A Gaussian of ``psf_sigma_px`` **camera** pixels (binning first and blurring after is the same as
-    the reverse up to the pixel's box, which the verify checker's PSF-width test tolerates). Scale and
-    background are left to the checker's fit.
+    the reverse up to the pixel's box, which the verify checker's PSF-width test tolerates); zero padding,
+    as nothing outside the field emits. Scale and background are left to the checker's fit.
 
     Examples
     --------
@@ -218,7 +218,7 @@ def widefield_forward(psf_sigma_px: float) -> Forward:
     (8, 8)
     """
     k = 2 * int(math.ceil(3.5 * psf_sigma_px)) + 1
-    return Forward(psf={"kind": "gaussian", "shape": [k, k], "sigma": float(psf_sigma_px)})
+    return Forward(psf={"kind": "gaussian", "shape": [k, k], "sigma": float(psf_sigma_px)}, padding="constant")
 
 
 # ------------------------------------------------------------------------------------------ cross-modality

@@ -72,8 +72,8 @@ def widefield_psf_shape(spatial_shape: Sequence[int], voxel_size: Sequence[float
 
     Examples
     --------
-    >>> widefield_psf_shape((40, 201, 101), (0.3, 0.13, 0.13), 1.45, 0.461, 1.512)[0]
-    79
+    >>> widefield_psf_shape((20, 64, 64), (0.3, 0.13, 0.13), 1.45, 0.461, 1.512)[0]
+    39
     """
     shape = tuple(int(s) for s in spatial_shape)
     vs = tuple(float(v) for v in voxel_size)[-len(shape):]

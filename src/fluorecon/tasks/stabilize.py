@@ -71,8 +71,8 @@ class StabilizeForward:
 class StabilizeParams(TaskParams):
     model: str = param("affine", "translation, rigid, affine, or deformable (affine + learned smooth field).",
                        choices=MODELS)
-    template: str = param("median", "Reference when no --template image is given: median, mean or first frame.",
-                          choices=TEMPLATES)
+    reference: str = param("median", "Template when no --template image is given: the median, mean or first frame.",
+                           choices=TEMPLATES)
     steps: int = param(300, "Deformable: training steps of the registration net on this movie.", ge=1, le=1_000_000)
     budget_s: float | None = param(None, "Deformable: training time limit.", unit="s", gt=0)
     smooth_weight: float = param(1.0, "Deformable: smoothness weight (larger = smoother fields).", ge=0, advanced=True)
@@ -87,10 +87,10 @@ class StabilizeParams(TaskParams):
     def _model(cls, v: str) -> str:
         return check_choice(v, MODELS, "model")
 
-    @field_validator("template")
+    @field_validator("reference")
     @classmethod
-    def _template(cls, v: str) -> str:
-        return check_choice(v, TEMPLATES, "template")
+    def _reference(cls, v: str) -> str:
+        return check_choice(v, TEMPLATES, "reference")
 
 
 @register
@@ -127,7 +127,7 @@ class StabilizeTask(Task):
         if "C" in img.axes:
             raise FluoreconError("stabilize takes one channel", hint="split the channels first")
         movie = np.moveaxis(img.data, img.axes.index("T"), 0)
-        tpl: Any = params.template
+        tpl: Any = params.reference
         if inputs.get("template") is not None:
             t = inputs["template"]
             tpl = np.asarray(t.data if isinstance(t, ImageData) else t, np.float32)

@@ -71,7 +71,7 @@ class UnmixParams(TaskParams):
 def spectra_from_input(spec: Any, n_channels: int) -> tuple[np.ndarray, list[str]]:
     """Spectra (channels × dyes) and dye names from a :class:`Table`, an ``ImageData`` or an array.
 
-    A table may have a ``channel``/``band``/``wavelength`` column (ignored); every other column is a dye.
+    A table may have ``id``/``channel``/``band``/``wavelength`` columns (ignored); every other column is a dye.
 
     Examples
     --------
@@ -81,7 +81,7 @@ def spectra_from_input(spec: Any, n_channels: int) -> tuple[np.ndarray, list[str
     ((3, 2), ['GFP', 'RFP'])
     """
     if isinstance(spec, Table):
-        skip = {"channel", "band", "wavelength", "wavelength [um]", "wavelength [µm]", "wavelength [nm]", "index"}
+        skip = {"id", "channel", "band", "wavelength", "wavelength [um]", "wavelength [µm]", "wavelength [nm]", "index"}
         names = [n for n in spec.names if n.strip().lower() not in skip]
         if not names:
             raise FluoreconError("the spectra table has no dye columns", hint="one column per dye, one row per channel")

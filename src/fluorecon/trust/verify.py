@@ -142,7 +142,7 @@ class VerifyResult:
             "forward_model": self.forward_model, "misfit": self.misfit, "noise_model": self.noise_model,
             "null": self.null,
             "unconfirmed_fraction": self.info.get("unconfirmed_fraction"),
-            "unconfirmed_max": None if unc is None else float(np.max(unc)),
+            "unconfirmed_max": None if unc is None or self.info.get("domain") == "recording" else float(np.max(unc)),
             "summary": self.summary(), "info": self.info,
         })
 
@@ -208,16 +208,25 @@ def _as_array(a: Any, name: str) -> np.ndarray:
 
 
 def _check_reconstruction(y: np.ndarray) -> None:
-    peak = float(np.max(np.abs(y)))
-    if peak == 0:
+    if float(np.max(np.abs(y))) == 0:
         raise FluoreconError("the reconstruction is all zeros: there is nothing to verify",
                              hint="check that the right file was given (and that it was written completely)")
-    neg = y < -0.02 * peak
+
+
+def _check_light(u: np.ndarray, what: str) -> None:
+    """Refuse clearly negative light: ``u`` is the predicted recording minus f(0) (the reconstruction for f = id).
+
+    A reconstruction may ring below zero (Wiener, SIM) as long as the light it predicts is not negative.
+    """
+    peak = float(np.max(np.abs(u)))
+    if peak == 0:
+        return
+    neg = u < -0.02 * peak
     if neg.any():
         where = tuple(int(i) for i in np.argwhere(neg)[0])
         raise FluoreconError(
-            f"the reconstruction has {int(neg.sum())} clearly negative value(s) (min {float(y.min()):.4g}, "
-            f"the first at pixel {where}); light intensities cannot be negative",
+            f"the {what} has {int(neg.sum())} clearly negative value(s) (min {float(u.min()):.4g} against a peak "
+            f"of {peak:.4g}, the first at pixel {where}); light intensities cannot be negative",
             hint="verify a non-negative result (e.g. Richardson-Lucy), or add the constant that was subtracted")
 
 
@@ -315,7 +324,7 @@ def _resolve_noise(x: np.ndarray, m_guess: np.ndarray, forward: Any, noise_model
                 cam = getattr(forward, "camera", None)
                 model = NoiseModel.from_camera(cam) if cam is not None and hasattr(cam, "total_gain") else None
                 return _Noise(lambda m: forward.variance(m), g, max(float(pv[2]), 0.0), "forward model", model), None
-        except FluoreconError:
+        except Exception:  # no noise model known (FluoreconError) or one that cannot take a probe
             pass
     e = estimate()
     if e is not None and e.gain > 0 and np.isfinite(e.gain):
@@ -357,6 +366,144 @@ class _Model:
             return True
         a = np.abs(t0)
         return int(np.count_nonzero(a > 1e-6 * a.max())) == 1
+
+
+def _array_like(obj: Any) -> bool:
+    """An image (numpy, torch, nested lists), as opposed to a table or another kind of result."""
+    if isinstance(obj, np.ndarray) or hasattr(obj, "detach"):
+        return True
+    if isinstance(obj, dict) or hasattr(obj, "columns"):
+        return False
+    return hasattr(obj, "__array__") or isinstance(obj, list | tuple)
+
+
+def _table_columns(rec: Any) -> dict | None:
+    cols = getattr(rec, "columns", rec)
+    return cols if isinstance(cols, dict) else None
+
+
+def _with_rows(rec: Any, keep: Any) -> Any:
+    """The same kind of table with only the rows ``keep`` (an index array or slice); None if unknown."""
+    cols = _table_columns(rec)
+    if cols is None:
+        return None
+    new = {k: np.asarray(v)[keep] for k, v in cols.items()}
+    if isinstance(rec, dict):
+        return new
+    try:
+        return type(rec)(new, meta=dict(getattr(rec, "meta", {}) or {}))
+    except Exception:
+        return None
+
+
+def _predict(model: _Model, rec: Any, what: str = "reconstruction") -> np.ndarray:
+    """``f(rec)`` as a float64 array, whatever kind of result ``rec`` is (image, table)."""
+    try:
+        out = model.fn(rec.astype(np.float32) if isinstance(rec, np.ndarray) else rec)
+    except FluoreconError:
+        raise
+    except Exception as e:
+        raise FluoreconError(f"the forward model cannot map the {what} to a recording ({type(e).__name__}: {e})",
+                             hint="give the forward model the reconstruction was made with (the task result's "
+                                  ".forward), or a reconstruction of the kind it takes") from None
+    if hasattr(out, "detach"):
+        out = out.detach().cpu().numpy()
+    return np.asarray(out, dtype=np.float64)
+
+
+def _describe(rec: Any) -> str:
+    if isinstance(rec, np.ndarray):
+        return f"an image of shape {rec.shape}"
+    cols = _table_columns(rec)
+    if cols is not None:
+        return f"a table of {len(next(iter(cols.values()))) if cols else 0} rows"
+    return f"a {type(rec).__name__}"
+
+
+def _probe_response(model: _Model, rec: Any, base: np.ndarray, nd: int) -> np.ndarray:
+    """Point response of f on the recording's grid (``nd`` trailing axes), measured by probing f at ``rec``.
+
+    An image: a point of the reconstruction's peak amplitude is added at its centre; a table: one row is
+    removed (up to five rows are tried; the response farthest from the edges is kept). Of the leading
+    planes (SIM frames, SMLM time points) the one with the most response energy gives the shape; each plane's
+    median is removed (a table's per-frame background changes with its rows). Returns a template with its
+    peak at the centre, positive, cropped to where it exceeds 1e-3 of its peak.
+    """
+    deltas = []
+    if isinstance(rec, np.ndarray):
+        amp = float(np.max(np.abs(rec))) or 1.0
+        probe = rec.astype(np.float64, copy=True)
+        probe[tuple(n // 2 for n in rec.shape)] += amp
+        deltas.append((_predict(model, probe) - base) / amp)
+    else:
+        cols = _table_columns(rec)
+        n = len(next(iter(cols.values()))) if cols else 0
+        for i in sorted({int(v) for v in np.linspace(0, n - 1, min(n, 5))}) if n else []:
+            fewer = _with_rows(rec, np.delete(np.arange(n), i))
+            if fewer is not None:
+                deltas.append(base - _predict(model, fewer))
+    best = None
+    for d in deltas:
+        planes = d.reshape((-1, *d.shape[d.ndim - nd:]))
+        planes = planes - np.median(planes.reshape(len(planes), -1), axis=1).reshape((-1,) + (1,) * nd)
+        k = int(np.argmax((planes**2).reshape(len(planes), -1).sum(1)))
+        pl = planes[k]
+        if not np.any(pl):
+            continue
+        peak = np.unravel_index(int(np.argmax(np.abs(pl))), pl.shape)
+        dist = min(min(int(q), int(n_) - 1 - int(q)) for q, n_ in zip(peak, pl.shape, strict=True))
+        if best is None or dist > best[0]:
+            best = (dist, pl, peak)
+    if best is None:
+        raise FluoreconError("the forward model's prediction does not change with the reconstruction",
+                             hint="check the forward model (it must map the reconstruction to the recording)")
+    _, pl, peak = best
+    if pl[peak] < 0:
+        pl = -pl
+    pl = np.where(np.abs(pl) > 1e-3 * pl[peak], pl, 0.0)
+    idx = np.argwhere(pl != 0)
+    rad = np.minimum(np.maximum(np.array(peak) - idx.min(0), idx.max(0) - np.array(peak)), 24)
+    padded = np.pad(pl, [(int(r_), int(r_)) for r_ in rad])
+    return padded[tuple(slice(int(q), int(q + 2 * r_ + 1)) for q, r_ in zip(peak, rad, strict=True))]
+
+
+def _recording_domain(x: np.ndarray, rec: Any, model: _Model, nd: int, noise_args: dict, *, fit_scale: bool,
+                      background: Any) -> dict:
+    """Predict the recording from a reconstruction on another grid (or a table), fit units, noise, templates."""
+    m_raw = _predict(model, rec)
+    if m_raw.shape != x.shape:
+        raise FluoreconError(f"the forward model maps the reconstruction ({_describe(rec)}) to a recording of shape "
+                             f"{m_raw.shape}, but the recording has shape {x.shape}",
+                             hint="check that the reconstruction belongs to this recording and that the forward "
+                                  "model's settings (frames, sampling) match it; give --axes if a file stores its "
+                                  "axes in another order")
+    bad = ~np.isfinite(m_raw)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise FluoreconError(f"the recording predicted from the reconstruction has {int(bad.sum())} NaN/Inf "
+                             f"value(s), the first at pixel {where}", hint="check the reconstruction for NaN/Inf")
+    notes = []
+    empty = np.zeros_like(rec) if isinstance(rec, np.ndarray) else _with_rows(rec, slice(0, 0))
+    c0: Any = None
+    if empty is not None:
+        try:
+            c0 = _predict(model, empty)
+        except FluoreconError:
+            c0 = None
+    if c0 is None or c0.shape != x.shape:
+        c0 = 0.0
+        if fit_scale:
+            fit_scale = False
+            notes.append("the forward model cannot predict an empty reconstruction, so its zero-light level is "
+                         "unknown: the reconstruction's scale was not fitted")
+    else:
+        _check_light(m_raw - c0, "recording predicted from the reconstruction")
+    u = m_raw - c0
+    t0 = _probe_response(model, rec, m_raw, nd)
+    noise, est = _resolve_noise(x, m_raw, model.forward, **noise_args)
+    s, b = _fit_scale(x, u, c0, noise, fit_scale, background)
+    return {"m": c0 + s * u + b, "scale": s, "background": b, "noise": noise, "estimate": est, "t0": t0,
+            "identity": model.is_identity(t0), "notes": notes}
 
 
 def _response(model: _Model, shape: tuple[int, ...], sigma: np.ndarray, nd: int) -> np.ndarray:
@@ -551,24 +698,31 @@ def _search_box(shape: tuple[int, ...], border: np.ndarray) -> tuple[slice, ...]
     return tuple(slice(int(b), int(n - b)) for n, b in zip(shape, border, strict=True))
 
 
-def _verify_plane(x: np.ndarray, y: np.ndarray, model: _Model, noise_args: dict, *, fit_scale: bool,
-                  background, alpha_plane: float, sizes: tuple[float, ...] | None, border: Any) -> dict:
+def _verify_plane(x: np.ndarray, y: np.ndarray | None, model: _Model, noise_args: dict, *, fit_scale: bool,
+                  background, alpha_plane: float, sizes: tuple[float, ...] | None, border: Any,
+                  pre: dict | None = None) -> dict:
     nd = x.ndim
-    u_raw = model(y)
-    if u_raw.shape != x.shape:
-        raise FluoreconError(f"the forward model maps the reconstruction {y.shape} to {u_raw.shape}, but the "
-                             f"recording is {x.shape}", hint="give the reconstruction on the recording's grid, or "
-                             "check --axes")
-    c0 = 0.0
-    if model.fn is not None:  # f(0): camera offset and background (a constant for a shift-invariant f)
-        small = tuple(min(n, 64) for n in y.shape[-nd:])
-        c0 = float(np.mean(model(np.zeros(y.shape[: y.ndim - nd] + small, np.float64))))
-    u = u_raw - c0
-    t0 = _response(model, x.shape, np.zeros(nd), nd)
-    identity = model.is_identity(t0)
-    noise, est = _resolve_noise(x, u_raw, model.forward, **noise_args)
-    s, b = _fit_scale(x, u, c0, noise, fit_scale, background)
-    m = c0 + s * u + b
+    if pre is None:  # the reconstruction is on the recording's grid: f and the fit per plane
+        assert y is not None
+        u_raw = model(y)
+        if u_raw.shape != x.shape:
+            raise FluoreconError(f"the forward model maps the reconstruction {y.shape} to {u_raw.shape}, but the "
+                                 f"recording is {x.shape}", hint="give the reconstruction on the recording's grid, "
+                                 "or check --axes")
+        c0 = 0.0
+        if model.fn is not None:  # f(0): camera offset and background (a constant for a shift-invariant f)
+            small = tuple(min(n, 64) for n in y.shape[-nd:])
+            c0 = float(np.mean(model(np.zeros(y.shape[: y.ndim - nd] + small, np.float64))))
+        u = u_raw - c0
+        _check_light(u, "reconstruction" if model.fn is None else "recording predicted from the reconstruction")
+        t0 = _response(model, x.shape, np.zeros(nd), nd)
+        identity = model.is_identity(t0)
+        noise, est = _resolve_noise(x, u_raw, model.forward, **noise_args)
+        s, b = _fit_scale(x, u, c0, noise, fit_scale, background)
+        m = c0 + s * u + b
+    else:  # recording domain: f(ŷ), the fit, the noise model and the point response were computed once
+        t0, identity, noise, est = pre["t0"], pre["identity"], pre["noise"], pre["estimate"]
+        s, b, m = pre["scale"], pre["background"], pre["m"]
     v = noise.variance(m)
     r = x - m
     w = 1.0 / v
@@ -664,7 +818,10 @@ def _verify_plane(x: np.ndarray, y: np.ndarray, model: _Model, noise_args: dict,
     stack = np.stack([z[0] for z in zs])
     pick = np.argmax(np.abs(stack), axis=0)
     zmap = np.take_along_axis(stack, pick[None], 0)[0]
-    unconf, frac = _unconfirmed(y, s, t0, v, identity)
+    if y is None:  # another grid or a table: f's null space cannot be mapped onto the recording
+        unconf, frac = np.zeros(x.shape, np.float32), None
+    else:
+        unconf, frac = _unconfirmed(y, s, t0, v, identity)
     return {"regions": regions, "scale": s, "background": b, "noise": noise, "estimate": est, "null": null,
             "z": zmap.astype(np.float32), "unconfirmed": unconf, "unconfirmed_fraction": frac,
             "searched": searched, "border": bd.tolist(), "m": m, "psf_sigma": psf_sigma, "t0": t0,
@@ -921,7 +1078,10 @@ def _noise_check(x: np.ndarray, m: np.ndarray, var_fn, est: NoiseModel | None = 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 crop = tuple(slice(max(0, (n - 256) // 2), max(0, (n - 256) // 2) + 256) for n in x.shape[-2:])
-                est = estimate_poisson_gaussian(x[(..., *crop)].astype(np.float32))
+                sub = x[(..., *crop)]
+                if sub.ndim == 3 and sub.shape[0] > 8:  # a few planes are enough for a check
+                    sub = sub[np.linspace(0, sub.shape[0] - 1, 8).astype(int)]
+                est = estimate_poisson_gaussian(sub.astype(np.float32))
         except Exception as e:
             return {"flagged": False, "verdict": f"not tested ({type(e).__name__})"}
     q = np.percentile(m, [50, 95])
@@ -1013,7 +1173,7 @@ def verify(recording: Any, reconstruction: Any, forward: Any = None, *, axes: st
     if not isinstance(reconstruction, np.ndarray) and hasattr(reconstruction, "data"):
         reconstruction = reconstruction.data
     x = _as_array(recording, "recording")
-    y = _as_array(reconstruction, "reconstruction")
+    y = _as_array(reconstruction, "reconstruction") if _array_like(reconstruction) else None
     if not 0 < alpha < 1:
         raise FluoreconError(f"alpha must be in (0, 1), got {alpha}", hint="e.g. alpha=0.05")
     model = _Model(forward)
@@ -1029,29 +1189,38 @@ def verify(recording: Any, reconstruction: Any, forward: Any = None, *, axes: st
     if psf is not None and hasattr(psf, "ndim") and psf.ndim > nd:
         raise FluoreconError(f"the PSF has {psf.ndim} dimensions but the image has {nd} spatial axes",
                              hint="give a PSF with as many dimensions as the image (or check --axes)")
-    if (model.fn is None or getattr(forward, "psf", "n/a") is None) and y.shape != x.shape:
+    if model.fn is None and y is None:
+        raise FluoreconError(f"the reconstruction is {_describe(reconstruction)}, not an image, and no forward model "
+                             "maps it to the recording", hint="give the forward model (a task result's .forward; "
+                                                              "verify_result does this)")
+    if model.fn is None and y.shape != x.shape:
         raise FluoreconError(f"the reconstruction has shape {y.shape} but the recording has {x.shape}",
                              hint="they must match for a denoising check; if one file stores its axes in another "
                                   "order, give --axes (e.g. --axes ZYX), or give the forward model (--psf ...)")
-    if y.ndim != x.ndim:
-        raise FluoreconError(f"the reconstruction has {y.ndim} dimensions but the recording has {x.ndim}",
-                             hint="give both with the same axes (see --axes)")
-    _check_reconstruction(y)
+    if y is not None:
+        _check_reconstruction(y)
+    # another grid (SIM, sub-sampling, light field, isotropic Z) or a table (SMLM): work on the recording's grid
+    domain = "recording" if y is None or y.shape != x.shape else "same grid"
     if gain is not None and not gain > 0:
         raise FluoreconError(f"gain must be > 0 ADU per electron, got {gain}", hint="e.g. --gain 0.5")
     lead = x.shape[: x.ndim - nd]
     planes = list(np.ndindex(*lead)) if lead else [()]
     alpha_plane = alpha / len(planes)
     noise_args = {"noise_model": noise_model, "gain": gain, "offset": offset, "read_noise": read_noise}
+    pre = None
+    if domain == "recording":
+        pre = _recording_domain(x, reconstruction if y is None else y, model, nd, noise_args, fit_scale=fit_scale,
+                                background=background)
     all_regions: list[dict] = []
     zmap = np.zeros(x.shape, np.float32)
-    unconf = np.zeros(y.shape, np.float32)
+    unconf = np.zeros(x.shape if pre is not None else y.shape, np.float32)
     searched = np.zeros(x.shape, bool)
     per_plane, fm_list = [], []
     first: dict | None = None
     for idx in planes:
-        out = _verify_plane(x[idx], y[idx], model, noise_args, fit_scale=fit_scale, background=background,
-                            alpha_plane=alpha_plane, sizes=sizes, border=border)
+        pre_i = None if pre is None else {**pre, "m": pre["m"][idx]}
+        out = _verify_plane(x[idx], None if pre is not None else y[idx], model, noise_args, fit_scale=fit_scale,
+                            background=background, alpha_plane=alpha_plane, sizes=sizes, border=border, pre=pre_i)
         first = first or out
         for r in out["regions"]:
             r["centroid"] = [float(i) for i in idx] + r["centroid"]
@@ -1080,8 +1249,13 @@ def verify(recording: Any, reconstruction: Any, forward: Any = None, *, axes: st
     info = {"seconds": time.perf_counter() - t_start, "shape": list(x.shape), "spatial_ndim": nd,
             "sizes": first["sizes"], "border": first["border"], "psf_sigma_px": first["psf_sigma"].tolist(),
             "identity": first["identity"], "skew_ratio": first["skew_ratio"], "effective_sizes": first["m_eff"],
-            "unconfirmed_fraction": float(np.mean([p["unconfirmed_fraction"] for p in per_plane])),
-            "n_planes": len(planes)}
+            "unconfirmed_fraction": None if pre is not None else float(np.mean([p["unconfirmed_fraction"]
+                                                                               for p in per_plane])),
+            "n_planes": len(planes), "domain": domain}
+    if pre is not None:
+        info["notes"] = ["checked on the recording's grid: the reconstruction (" + _describe(
+            reconstruction if y is None else y) + ") was mapped through the forward model; regions are in the "
+            "recording's pixel coordinates; the 'unconfirmed' map is not computed", *pre["notes"]]
     if len(planes) > 1:
         info["per_plane"] = per_plane
     spreads = [v["spread"] for p in per_plane for v in p["null"].values()]

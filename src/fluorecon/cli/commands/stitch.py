@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from fluorecon.cli.common import echo_warnings, emit_json, expand_inputs, handle_errors
+from fluorecon.cli.common import emit_json, expand_inputs, handle_errors
 from fluorecon.cli.options import JsonOpt, OverwriteOpt, QuietOpt
 
 EPILOG = """Examples:
@@ -89,22 +89,22 @@ def register(app: typer.Typer) -> None:
                 g = parse_grid(params.grid) or (1,) * (len(lazy[0].shape) - 1) + (len(lazy),)
                 nominal = grid_positions(g, lazy[0].shape, params.overlap, params.order, n_tiles=len(lazy))
                 tiles, names, vs = lazy, [f.name for f in files], [t.voxel_size for t in lazy]
-            with echo_warnings(quiet):
-                res = stitch(tiles, nominal, max_shift=params.max_shift, min_confidence=params.min_confidence,
-                             max_residual=params.max_residual, blending=params.blending, fuse_mosaic=False,
-                             names=names, voxel_sizes=vs)
-                voxel = next((v for v in vs if v is not None), None)
-                if zarr_out:
-                    from fluorecon.scale.ome_zarr_out import write_ome_zarr
+            # stitch() reports its problems in res.warnings (printed below)
+            res = stitch(tiles, nominal, max_shift=params.max_shift, min_confidence=params.min_confidence,
+                         max_residual=params.max_residual, blending=params.blending, fuse_mosaic=False,
+                         names=names, voxel_sizes=vs)
+            voxel = next((v for v in vs if v is not None), None)
+            if zarr_out:
+                from fluorecon.scale.ome_zarr_out import write_ome_zarr
 
-                    darr = fuse_dask(tiles, res.positions, chunks=chunks, blending=params.blending,
-                                     blend_width=params.blend_width)
-                    write_ome_zarr(output, darr, axes, voxel, overwrite=overwrite, scheduler=scheduler,
-                                   metadata={"command": "stitch", "params": params.to_json()})
-                else:
-                    mosaic = fuse(tiles, res.positions, blending=params.blending, blend_width=params.blend_width)
-                    write_image(output, mosaic, axes=axes, voxel_size=voxel,
-                                metadata={"fluorecon": {"command": "stitch", "params": params.to_json()}})
+                darr = fuse_dask(tiles, res.positions, chunks=chunks, blending=params.blending,
+                                 blend_width=params.blend_width)
+                write_ome_zarr(output, darr, axes, voxel, overwrite=overwrite, scheduler=scheduler,
+                               metadata={"command": "stitch", "params": params.to_json()})
+            else:
+                mosaic = fuse(tiles, res.positions, blending=params.blending, blend_width=params.blend_width)
+                write_image(output, mosaic, axes=axes, voxel_size=voxel,
+                            metadata={"fluorecon": {"command": "stitch", "params": params.to_json()}})
             # registered positions for Fiji, relative to the first tile's nominal origin
             pos = res.positions
             if layout is not None:

@@ -1,0 +1,57 @@
+"""learn.temporal: spatiotemporal self-supervised restoration of TYX movies (issue 21)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fluorecon.errors import FluoreconError
+from fluorecon.learn.temporal import check_movie, denoise_temporal, min_frames, predict_temporal, train_temporal
+from fluorecon.physics.timelapse import simulate_timelapse
+
+TINY = dict(window=8, patch_size=16, width=8, steps=20, device="cpu", batch_size=4)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def movie():
+    # a slowly drifting, very noisy scene: anything that uses neighbouring frames beats the raw data
+    return simulate_timelapse((32, 32), n_frames=16, speed=0.1, deformation=0.3, photons=3.0, seed=0)
+
+
+@pytest.mark.parametrize("scheme", ["n2v-t", "deepcad"])
+def test_restoration_is_closer_to_the_truth_than_the_recording(movie, scheme):
+    out, info = denoise_temporal(movie["movie"], "TYX", scheme, **TINY)
+    ref = movie["expected"]
+    assert out.shape == ref.shape and out.dtype == np.float32
+    assert info["steps"] == 20 and info["bundle"].model.config()["dim"] == 3
+    assert np.mean((out - ref) ** 2) < 0.5 * np.mean((movie["movie"] - ref) ** 2)
+
+
+def test_prediction_in_time_tiles_equals_one_pass(movie):
+    b = train_temporal(movie["movie"], "TYX", "n2v-t", **{**TINY, "steps": 2})
+    whole = predict_temporal(b, movie["movie"], window=16)
+    tiled = predict_temporal(b, movie["movie"], window=8)  # tiles along T with overlap
+    assert np.abs(whole - tiled).max() <= 1e-3 * np.abs(whole).max()
+
+
+def test_bad_movies_are_refused_with_a_hint():
+    with pytest.raises(FluoreconError, match="time axis T") as e:
+        check_movie(np.zeros((16, 16, 16)), "ZYX")
+    assert "--axes TYX" in e.value.hint
+    with pytest.raises(FluoreconError, match="fewer than the 16") as e:
+        check_movie(np.zeros((10, 16, 16)), "TYX", window=8, scheme="deepcad")
+    assert "at least 16 frames" in e.value.hint
+    with pytest.raises(FluoreconError, match="varying size"):
+        check_movie([np.zeros((16, 16)), np.zeros((16, 17))], "TYX")
+    with pytest.raises(FluoreconError, match="unknown temporal scheme"):
+        train_temporal(np.zeros((16, 16, 16)), "TYX", "recurrent")
+    assert min_frames("deepcad", 4) == 8 and min_frames("n2v-t", 4) == 4

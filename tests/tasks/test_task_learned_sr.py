@@ -1,0 +1,114 @@
+"""Learned super-resolution tasks (anna-palm, cross-modality): quality against the simulators' truth,
+the forward models, saved-model reuse and bad input (exit 2 from the generated CLI)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from scipy import ndimage
+from typer.testing import CliRunner
+
+from fluorecon.cli import app
+from fluorecon.errors import FluoreconError
+from fluorecon.io import ImageData, write_image
+from fluorecon.physics.palm_pairs import palm_pair
+from fluorecon.tasks.learned_sr import palm_target
+from fluorecon.tasks.registry import get
+
+runner = CliRunner()
+
+
+def _mae_after_fit(pred: np.ndarray, target: np.ndarray) -> float:
+    a = np.vstack([pred.ravel(), np.ones(pred.size)]).T
+    coef, *_ = np.linalg.lstsq(a, target.ravel(), rcond=None)
+    return float(np.abs(a @ coef - target.ravel()).mean())
+
+
+def test_anna_palm_beats_the_naive_k_frame_rendering_on_held_out_fields(tmp_path):
+    task = get("anna-palm")
+    p = palm_pair((12, 12), n_frames=200, k_frames=20, labels_per_um2=250, seed=123)   # held out (task: seed 0)
+    params = {"steps": 30, "patch": 32, "width": 8, "depth": 1, "batch_size": 4, "fields": 3, "frames": 20,
+              "movie_frames": 200, "labels_per_um2": 250, "loss": "l1"}
+    res = task(ImageData(p.sparse, "YX", (0.025, 0.025), {}), **params)
+    target = palm_target(p.dense)
+
+    def corr(a):
+        return float(np.corrcoef(a.ravel(), target.ravel())[0, 1])
+
+    assert corr(res.image) > corr(p.sparse) + 0.05
+    assert res.forward.expected(res.image).shape == p.sparse.shape
+    assert res.params_used["training"]["steps"] == 30 and res.warnings
+    # the trained model is reused from --save-model's bundle, without training
+    d = res.extras["bundle"].save(tmp_path / "m")
+    again = task(ImageData(p.sparse, "YX", (0.025, 0.025), {}), inputs={"model": d}, **params)
+    assert np.allclose(again.image, res.image, atol=1e-5) and "training" not in again.params_used
+    wf = ImageData(p.widefield, "YX", (0.1, 0.1), {})
+    with pytest.raises(FluoreconError, match="input"):                       # 1-channel model, 2 inputs
+        task(ImageData(p.sparse, "YX", (0.025, 0.025), {}), inputs={"model": d, "widefield": wf}, **params)
+
+
+def test_anna_palm_with_widefield_reports_the_consistency_check():
+    task = get("anna-palm")
+    ex = task.example()
+    res = task(ex["inputs"]["image"], inputs={"widefield": ex["inputs"]["widefield"]}, **ex["params"])
+    assert res.image.shape == (32, 32)
+    assert "widefield_check" in res.params_used or any("widefield" in w for w in res.warnings)
+
+
+def test_anna_palm_bad_input():
+    task = get("anna-palm")
+    p = palm_pair((8, 8), n_frames=50, k_frames=5, seed=0)
+    img = ImageData(p.sparse, "YX", (0.025, 0.025), {})
+    fast = {"steps": 1, "patch": 32, "width": 4, "depth": 1, "batch_size": 1, "fields": 1}
+    with pytest.raises(ValidationError, match="more than the movie length"):
+        task(img, frames=600, movie_frames=500, **fast)
+    other = ImageData(p.widefield[:6], "YX", (0.1, 0.1), {})                # not the same field
+    with pytest.raises(FluoreconError, match="not the same field"):
+        task(img, inputs={"widefield": other}, frames=5, movie_frames=50, **fast)
+    with pytest.raises(FluoreconError, match="pixel size"):
+        task(ImageData(p.sparse, "YX", None, {}), frames=5, movie_frames=50, **fast)
+    with pytest.raises(FluoreconError, match="whole multiple"):
+        task(ImageData(p.sparse, "YX", (0.03, 0.03), {}), frames=5, movie_frames=50, **fast)
+
+
+def test_cli_exit_2_for_k_beyond_the_movie_and_a_mismatched_widefield(tmp_path):
+    p = palm_pair((8, 8), n_frames=50, k_frames=5, seed=0)
+    write_image(tmp_path / "s.tif", p.sparse, axes="YX", voxel_size=(0.025, 0.025))
+    write_image(tmp_path / "w.tif", p.widefield[:, :5], axes="YX", voxel_size=(0.1, 0.1))
+    base = ["anna-palm", str(tmp_path / "s.tif"), "-o", str(tmp_path / "o.tif"), "--steps", "1", "--patch", "32",
+            "--width", "4", "--depth", "1", "--fields", "1"]
+    r = runner.invoke(app, [*base, "--frames", "60", "--movie-frames", "50"])
+    assert r.exit_code == 2, r.output
+    r = runner.invoke(app, [*base, "--frames", "5", "--movie-frames", "50", "--widefield", str(tmp_path / "w.tif")])
+    assert r.exit_code == 2 and "same field" in r.output, r.output
+
+
+def test_cross_modality_forward_model_predicts_the_low_na_recording():
+    task = get("cross-modality")
+    ex = task.example()
+    img = ex["inputs"]["image"]
+    res = task(img, **ex["params"])
+    assert res.image.shape == img.data.shape and res.image.dtype == np.float32
+    fwd = res.forward
+    # the forward model applied to the noiseless high-NA truth gives the low-NA recording (minus offset)
+    from fluorecon.physics.palm_pairs import cross_modality_pair
+
+    low, high, _ = cross_modality_pair((32, 32), pixel_size=0.05, seed=0, offset=100.0)
+    resid = (low - 100.0) - fwd.expected(high)
+    assert abs(float(resid.mean())) < 0.1 * float(high.mean()) + 1.0
+    assert float(resid.std()) < 2.0 * np.sqrt(float(high.mean()) + 1.0) + 1.0     # Poisson-sized residual
+    with pytest.raises(ValidationError, match="below"):
+        task(img, na_low=1.4, na_high=1.2, **{k: v for k, v in ex["params"].items() if k != "offset"})
+    with pytest.raises(FluoreconError, match="undersamples"):
+        task(ImageData(img.data, "YX", (0.5, 0.5), {}), **ex["params"])
+
+
+def test_cross_modality_l1_sharpens_towards_the_high_na_truth():
+    from fluorecon.physics.palm_pairs import cross_modality_pair
+
+    low, high, _ = cross_modality_pair((64, 64), pixel_size=0.05, seed=77, offset=100.0, kind="filaments")
+    res = get("cross-modality")(ImageData(low, "YX", (0.05, 0.05), {}), steps=20, patch=32, width=8, depth=1,
+                                batch_size=4, fields=3, offset=100.0, loss="l1", phantom="filaments")
+    blurred = ndimage.gaussian_filter(low - 100.0, 0.0)
+    assert _mae_after_fit(res.image, high) < _mae_after_fit(blurred, high)
