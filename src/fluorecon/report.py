@@ -302,10 +302,11 @@ def _frc_curves(inp: np.ndarray, out: np.ndarray, target: np.ndarray | None, kep
     def plane(a):
         return a if kept == "YX" else a[a.shape[0] // 2]
 
-    try:
-        curves.append(("input: single-image FRC (checkerboard halves)", single_image_frc(plane(inp), vs2)))
-    except Exception as e:
-        notes.append(f"input FRC failed: {e}")
+    for label, img in (("input (before)", inp), ("output (after)", out)):
+        try:
+            curves.append((f"{label}: single-image FRC", single_image_frc(plane(img), vs2)))
+        except Exception as e:
+            notes.append(f"{label} FRC failed: {e}")
     if target is not None:
         for label, img in (("input vs target", inp), ("output vs target", out)):
             try:
@@ -388,6 +389,377 @@ def provenance() -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Interactive viewer (inline JS, embedded PNG slices; no server, no network)
+# --------------------------------------------------------------------------------------------------
+
+_VIEWER_MAX_SIDE = 640  # larger images are block-averaged for the viewer only (figures keep full size)
+_VIEWER_MAX_SLICES = 24
+
+
+def _slice_png(img2d: np.ndarray, vmin: float, vmax: float, cmap: str) -> str:
+    """One 2D slice as a base64 PNG (one pixel per data pixel; the browser scales it)."""
+    from matplotlib.image import imsave
+
+    buf = io.BytesIO()
+    imsave(buf, np.nan_to_num(img2d), vmin=vmin, vmax=vmax, cmap=cmap, format="png", metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _shrink(img2d: np.ndarray) -> np.ndarray:
+    f = int(np.ceil(max(img2d.shape) / _VIEWER_MAX_SIDE))
+    if f <= 1:
+        return img2d
+    h, w = (img2d.shape[0] // f) * f, (img2d.shape[1] // f) * f
+    return img2d[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
+
+
+def _gradient(cmap: str, n: int = 9) -> str:
+    """A CSS linear-gradient matching a matplotlib colormap (for the HTML colorbars)."""
+    from matplotlib import colormaps
+
+    cm = colormaps[cmap]
+    stops = ",".join("#%02x%02x%02x" % tuple(int(255 * c) for c in cm(i / (n - 1))[:3]) for i in range(n))
+    return f"linear-gradient(to right,{stops})"
+
+
+def _slice_positions(n: int) -> list[int]:
+    if n <= _VIEWER_MAX_SLICES:
+        return list(range(n))
+    return sorted({int(round(v)) for v in np.linspace(0, n - 1, _VIEWER_MAX_SLICES)})
+
+
+def _viewer_html(layers: Mapping[str, np.ndarray], kept: str, voxel_size: Sequence[float] | None,
+                 lo: float, hi: float, dmax: float, regions: Sequence[Mapping[str, Any]] = (), vid: str = "v0") -> str:
+    """The before/after viewer: swipe slider, synchronized zoom/pan, XY/XZ/YZ slice browsing, colorbars.
+
+    ``layers`` maps a name (``input``, ``output``, ``target``, ``difference``) to a spatial array (``YX`` or
+    ``ZYX``). Every layer shares one display range except ``difference`` (signed, ±``dmax``).
+    """
+    vs = dict(zip(kept, voxel_size[-len(kept):], strict=False)) if voxel_size else {}
+    if kept == "YX":
+        planes = {"XY": ("", [None], lambda a, i: a)}
+    else:
+        nz, ny, nx = next(iter(layers.values())).shape
+        planes = {"XY": ("z", _slice_positions(nz), lambda a, i: a[i]),
+                  "XZ": ("y", _slice_positions(ny), lambda a, i: a[:, i, :]),
+                  "YZ": ("x", _slice_positions(nx), lambda a, i: a[:, :, i])}
+    views: dict[str, Any] = {}
+    for view, (axis, idx, take) in planes.items():
+        d: dict[str, Any] = {"labels": [f"{axis} = {i}" if axis else "" for i in idx]}
+        for name, arr in layers.items():
+            signed = name == "difference"
+            d[name] = [_slice_png(_shrink(take(arr, i)), -dmax if signed else lo, dmax if signed else hi,
+                                  "RdBu_r" if signed else "gray") for i in idx]
+        sample = take(next(iter(layers.values())), idx[0])
+        h, w = sample.shape
+        rows, cols = {"XY": ("Y", "X"), "XZ": ("Z", "X"), "YZ": ("Z", "Y")}[view]
+        d["aspect"] = f"{w * vs.get(cols, 1.0):.6g} / {h * vs.get(rows, 1.0):.6g}"
+        d["start"] = len(idx) // 2
+        d["index"] = [i if i is not None else 0 for i in idx]
+        views[view] = d
+    boxes = []
+    for r in regions:
+        bb = r.get("bbox")
+        if not bb or len(bb) < 2:
+            continue
+        bb = [list(map(float, b)) for b in bb[-len(kept):]]
+        boxes.append({"kind": r.get("kind", ""), "bbox": bb})
+    data = {"views": views, "order": list(views), "layers": list(layers), "boxes": boxes,
+            "shape": list(next(iter(layers.values())).shape)}
+    tabs = "".join(f'<button type="button" class="vtab" data-view="{v}">{v}</button>' for v in views) \
+        if len(views) > 1 else ""
+    options = "".join(f'<option value="{_e(n)}"{" selected" if n == "output" else ""}>{_e(n)}</option>'
+                      for n in layers if n != "input")
+    payload = json.dumps(data).replace("</", "<\\/")
+    slice_ctl = ('<label>slice <input type="range" class="slice" min="0" max="0" value="0"> '
+                 '<span class="slice-label"></span></label>' if kept == "ZYX" else
+                 '<input type="range" class="slice" min="0" max="0" value="0" hidden>')
+    return (
+        f'<div class="viewer" id="{vid}">'
+        f'<div class="vctl">{tabs}<label>right side <select class="right-choice">{options}</select></label>'
+        '<label>swipe <input type="range" class="swipe" min="0" max="100" value="50"></label>'
+        '<label>zoom <input type="range" class="zoom" min="1" max="16" step="0.25" value="1"></label>'
+        f'<button type="button" class="reset">reset view</button>{slice_ctl}</div>'
+        '<div class="stage"><div class="layer lay-left"><img class="vimg left" alt="input"></div>'
+        '<div class="layer lay-right"><img class="vimg right" alt="output"></div>'
+        '<div class="layer lay-marks"><div class="marks"></div></div><div class="divider"></div>'
+        '<span class="tag tag-l">input</span><span class="tag tag-r">output</span></div>'
+        '<div class="cbars">'
+        f'<span class="cbar"><span class="cb" style="background:{_gradient("gray")}"></span>'
+        f'{lo:.4g} … {hi:.4g} <span class="note">(input, output, target)</span></span>'
+        + (f'<span class="cbar"><span class="cb" style="background:{_gradient("RdBu_r")}"></span>'
+           f'−{dmax:.4g} … +{dmax:.4g} <span class="note">(difference)</span></span>' if "difference" in layers else "")
+        + '</div><p class="note">Drag the <b>swipe</b> slider (or click the image) to move the boundary between '
+        'input (left) and the chosen result (right); scroll over the image or use <b>zoom</b> to zoom both '
+        'together, drag to pan'
+        + ("; the slice slider and the XY/XZ/YZ buttons browse the stack" if kept == "ZYX" else "")
+        + (". Boxes mark the regions the verdict lists (orange: added, blue: missing)." if boxes else ".")
+        + f'</p><script type="application/json" class="vdata">{payload}</script></div>'
+    )
+
+
+_VIEWER_CSS = """
+.viewer{margin:.6em 0 1em} .vctl{display:flex;flex-wrap:wrap;gap:.4em 1em;align-items:center;font-size:.9em;margin:.3em 0}
+.vtab{padding:.15em .7em;border:1px solid #aaa;background:#f4f4f4;border-radius:3px;cursor:pointer}
+.vtab.on{background:#2a6;color:#fff;border-color:#2a6}
+.stage{position:relative;width:100%;max-width:760px;max-height:80vh;overflow:hidden;background:#000;cursor:grab;touch-action:none}
+.layer{position:absolute;inset:0;overflow:hidden}
+.vimg,.marks{position:absolute;left:0;top:0;width:100%;height:100%;transform-origin:0 0;image-rendering:pixelated}
+.lay-marks{pointer-events:none} .mark{position:absolute;border:2px solid #f80;box-sizing:border-box}
+.mark.missing{border-color:#39f}
+.divider{position:absolute;top:0;bottom:0;width:2px;background:#ffcc00;pointer-events:none}
+.tag{position:absolute;top:4px;padding:0 .4em;background:rgba(0,0,0,.55);color:#fff;font-size:.8em}
+.tag-l{left:4px} .tag-r{right:4px}
+.cbars{display:flex;flex-wrap:wrap;gap:.3em 2em;font-size:.85em;margin:.3em 0}
+.cb{display:inline-block;width:140px;height:12px;border:1px solid #999;vertical-align:middle;margin-right:.4em}
+.verdict{padding:.7em 1em;margin:.6em 0;border-left:6px solid #3a3;background:#eef8ee;font-size:1.02em}
+.verdict.flag{border-color:#e07000;background:#fff4e5} .verdict.unk{border-color:#999;background:#f4f4f4}
+.verdict h3{margin:.1em 0 .4em}
+"""
+
+_VIEWER_JS = """
+(function () {
+  function setup(v) {
+    var data = JSON.parse(v.querySelector('script.vdata').textContent);
+    var st = {view: data.order[0], slice: 0, right: 'output', zoom: 1, px: 0, py: 0};
+    var stage = v.querySelector('.stage'), left = v.querySelector('img.left'), right = v.querySelector('img.right');
+    var layR = v.querySelector('.lay-right'), marks = v.querySelector('.marks'), divider = v.querySelector('.divider');
+    var swipe = v.querySelector('input.swipe'), slice = v.querySelector('input.slice');
+    var zoom = v.querySelector('input.zoom'), sel = v.querySelector('select.right-choice');
+    var lab = v.querySelector('.slice-label'), tagR = v.querySelector('.tag-r');
+    if (!data.layers.includes('output')) { st.right = data.layers[1] || 'input'; }
+    function clamp() {
+      var w = stage.clientWidth, h = stage.clientHeight;
+      st.px = Math.min(0, Math.max(w - w * st.zoom, st.px)); st.py = Math.min(0, Math.max(h - h * st.zoom, st.py));
+    }
+    function drawMarks() {
+      var d = data.views[st.view], html = '';
+      if (st.view === 'XY') {
+        var z = d.index[st.slice], n = data.shape.length;
+        data.boxes.forEach(function (b) {
+          var bb = b.bbox; if (n === 3 && (z < bb[0][0] || z >= bb[0][1])) { return; }
+          var y = bb[n - 2], x = bb[n - 1], H = data.shape[n - 2], W = data.shape[n - 1];
+          html += '<div class="mark ' + b.kind + '" style="left:' + (100 * x[0] / W) + '%;top:' + (100 * y[0] / H) +
+                  '%;width:' + (100 * (x[1] - x[0]) / W) + '%;height:' + (100 * (y[1] - y[0]) / H) + '%"></div>';
+        });
+      }
+      marks.innerHTML = html;
+    }
+    function draw() {
+      var d = data.views[st.view];
+      left.src = 'data:image/png;base64,' + d.input[st.slice];
+      right.src = 'data:image/png;base64,' + d[st.right][st.slice];
+      if (lab) { lab.textContent = d.labels[st.slice]; }
+      tagR.textContent = st.right;
+      stage.style.aspectRatio = d.aspect;
+      clamp();
+      var t = 'translate(' + st.px + 'px,' + st.py + 'px) scale(' + st.zoom + ')';
+      left.style.transform = t; right.style.transform = t; marks.style.transform = t;
+      layR.style.clipPath = 'inset(0 0 0 ' + swipe.value + '%)';
+      divider.style.left = swipe.value + '%';
+      v.querySelectorAll('.vtab').forEach(function (b) { b.classList.toggle('on', b.dataset.view === st.view); });
+      drawMarks();
+      v.dataset.state = [st.view, st.slice, st.right, swipe.value, st.zoom].join('|');
+    }
+    function setView(name) {
+      st.view = name; var d = data.views[name];
+      slice.max = String(d.input.length - 1); st.slice = d.start; slice.value = String(st.slice); draw();
+    }
+    function zoomAt(f, cx, cy) {
+      var z = Math.min(16, Math.max(1, st.zoom * f)); f = z / st.zoom;
+      st.px = cx - (cx - st.px) * f; st.py = cy - (cy - st.py) * f; st.zoom = z; zoom.value = String(z); draw();
+    }
+    swipe.addEventListener('input', draw);
+    slice.addEventListener('input', function () { st.slice = parseInt(slice.value, 10); draw(); });
+    sel.addEventListener('change', function () { st.right = sel.value; draw(); });
+    zoom.addEventListener('input', function () {
+      zoomAt(parseFloat(zoom.value) / st.zoom, stage.clientWidth / 2, stage.clientHeight / 2);
+    });
+    v.querySelector('.reset').addEventListener('click', function () {
+      st.zoom = 1; st.px = 0; st.py = 0; zoom.value = '1'; swipe.value = '50'; draw();
+    });
+    v.querySelectorAll('.vtab').forEach(function (b) { b.addEventListener('click', function () { setView(b.dataset.view); }); });
+    stage.addEventListener('wheel', function (e) {
+      e.preventDefault(); var r = stage.getBoundingClientRect();
+      zoomAt(e.deltaY < 0 ? 1.25 : 0.8, e.clientX - r.left, e.clientY - r.top);
+    }, {passive: false});
+    var drag = null;
+    stage.addEventListener('pointerdown', function (e) { drag = {x: e.clientX, y: e.clientY, px: st.px, py: st.py, moved: false}; });
+    window.addEventListener('pointermove', function (e) {
+      if (!drag) { return; }
+      var dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+      if (Math.abs(dx) + Math.abs(dy) > 3) { drag.moved = true; }
+      st.px = drag.px + dx; st.py = drag.py + dy; draw();
+    });
+    window.addEventListener('pointerup', function (e) {
+      if (drag && !drag.moved) {
+        var r = stage.getBoundingClientRect();
+        swipe.value = String(Math.round(100 * (e.clientX - r.left) / r.width)); draw();
+      }
+      drag = null;
+    });
+    setView(st.view);
+    return {st: st, swipe: swipe, slice: slice, zoom: zoom, sel: sel, left: left, right: right, layR: layR, setView: setView};
+  }
+  function fire(el, type) { el.dispatchEvent(new Event(type, {bubbles: true})); }
+  // Self-test: drive each viewer's controls as a user would and check the page responds; the result is
+  // written into the DOM (hidden) for automated checks of the report in a headless browser.
+  function selftest(v, c) {
+    var errs = [];
+    c.swipe.value = '25'; fire(c.swipe, 'input');
+    if (c.layR.style.clipPath.indexOf('25%') < 0) { errs.push('swipe'); }
+    c.zoom.value = '2'; fire(c.zoom, 'input');
+    if (c.left.style.transform.indexOf('scale(2)') < 0 || c.left.style.transform !== c.right.style.transform) { errs.push('zoom'); }
+    if (parseInt(c.slice.max, 10) > 0) {
+      var before = c.left.src; c.slice.value = '0'; fire(c.slice, 'input');
+      if (c.left.src === before && c.st.slice !== 0) { errs.push('slice'); }
+      if (c.st.slice !== 0) { errs.push('slice-state'); }
+      var tabs = v.querySelectorAll('.vtab');
+      if (tabs.length > 1) { var s0 = c.left.src; tabs[1].click(); if (c.left.src === s0) { errs.push('view'); } tabs[0].click(); }
+    }
+    var before2 = c.right.src;
+    if (c.sel.options.length > 1) { c.sel.selectedIndex = c.sel.options.length - 1; fire(c.sel, 'change');
+      if (c.right.src === before2) { errs.push('layer'); } c.sel.selectedIndex = 0; fire(c.sel, 'change'); }
+    v.querySelector('.reset').click();
+    c.setView(c.st.view);
+    if (c.left.style.transform.indexOf('scale(1)') < 0) { errs.push('reset'); }
+    return errs;
+  }
+  window.addEventListener('load', function () {
+    var errs = [], n = 0;
+    document.querySelectorAll('.viewer').forEach(function (v) {
+      try { var c = setup(v); n += 1; selftest(v, c).forEach(function (e) { errs.push(v.id + ':' + e); }); }
+      catch (e) { errs.push(v.id + ':' + e); }
+    });
+    var imgs = Array.prototype.slice.call(document.querySelectorAll('img.fig'));
+    var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+    var el = document.getElementById('selftest');
+    if (el) {
+      el.setAttribute('data-viewers', String(n)); el.setAttribute('data-decoded', String(ok));
+      el.setAttribute('data-total', String(imgs.length)); el.setAttribute('data-result', errs.length ? errs.join(',') : 'pass');
+    }
+  });
+})();
+"""
+
+
+# --------------------------------------------------------------------------------------------------
+# Verdict (plain words, driven by fluorecon.trust.verify)
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_verdict(v: Any) -> dict | None:
+    """A :class:`~fluorecon.trust.verify.VerifyResult` (or its ``to_dict()``) as a dict, else None."""
+    if v is None:
+        return None
+    if hasattr(v, "to_dict") and hasattr(v, "regions"):
+        return v.to_dict()
+    if isinstance(v, Mapping) and "regions" in v and "flagged" in v:
+        return dict(v)
+    return None
+
+
+def _where(coords: Sequence[float], kept: str, voxel_size: Sequence[float] | None) -> str:
+    ax = kept[-len(coords):] if len(coords) <= len(kept) else "T" * (len(coords) - len(kept)) + kept
+    txt = ", ".join(f"{a.lower()} = {c:.0f}" for a, c in zip(ax, coords, strict=False))
+    if voxel_size:
+        vs = list(voxel_size)[-len(kept):]
+        um = [c * s for c, s in zip(list(coords)[-len(kept):], vs, strict=False)]
+        txt += " px (" + ", ".join(f"{v:.2f}" for v in um) + " µm)"
+    else:
+        txt += " px"
+    return txt
+
+
+def verdict_html(verdict: Any, kept: str = "YX", voxel_size: Sequence[float] | None = None,
+                 trust: Mapping[str, Any] | None = None, max_regions: int = 20) -> str:
+    """The report's top verdict in plain words: what was checked, what was found and where.
+
+    Parameters
+    ----------
+    verdict : VerifyResult or dict or None
+        The result of :func:`fluorecon.trust.verify.verify` (or its ``to_dict()``).
+    kept : str
+        Spatial axes of the image (``"YX"`` or ``"ZYX"``), to name coordinates.
+    voxel_size : sequence of float, optional
+        µm per pixel, to give positions in µm too.
+    trust : dict, optional
+        A ``TrustSummary.to_dict()``, used when no verify result is given.
+    max_regions : int
+        Regions listed in the table (most significant first).
+
+    Examples
+    --------
+    >>> d = {"flagged": True, "alpha": 0.05, "regions": [{"kind": "added", "centroid": [10.0, 20.0],
+    ...      "extent": [3, 4], "p_value": 0.001, "z": 6.0, "amplitude": 2.5}], "n_added": 1, "n_missing": 0,
+    ...      "forward_model": {}, "misfit": {}}
+    >>> html = verdict_html(d, "YX", (0.1, 0.1))
+    >>> "1 region" in html and "y = 10, x = 20" in html
+    True
+    """
+    d = _as_verdict(verdict)
+    if d is None:
+        warns = list((trust or {}).get("warnings") or [])
+        if trust:
+            cls = "verdict flag" if warns else "verdict"
+            head = (f"The trust checks raised {len(warns)} warning{'s' if len(warns) != 1 else ''}"
+                    if warns else "The trust checks raised no warning")
+            items = "".join(f"<li>{_e(_warning_text(w))}</li>" for w in warns[:10])
+            return (f'<div class="{cls}"><h3>{_e(head)}.</h3>{"<ul>" + items + "</ul>" if items else ""}'
+                    '<p class="note">Checked: uncertainty, consistency with the recording and distribution shift '
+                    '(details under Trust). For a region-by-region test with a controlled false-alarm rate run '
+                    '<code>fluorecon verify</code> or the task with <code>--check</code>.</p></div>')
+        return ('<div class="verdict unk"><h3>Not checked.</h3><p>Nothing was compared with the recording for this '
+                'report. Run <code>fluorecon verify RECORDING RESULT</code> (or the task with <code>--check</code>) '
+                'to find regions the recording does not support.</p></div>')
+    regions = list(d.get("regions") or [])
+    n_add = int(d.get("n_added", sum(r.get("kind") == "added" for r in regions)))
+    n_mis = int(d.get("n_missing", sum(r.get("kind") == "missing" for r in regions)))
+    alpha = float(d.get("alpha", 0.05) or 0.05)
+    fm = d.get("forward_model") or {}
+    mf = d.get("misfit") or {}
+    fwd_kind = ("the identity (no blur: the result should match the recording up to noise)"
+                if (d.get("info") or {}).get("identity") else "the forward model (PSF blur, sampling and camera)")
+    checked = (f"<p><b>What was checked:</b> the result was re-imaged through {_e(fwd_kind)} and compared with the "
+               "recording, using the recording's noise model, at every position and at several structure sizes; "
+               f"the chance of a false alarm anywhere in the image is held at {alpha:g}.</p>")
+    found: list[str] = []
+    if regions:
+        parts = []
+        if n_add:
+            parts.append(f"{n_add} region{'s' if n_add != 1 else ''} where the result holds more signal than the "
+                         "recording supports (<b>added</b> — possible artefacts)")
+        if n_mis:
+            parts.append(f"{n_mis} region{'s' if n_mis != 1 else ''} where the result lacks signal the recording "
+                         "shows (<b>missing</b> — lost structure)")
+        found.append("Found " + " and ".join(parts) + ".")
+    else:
+        found.append("No region of the result contradicts the recording.")
+    if mf.get("flagged"):
+        found.append(f"The residual carries structure everywhere: {_e(mf.get('verdict', ''))}.")
+    if fm.get("flagged"):
+        found.append(f"Forward model: {_e(fm.get('verdict', 'mismatch'))}.")
+    elif fm.get("verdict"):
+        found.append(f"The forward model itself fits the recording ({_e(fm.get('verdict'))}).")
+    flagged = bool(d.get("flagged"))
+    head = ("Check the marked regions before trusting this result" if flagged
+            else "The result is consistent with the recording")
+    body = checked + f"<p><b>What was found:</b> {' '.join(found)}</p>"
+    if regions:
+        rows = "".join(
+            f"<tr><td>{i + 1}</td><td>{_e(r.get('kind', ''))}</td>"
+            f"<td>{_e(_where(r.get('centroid') or [], kept, voxel_size))}</td>"
+            f"<td>{_e(' × '.join(str(int(e)) for e in (r.get('extent') or [])))}</td>"
+            f"<td>{_fmt(r.get('amplitude', float('nan')))}</td><td>{float(r.get('p_value', float('nan'))):.2g}</td></tr>"
+            for i, r in enumerate(regions[:max_regions]))
+        more = (f"<p class='note'>{len(regions) - max_regions} more regions are listed in the JSON output.</p>"
+                if len(regions) > max_regions else "")
+        body += ("<p><b>Where:</b></p><table><tr><th>#</th><th>kind</th><th>centre</th><th>extent (px)</th>"
+                 f"<th>amplitude</th><th>p (corrected)</th></tr>{rows}</table>{more}")
+    return f'<div class="verdict{" flag" if flagged else ""}"><h3>{_e(head)}.</h3>{body}</div>'
+
+
+# --------------------------------------------------------------------------------------------------
 # HTML
 # --------------------------------------------------------------------------------------------------
 
@@ -401,11 +773,9 @@ th{background:#f4f4f4} pre{background:#f6f8fa;padding:.8em;overflow-x:auto;white
 .ok{background:#eef8ee;border-left:4px solid #3a3;padding:.5em 1em;margin:.4em 0}
 .note{color:#555;font-size:.85em} code{background:#f6f8fa;padding:0 .2em}
 nav a{margin-right:1em;font-size:.9em}
-"""
+""" + _VIEWER_CSS
 
-# Counts images that actually decoded; lets a headless browser test (and a curious user) check that
-# the embedded figures are readable.
-_JS = """
+_JS = _VIEWER_JS
 window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
   var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
@@ -529,6 +899,33 @@ def _extra_html(extra: Any) -> list[tuple[str, str]]:
     return out
 
 
+def _psf_html(psf: np.ndarray, voxel_size: Sequence[float] | None) -> str:
+    """The PSF used by the forward model: central XY plane (linear and log) and XZ for 3D, with its FWHM."""
+    c = tuple(n // 2 for n in psf.shape)
+    views = [("PSF — XY (central plane)" if psf.ndim == 3 else "PSF — XY", psf[c[0]] if psf.ndim == 3 else psf, 1.0)]
+    if psf.ndim == 3:
+        views.append(("PSF — XZ (central slice)", psf[:, c[1], :], _aspect("ZYX", "XZ", voxel_size)))
+    peak = float(psf.max()) or 1.0
+    figs = []
+    for label, img, asp in views:
+        logimg = np.log10(np.clip(img / peak, 1e-4, None))
+        figs.append(_img_tag(_panel_figure([(label, img, {"cmap": "magma"}),
+                                            (label + " (log10 of peak)", logimg, {"cmap": "magma", "vmin": -4, "vmax": 0})],
+                                           asp), label))
+    rows: dict[str, Any] = {"shape (voxels)": tuple(psf.shape), "sum": float(psf.sum())}
+    try:
+        from fluorecon.physics.psf import psf_fwhm
+
+        vs = tuple(voxel_size[-psf.ndim:]) if voxel_size and len(voxel_size) >= psf.ndim else None
+        fw = psf_fwhm(psf, vs) if vs else psf_fwhm(psf, (1.0,) * psf.ndim)
+        unit = "µm" if vs else "px"
+        rows[f"FWHM ({unit}, {'ZYX'[-psf.ndim:]})"] = ", ".join(f"{float(v):.3g}" for v in np.ravel(fw))
+    except Exception as e:  # the PSF is still shown
+        rows["FWHM"] = f"not measured ({e})"
+    return "".join(figs) + _kv_table(rows) + ("<p class='note'>The PSF the result was computed with (and is checked "
+                                            "against): the log view shows its faint rings and tails.</p>")
+
+
 def render_report(
     *,
     title: str,
@@ -545,8 +942,15 @@ def render_report(
     input_path: str | os.PathLike | None = None,
     provenance_extra: Mapping[str, Any] | None = None,
     crop: int = 96,
+    verdict: Any = None,
+    psf: Any = None,
 ) -> str:
     """Build the report's HTML as a string (see :func:`write_report`)."""
+    if verdict is None and _as_verdict(trust) is not None:  # a verify result passed as the trust summary
+        verdict, trust = trust, None
+    vdict = _as_verdict(verdict)
+    if hasattr(verdict, "maps") and hasattr(verdict, "regions"):
+        maps = {**dict(maps or {}), "verify z (+ missing, − added)": verdict.maps.get("z")}
     inp_full = _as_array(input, "input")
     out_full = _as_array(output, "output")
     inp, kept, notes = _spatial_view(inp_full, axes, "input")
@@ -568,12 +972,26 @@ def render_report(
                              hint="give one size (µm) per spatial axis")
     sections: list[tuple[str, str]] = []
 
+    # --- verdict --------------------------------------------------------------------------------
+    regions = list((vdict or {}).get("regions") or [])
+    vhtml = verdict_html(vdict, kept, voxel_size, trust)
+    if vdict is not None:
+        vhtml += ("<details><summary>Everything the check computed</summary><pre>"
+                  + _e(json.dumps(_jsonable(vdict), indent=2, sort_keys=True, default=str)) + "</pre></details>")
+    sections.append(("Verdict", vhtml))
+
     # --- images ---------------------------------------------------------------------------------
     lo, hi = _display_range(inp, out)
     diff = out - inp
     dmax = float(np.percentile(np.abs(diff), 99.5)) or 1.0
     vin, vout, vdiff = _views(inp, kept), _views(out, kept), _views(diff, kept)
     vtgt = _views(tgt, kept) if tgt is not None else None
+    layers = {"input": inp, "output": out}
+    if tgt is not None:
+        layers["target"] = tgt
+    layers["difference"] = diff
+    in_grid = [r for r in regions if len(r.get("centroid") or []) == len(kept)]
+    sections.append(("Compare input and output", _viewer_html(layers, kept, voxel_size, lo, hi, dmax, in_grid)))
     figs = []
     first_xy = next(iter(vout))
     box = _crop_box(vout[first_xy], crop)
@@ -591,7 +1009,7 @@ def render_report(
         f"on ±{dmax:.4g}. The yellow box marks the zoomed crop."
         + (f" Other axes: {', '.join(notes)}." if notes else "") + "</p>"
     )
-    sections.append(("Input, output and difference", img_html))
+    sections.append(("Input, output and difference (static)", img_html))
 
     # --- crops + profiles ------------------------------------------------------------------------
     y0, x0, hh, ww = box
@@ -670,9 +1088,10 @@ def render_report(
                     txt = f"≤ {txt} (never crosses the threshold: limited by sampling)"
                 res_rows[label] = txt
         frc_html = (_img_tag(_frc_figure(curves, px), "Fourier ring correlation")
-                    + "<p class='note'>The single-image FRC (between checkerboard halves of the input, corrected "
-                    "for the split geometry) measures the resolution the acquisition itself supports, no ground "
-                    "truth needed; curves against a target show how much of the truth each image reproduces at "
+                    + "<p class='note'>The single-image FRC (between checkerboard halves of an image, corrected "
+                    "for the split geometry) needs no ground truth. Before: the resolution the acquisition itself "
+                    "supports. After: the output's halves are not independent (the method saw the whole image), so "
+                    "its curve shows what the output contains, an upper bound on what it resolves; curves against a target show how much of the truth each image reproduces at "
                     "each frequency. Resolution is read at the 1/7 threshold.</p><h3>Resolution at the threshold</h3>"
                     + _kv_table(res_rows))
     else:
@@ -680,12 +1099,16 @@ def render_report(
     frc_html += "".join(f"<p class='note'>{_e(n)}</p>" for n in frc_notes)
     sections.append(("Fourier ring correlation", frc_html))
 
+    if psf is not None:
+        sections.append(("Point spread function (forward model)", _psf_html(_as_array(psf, "psf"), voxel_size)))
+
     for t, body in _extra_html(extra_sections):
         sections.append((t, body))
 
     # --- parameters, provenance, command --------------------------------------------------------
     params = dict(params or {})
-    sections.append(("Parameters", _kv_table(params) if params else "<p class='note'>none recorded</p>"))
+    sections.append(("Parameters", _kv_table(_flatten(params, depth=3)) if params
+                     else "<p class='note'>none recorded</p>"))
     prov: dict[str, Any] = {
         "input shape": f"{tuple(inp_full.shape)} axes {axes}",
         "voxel size (µm)": tuple(voxel_size) if voxel_size else "unknown",
@@ -706,16 +1129,14 @@ def render_report(
     nav = "".join(f'<a href="#s{i}">{_e(t)}</a>' for i, (t, _) in enumerate(sections))
     body = "".join(f'<h2 id="s{i}">{_e(t)}</h2>{b}' for i, (t, b) in enumerate(sections))
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    n_warn = len((trust or {}).get("warnings") or [])
-    banner = (f'<div class="warn">The trust layer raised {n_warn} warning{"s" if n_warn != 1 else ""}: '
-              f'see <a href="#s2">Trust</a>.</div>' if n_warn else "")
+    banner = ""
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<meta name='generator' content='fluorecon'><title>{_e(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{_e(title)}</h1><p class='sub'>fluorecon report · {stamp} · input {tuple(inp_full.shape)} {axes}"
         f"</p>{banner}<nav>{nav}</nav>{body}"
-        "<p class='note' id='image-check' data-decoded='0' data-total='?'>(figure check runs in the browser)</p>"
+        "<div id='selftest' hidden data-result='pending' data-decoded='0' data-total='0' data-viewers='0'></div>"
         f"<script>{_JS}</script></body></html>\n"
     )
 

@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,24 +103,29 @@ def load_image(path: str | Path, axes: str | None = None, name: str | None = Non
 
 @contextlib.contextmanager
 def echo_warnings(quiet: bool = False) -> Iterator[None]:
-    """Show each :class:`FluoreconWarning` raised inside as one ``warning: ...`` line on stderr."""
-    import warnings
+    """Show each :class:`FluoreconWarning` raised inside as one ``warning: ...`` line on stderr.
 
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FluoreconWarning)
-        try:
-            yield
-        finally:
-            seen = set()
-            for w in caught:
-                if issubclass(w.category, FluoreconWarning):
-                    msg = str(w.message)
-                    if msg not in seen and not quiet:
-                        typer.echo(f"warning: {msg}", err=True)
-                    seen.add(msg)
-                else:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    Other warnings are re-issued *after* the recording context has closed: re-issuing them inside it
+    would append to the list being read (an endless loop).
+    """
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always", FluoreconWarning)
+            try:
+                yield
+            finally:
+                caught = list(rec)
+    finally:
+        seen = set()
+        for w in caught:
+            if issubclass(w.category, FluoreconWarning):
+                msg = str(w.message)
+                if msg not in seen and not quiet:
+                    typer.echo(f"warning: {msg}", err=True)
+                seen.add(msg)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def emit_json(obj: Any) -> None:

@@ -387,6 +387,17 @@ def train_gan(config: GANConfig, sampler: Sampler, *, in_channels: int | None = 
         The generator's bundle and ``info`` (``losses`` per step, ``steps``, ``seconds``,
         ``parameters``, ``resumed_from``).
     """
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _train_gan(config, sampler, in_channels, normalizer, callback, checkpoint, resume, scheme,
+                          extra_config)
+    finally:   # seed_everything(deterministic=True) is global: leave torch as the caller had it
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _train_gan(config: GANConfig, sampler: Sampler, in_channels: int | None, normalizer: PercentileNormalizer | None,
+               callback: Callable[[int, dict[str, float]], Any] | None, checkpoint: str | Path | None, resume: bool,
+               scheme: str, extra_config: dict[str, Any] | None) -> tuple[Bundle, dict[str, Any]]:
     rng = seed_everything(config.seed, config.deterministic)
     if in_channels is None:
         in_channels = int(sampler(np.random.default_rng(config.seed), 1)[0].shape[1])

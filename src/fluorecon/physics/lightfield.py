@@ -418,14 +418,15 @@ class LightFieldOperator:
         g = torch.from_numpy(kernels).reshape(d, n, n, kl, n, kl, n).permute(0, 1, 2, 4, 6, 3, 5)
         g = g.reshape(d * n * n, n * n, kl, kl)
         fy, fx = self.fft_shape
-        spec = []
-        for i in range(g.shape[0]):           # one source class at a time keeps the peak memory low
+        nf = fy * (fx // 2 + 1)
+        # (F, N² out, D·N² in), filled one source class at a time to keep the peak memory low
+        mat = torch.empty((nf, n * n, g.shape[0]), dtype=torch.complex64)
+        for i in range(g.shape[0]):
             buf = torch.zeros(n * n, fy, fx)
             buf[:, :kl, :kl] = g[i]
             buf = torch.roll(buf, (-self.radius, -self.radius), dims=(1, 2))
-            spec.append(torch.fft.rfft2(buf).reshape(n * n, -1))
-        # (F, N² out, D·N² in)
-        self._mat = torch.stack(spec, dim=-1).permute(1, 0, 2).contiguous().to(self.device)
+            mat[:, :, i] = torch.fft.rfft2(buf).reshape(n * n, nf).T
+        self._mat = mat.to(self.device)
         self._ones_adj: torch.Tensor | None = None
 
     def _check_memory(self, kl: int, max_memory_gb: float) -> None:

@@ -61,7 +61,7 @@ class RegistrationForward:
     >>> f.expected(np.eye(4, dtype=np.float32))[0].tolist()
     [0.0, 1.0, 0.0, 0.0]
     >>> f.expected(f.transform)[1].tolist()
-    [0.0, 0.0, 1.0, 0.0]
+    [1.0, 0.0, 0.0, 0.0]
     """
 
     def __init__(self, transform: dict[str, Any], fixed: np.ndarray, field: np.ndarray | None = None,
