@@ -103,8 +103,10 @@ def detected(inv: np.ndarray, regions: list[dict], factor: int = 1) -> int:
     return int(sum((inv == i)[hit].any() for i in range(1, int(inv.max()) + 1)))
 
 
-def _train(preset: str, xs, ys, steps: int, patch: int, seed: int) -> tuple[torch.nn.Module, dict]:
-    cfg = GANConfig.preset(preset, steps=steps, batch_size=8, patch=patch, width=16, depth=2, seed=seed, d_width=16)
+def _train(preset: str, xs, ys, steps: int, patch: int, seed: int, residual: bool = False
+           ) -> tuple[torch.nn.Module, dict]:
+    cfg = GANConfig.preset(preset, steps=steps, batch_size=8, patch=patch, width=16, depth=2, seed=seed, d_width=16,
+                           residual=residual)
     t0, c0 = time.perf_counter(), time.process_time()
     def tick(step: int, losses: dict) -> None:
         if step % 25 == 0:
@@ -188,7 +190,7 @@ def run_xmod(steps: int, quick: bool) -> dict:
                                         for t in test]
     res["rl_s"] = round(time.perf_counter() - t0, 1)
     for preset in ("l1", "gan"):
-        net, tinfo = _train(preset, xs, ys, steps, 64, 0)
+        net, tinfo = _train(preset, xs, ys, steps, 64, 0, residual=True)    # as the cross-modality task
         preds = []
         for lo, _, _ in test:
             s = float(np.percentile(lo, 99.8))

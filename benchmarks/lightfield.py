@@ -139,7 +139,7 @@ def bench_sim(budget_s: float) -> None:
                                                       return_info=True, callback=cb)
             t_rl = time.perf_counter() - t
             t = time.perf_counter()
-            vol_nn = predict_lightfield(net, lf)
+            vol_nn = predict_lightfield(net, lf, operator=op)
             t_nn = time.perf_counter() - t
             row = {"kind": kind, "photons_scale": photons, "rl_iterations": info["iterations"],
                    "rl_psnr": round(psnr(vol_rl, truth * scale, data_range=rng_max), 2),
@@ -183,7 +183,7 @@ def bench_worm(budget_s: float) -> None:
     t_rl = time.perf_counter() - t
     net, tinfo = train_lightfield_net(op, budget_s=budget_s, patch_lenslets=6, batch_size=2, width=24, seed=0)
     t = time.perf_counter()
-    vol_nn = predict_lightfield(net, crop)
+    vol_nn = predict_lightfield(net, crop, operator=op)
     t_nn = time.perf_counter() - t
     res = {"crop_lenslets": [24, 24], "depths_um": depths, "operator_seconds": round(t_op, 1),
            "rl_iterations": info["iterations"], "rl_stop": info["stop_reason"], "rl_seconds": round(t_rl, 1),

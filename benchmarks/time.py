@@ -41,11 +41,12 @@ OUT = Path(__file__).with_name("time.json")
 METHODS = ("classical", "n2v-frames", "n2v-t", "deepcad")
 
 
-def _run_all(movie: np.ndarray, budget: float, methods: tuple[str, ...], width: int) -> dict[str, tuple]:
+def _run_all(movie: np.ndarray, args: argparse.Namespace) -> dict[str, tuple]:
     res = {}
-    for m in methods:
+    for m in args.methods:
         t0 = time.perf_counter()
-        out, info = denoise_movie(movie, "TYX", m, budget_s=budget, width=width, device="cpu")
+        out, info = denoise_movie(movie, "TYX", m, budget_s=args.budget, steps=args.steps, width=args.width,
+                                  device="cpu")
         info = {k: v for k, v in info.items() if k not in ("bundle", "classical")}
         info["wall_s"] = round(time.perf_counter() - t0, 1)
         print(m, info, flush=True)
@@ -58,11 +59,12 @@ def bench_sim(args: argparse.Namespace) -> dict:
     movie, ref = sim["movie"], sim["expected"]
     rng = float(ref.max() - ref.min())
     rows = {"input": {"psnr": psnr(movie, ref, data_range=rng), "flicker": flicker(movie, truth=ref)}}
-    for m, (out, info) in _run_all(movie, args.budget, args.methods, args.width).items():
+    for m, (out, info) in _run_all(movie, args).items():
         rows[m] = {"psnr": psnr(out, ref, data_range=rng), "flicker": flicker(out, truth=ref),
                    "tfrc_cutoff": temporal_frc(out, ref).cutoff, **info}
         print(m, rows[m], flush=True)
-    return {"kind": "sim", "frames": args.frames, "size": args.size, "budget_s": args.budget, "rows": rows}
+    return {"kind": "sim", "frames": args.frames, "size": args.size, "budget_s": args.budget, "steps": args.steps,
+            "rows": rows}
 
 
 def bench_real(args: argparse.Namespace) -> dict:
@@ -74,10 +76,11 @@ def bench_real(args: argparse.Namespace) -> dict:
         movie = movie.reshape(-1, *movie.shape[-2:])
     kept, held = movie[0::2], movie[1::2]
     rows = {"input": {"heldout_mse": heldout_frame_error(kept, held), "flicker_raw": flicker(kept, raw=kept)}}
-    for m, (out, info) in _run_all(kept, args.budget, args.methods, args.width).items():
+    for m, (out, info) in _run_all(kept, args).items():
         rows[m] = {"heldout_mse": heldout_frame_error(out, held), "flicker_raw": flicker(out, raw=kept), **info}
         print(m, rows[m], flush=True)
-    return {"kind": "real", "file": args.file, "frames": int(movie.shape[0]), "budget_s": args.budget, "rows": rows}
+    return {"kind": "real", "file": args.file, "frames": int(movie.shape[0]), "budget_s": args.budget, "steps": args.steps,
+            "rows": rows}
 
 
 def bench_speed(args: argparse.Namespace) -> dict:
@@ -97,6 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=("sim", "real", "speed"))
     ap.add_argument("--budget", type=float, default=40.0, help="training seconds per learned method")
+    ap.add_argument("--steps", type=int, default=None, help="equal training steps instead of equal budget")
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--width", type=int, default=16)

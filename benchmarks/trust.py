@@ -21,6 +21,14 @@ Simulations (widefield-like Gaussian PSF σ = 1.6 px, sCMOS camera: offset 100 A
 7. **Real pairs.** ``verify(raw frame, 50-frame average)`` with f = identity and an estimated noise model,
    on ``fmd-dev-pairs`` (tuning) and ``fmd-confocal-pairs`` (reported, never tuned on).
 8. **Timing.** 512² (2D, blur) and 64×256² (3D, blur).
+9. **Shift** (``--only shift``). A small U-Net is trained (x → truth, filaments, 30 photons, PSF σ 1.6); the shift
+   statistics are calibrated on *unseen* filament images (``training_statistics(..., calibration_images=)``).
+   Detection (image-level ``worst_ratio`` > 1) per kind of shift: structure (puncta, nuclei), PSF width
+   (1.5× and 0.67×), photon level (5 and 300 photons); false alarms on unseen in-distribution images. The old
+   decision (image median against the per-patch 99th percentile) is reported alongside.
+10. **Attacks** (``--only attack``). PGD (50 steps), L∞ and L2 budgets, an ε sweep (fractions of the
+   recording's signal range), untargeted and targeted (create a punctum in an empty place / erase a bright
+   one), for the U-Net and for Wiener and Richardson–Lucy whose parameter is chosen to match the U-Net's PSNR.
 
 Usage: ``python benchmarks/trust.py [--quick] [--trials N] [--out benchmarks/trust.json]``.
 Results (table + JSON with 95 % Wilson intervals) go to ``benchmarks/trust.json`` and stdout.
@@ -38,14 +46,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.ndimage import gaussian_filter
 
 from fluorecon.classical.rl import richardson_lucy
 from fluorecon.datasets import shared_data
 from fluorecon.io import read_image
+from fluorecon.learn.nets import UNet
 from fluorecon.physics.camera import Camera
 from fluorecon.physics.forward import Forward
-from fluorecon.physics.phantoms import mixed, puncta
+from fluorecon.physics.phantoms import filaments, mixed, nuclei, puncta
+from fluorecon.physics.psf import gaussian_psf
+from fluorecon.trust.fragility import compare_attacks, match_psnr, torch_richardson_lucy, torch_wiener
+from fluorecon.trust.shift import shift_score, training_statistics
 from fluorecon.trust.verify import verify
 
 PSF_SIGMA = 1.6
@@ -204,6 +217,97 @@ def timing(quick: bool) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------- shift / attacks
+def _scene(kind: str, seed: int, size: int = 96) -> np.ndarray:
+    makers = {"filaments": filaments, "puncta": puncta, "nuclei": nuclei}
+    return makers[kind]((size, size), seed=seed).astype(np.float64)
+
+
+def _record(truth: np.ndarray, seed: int, photons: float = 30.0, sigma: float = PSF_SIGMA) -> np.ndarray:
+    x, _ = forward(photons, sigma).simulate(truth, seed=seed)
+    return (np.asarray(x, np.float64) - CAM["offset"]) / photons  # normalised: ≈ blurred truth + background
+
+
+def train_unet(steps: int, seed: int = 0):
+    """A small CARE-style U-Net (normalised recording → truth) trained on filaments."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    truths = [_scene("filaments", 100 + i) for i in range(8)]
+    xs = [_record(t, 200 + i) for i, t in enumerate(truths)]
+    net = UNet(dim=2, depth=2, width=16)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    for _ in range(steps):
+        xb, yb = [], []
+        for _b in range(8):
+            i = int(rng.integers(len(xs)))
+            r0, c0 = (int(v) for v in rng.integers(0, 96 - 48, 2))
+            xb.append(xs[i][r0:r0 + 48, c0:c0 + 48])
+            yb.append(truths[i][r0:r0 + 48, c0:c0 + 48])
+        xt = torch.as_tensor(np.stack(xb)[:, None], dtype=torch.float32)
+        yt = torch.as_tensor(np.stack(yb)[:, None], dtype=torch.float32)
+        loss = torch.mean((net(xt) - yt) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval(), xs
+
+
+def shift_part(net, train_xs, n: int) -> dict:
+    cal = [_record(_scene("filaments", 300 + i), 400 + i) for i in range(12)]
+    st = training_statistics(net, train_xs, None, patch_size=32, max_patches=256, calibration_images=cal)
+    old = {k: v for k, v in st.items() if k != "image_thresholds"}  # the former decision (per-patch thresholds)
+    cases = {
+        "in-distribution (unseen filaments)": lambda i: _record(_scene("filaments", 500 + i), 600 + i),
+        "structure: puncta": lambda i: _record(_scene("puncta", 700 + i), 800 + i),
+        "structure: nuclei": lambda i: _record(_scene("nuclei", 700 + i), 800 + i),
+        "PSF width 1.5x": lambda i: _record(_scene("filaments", 900 + i), 1000 + i, sigma=1.5 * PSF_SIGMA),
+        "PSF width 0.67x": lambda i: _record(_scene("filaments", 900 + i), 1000 + i, sigma=0.67 * PSF_SIGMA),
+        "photons 5 (vs 30)": lambda i: _record(_scene("filaments", 1100 + i), 1200 + i, photons=5.0),
+        "photons 300 (vs 30)": lambda i: _record(_scene("filaments", 1100 + i), 1200 + i, photons=300.0),
+    }
+    out = {"calibration": st["calibration"], "image_thresholds": st["image_thresholds"],
+           "patch_thresholds": st["thresholds"]}
+    for name, make in cases.items():
+        new_hits, old_hits, worst = [], [], []
+        for i in range(n):
+            x = make(i)
+            r = shift_score(x, st, model=net)
+            new_hits.append(r["worst_ratio"] > 1)
+            old_hits.append(shift_score(x, old, model=net)["worst_ratio"] > 1)
+            worst.append(max(r["ratios"], key=r["ratios"].get))
+        out[name] = {"image_level": rate(new_hits), "per_patch_threshold": rate(old_hits),
+                     "driving_statistic": max(set(worst), key=worst.count)}
+        print(f"shift {name}: image-level {out[name]['image_level']['rate']:.2f}, "
+              f"old {out[name]['per_patch_threshold']['rate']:.2f} ({out[name]['driving_statistic']})", flush=True)
+    return out
+
+
+def attack_part(net, steps: int) -> dict:
+    truth = _scene("puncta", 7, 64)
+    x = _record(truth, 8)
+    with torch.no_grad():
+        yu = net(torch.as_tensor(x[None, None], dtype=torch.float32))[0, 0].double().numpy()
+    rng_ = float(truth.max() - truth.min())
+    psnr_u = 10 * math.log10(rng_**2 / float(np.mean((yu - truth) ** 2)))
+    psf = gaussian_psf((15, 15), PSF_SIGMA)
+    bal, psnr_w = match_psnr(lambda b: torch_wiener(psf, b), np.geomspace(1e-4, 1, 25), x, truth, psnr_u)
+    its, psnr_r = match_psnr(lambda k: torch_richardson_lucy(psf, int(k), background=2.0 / 30.0),
+                             [2, 4, 6, 8, 12, 16, 24, 32], x + 0.0, truth, psnr_u)
+    erase_at = tuple(int(v) for v in np.unravel_index(int(np.argmax(gaussian_filter(truth, 1.0))), truth.shape))
+    far = gaussian_filter(truth, 4.0)
+    far[:8], far[-8:], far[:, :8], far[:, -8:] = np.inf, np.inf, np.inf, np.inf
+    create_at = tuple(int(v) for v in np.unravel_index(int(np.argmin(far)), truth.shape))
+    signal = float(np.percentile(x, 99.5) - np.percentile(x, 0.5))
+    eps_frac = [0.0, 0.005, 0.01, 0.02, 0.05]
+    methods = {"U-Net": net, f"Wiener (balance {bal:.2g})": torch_wiener(psf, bal),
+               f"RL ({its} it.)": torch_richardson_lucy(psf, int(its), background=2.0 / 30.0)}
+    res = compare_attacks(methods, x, [f * signal for f in eps_frac], at=create_at, erase_at=erase_at, steps=steps,
+                          sigma=PSF_SIGMA)
+    return {"psnr": {"U-Net": psnr_u, "Wiener": psnr_w, "RL": psnr_r}, "eps_fraction_of_signal": eps_frac,
+            "signal_range": signal, "create_at": create_at, "erase_at": erase_at, "steps": steps,
+            "window_sigma_px": PSF_SIGMA, "results": res}
+
+
 def save(path: Path, res: dict) -> None:
     path.write_text(json.dumps(res, indent=1, default=float))
 
@@ -223,7 +327,9 @@ def main() -> None:
     p.add_argument("--photons", type=float, default=30.0)
     p.add_argument("--snrs", default="", help="comma list of matched-filter SNRs (default 4,5,6,8)")
     p.add_argument("--no-sizes", action="store_true", help="skip the 192² / 512² insertion cells")
-    p.add_argument("--only", default="", help="comma list of parts: insert,null,psf,lowcount,real,timing")
+    p.add_argument("--only", default="", help="comma list of parts: insert,null,psf,lowcount,real,timing,shift,"
+                                              "attack")
+    p.add_argument("--train-steps", type=int, default=400, help="U-Net training steps (shift, attack)")
     p.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
     a = p.parse_args()
     n = a.trials or (8 if a.quick else 40)
@@ -235,7 +341,8 @@ def main() -> None:
     if a.out.exists():
         try:
             old = json.loads(a.out.read_text())
-            res = {**{k: v for k, v in old.items() if k in ("insert", "null", "psf", "lowcount", "real", "timing")}, **res}
+            res = {**{k: v for k, v in old.items() if k in ("insert", "null", "psf", "lowcount", "real", "timing",
+                                                             "shift", "attack")}, **res}
         except Exception:
             pass
     snrs = (4.0, 5.0, 6.0, 8.0) if not a.quick else (4.0, 6.0)
@@ -304,6 +411,17 @@ def main() -> None:
             for r in rows:
                 print(f"   {r['pair']}: regions {r['regions']} (added {r['added']}, missing {r['missing']}), "
                       f"spread {r['spread']}, scale {r['scale']:.3f}", flush=True)
+    if parts & {"shift", "attack"}:
+        torch.set_num_threads(1)
+        t0 = time.time()
+        net, train_xs = train_unet(a.train_steps)
+        print(f"U-Net trained ({a.train_steps} steps) in {time.time() - t0:.0f} s", flush=True)
+        if "shift" in parts:
+            res["shift"] = {**shift_part(net, train_xs, max(n // 2, 10)), "load": load(), "train_steps": a.train_steps}
+            save(a.out, res)
+        if "attack" in parts:
+            res["attack"] = {**attack_part(net, 50), "load": load(), "train_steps": a.train_steps}
+            save(a.out, res)
     if "timing" in parts:
         res["timing"] = {**timing(a.quick), "load": load()}
         print(f"timing: {res['timing']}", flush=True)

@@ -73,7 +73,7 @@ def test_report_3d_views_and_extra_sections(tmp_path):
     p = write_report(tmp_path / "r3.html", title="3D", input=vol, output=vol * 2, axes="ZYX", voxel_size=(0.3, 0.1, 0.1),
                      params={}, command="x", extra_sections=[("Table", {"a": 1}), ("Picture", vol[0]), ("Text", "plain")])
     html = p.read_text()
-    assert "XY max projection" in html and "XZ middle slice" in html
+    assert "XY max projection" in html and "XZ middle slice" in html  # static figures (for printing)
     assert "<h2" in html and ">Table<" in html and ">Picture<" in html and "plain" in html
     assert "No trust checks were run" in html
 
@@ -194,6 +194,122 @@ def chromium_render(html_path: Path, tmp: Path, screenshot: Path | None = None, 
     return dom
 
 
+def _verdict_dict():
+    return {"flagged": True, "alpha": 0.05, "n_added": 1, "n_missing": 1, "forward_model": {"flagged": False,
+            "verdict": "consistent"}, "misfit": {"flagged": False}, "info": {"identity": False},
+            "regions": [{"kind": "added", "centroid": [30.0, 60.0], "extent": [5, 4], "bbox": [[28, 33], [58, 62]],
+                         "p_value": 1e-6, "z": 7.0, "amplitude": 12.5},
+                        {"kind": "missing", "centroid": [62.0, 12.0], "extent": [6, 6], "bbox": [[59, 65], [9, 15]],
+                         "p_value": 0.003, "z": 5.0, "amplitude": 3.0}]}
+
+
+def test_report_verdict_in_plain_words_with_regions(tmp_path):
+    _, blurred, noisy = _scene()
+    html = write_report(tmp_path / "v.html", title="v", input=noisy, output=blurred, axes="YX", voxel_size=(0.1, 0.1),
+                        params={}, command="", verdict=_verdict_dict()).read_text()
+    top = html[: html.index("Compare input and output</h2>")]  # the verdict comes first
+    assert "Check the marked regions before trusting this result" in top
+    assert "What was checked" in top and "What was found" in top and "Where" in top
+    assert "1 region where the result holds more signal" in top and "1 region where the result lacks signal" in top
+    assert "y = 30, x = 60 px (3.00, 6.00 µm)" in top and "y = 62, x = 12 px" in top
+    assert "denoiser" not in top  # deconvolution results are not described as denoisers
+    assert '"boxes": [{"kind": "added"' in html  # the regions are drawn in the viewer
+    # a verify dict passed as `trust` (what `--check` hands over) drives the verdict too
+    html2 = write_report(tmp_path / "v2.html", title="v", input=noisy, output=blurred, axes="YX", params={},
+                         command="", trust={**_verdict_dict(), "flagged": False, "regions": [], "n_added": 0,
+                                            "n_missing": 0}).read_text()
+    assert "The result is consistent with the recording" in html2
+    assert "No region of the result contradicts the recording" in html2
+    # nothing checked: said plainly
+    html3 = write_report(tmp_path / "v3.html", title="v", input=noisy, output=blurred, axes="YX", params={},
+                         command="").read_text()
+    assert "Not checked." in html3 and "fluorecon verify" in html3
+
+
+def test_report_verdict_from_verify_result(tmp_path):
+    from fluorecon.trust.verify import verify
+
+    rng = np.random.default_rng(3)
+    clean = np.full((64, 64), 30.0, np.float32)
+    x = rng.poisson(clean).astype(np.float32)
+    y = clean.copy()
+    y[20:26, 30:36] += 60.0  # structure the recording does not contain
+    v = verify(x, y, gain=1.0, offset=0.0, fit_scale=False, background=None)
+    assert v.flagged
+    html = write_report(tmp_path / "v.html", title="v", input=x, output=y, axes="YX", params={}, command="",
+                        verdict=v).read_text()
+    r = v.regions[0]
+    assert f"y = {r['centroid'][0]:.0f}, x = {r['centroid'][1]:.0f} px" in html
+    assert "verify z" in html  # its map is shown with the trust maps
+
+
+def test_report_is_self_contained_and_interactive_markup(tmp_path):
+    rng = np.random.default_rng(4)
+    vol = rng.random((10, 40, 32)).astype(np.float32)
+    html = write_report(tmp_path / "i.html", title="i", input=vol, output=vol * 2, axes="ZYX",
+                        voxel_size=(0.3, 0.1, 0.1), params={}, command="", target=vol).read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # no CDN, no network
+    assert "<link" not in html and "<script src" not in html and "@import" not in html
+    payload = re.search(r'<script type="application/json" class="vdata">(.*?)</script>', html, re.S).group(1)
+    import json
+
+    data = json.loads(payload)
+    assert data["order"] == ["XY", "XZ", "YZ"]  # slice browsing in three orientations
+    assert len(data["views"]["XY"]["input"]) == 10  # every plane of a short stack
+    assert len(data["views"]["XZ"]["input"]) == 24 and data["views"]["XZ"]["index"][-1] == 39  # long axes: 24 spread
+    assert set(data["layers"]) == {"input", "output", "target", "difference"}
+    assert data["views"]["XZ"]["aspect"] == "3.2 / 3"  # physical proportions: 32×0.1 µm by 10×0.3 µm
+    assert 'class="swipe"' in html and 'class="zoom"' in html and 'class="slice"' in html
+    assert "linear-gradient" in html  # colorbars
+    assert "figures decoded" not in html  # no test strings shown to users
+
+
+def test_report_parameters_table_frc_before_after_and_psf(tmp_path):
+    _, blurred, noisy = _scene()
+    long = "x" * 3000 + "END"
+    params = {"method": "rl", "info": {"iterations": 20, "stop": {"reason": "change", "tol": 1e-3}, "note": long}}
+    psf = np.outer(np.hanning(11), np.hanning(11)).astype(np.float32)
+    html = write_report(tmp_path / "p.html", title="p", input=noisy, output=blurred, axes="YX", voxel_size=(0.1, 0.1),
+                        params=params, command="", psf=psf).read_text()
+    sec = html[html.index(">Parameters</h2>"):html.index(">Provenance</h2>")]
+    assert "<th>info.iterations</th><td>20</td>" in sec and "<th>info.stop.reason</th><td>change</td>" in sec
+    assert long + "</td>" in sec  # shown in full, never cut mid-string
+    assert "input (before): single-image FRC" in html and "output (after): single-image FRC" in html
+    assert "Point spread function (forward model)" in html and "FWHM (µm, YX)" in html
+
+
+def test_task_sections_render_tables_and_transforms():
+    from fluorecon.report import task_sections
+    from fluorecon.tasks.contract import IdentityForward, Result, Table
+
+    loc = Table({"frame": np.arange(30), "x [nm]": np.linspace(0, 2900, 30), "y [nm]": np.full(30, 5.0)})
+    res = Result(outputs={"localizations": loc, "transform": {"matrix": [[1.0, 0.0, 2.0], [0.0, 1.0, -3.0],
+                                                                         [0.0, 0.0, 1.0]], "kind": "translation"}},
+                 main="localizations", forward=IdentityForward())
+    secs = dict(task_sections(res))
+    t = secs["Table: localizations"]
+    assert "30 rows, 3 columns" in t and "<th>x [nm]</th>" in t and "<th>median</th>" in t
+    assert t.count("<tr>") == 1 + 3 + 1 + 20  # header + stats, header + first 20 rows
+    m = secs["Transform"]
+    assert "<table class='matrix'>" in m and "<td>-3</td>" in m and "translation" in m
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_chromium() is None, reason="headless chromium not installed (apt-get install chromium)")
+def test_report_controls_respond_in_headless_chromium(tmp_path):
+    """The inline self-test drives the swipe, zoom, slice, view and layer controls and writes the result."""
+    rng = np.random.default_rng(5)
+    vol = ndimage.gaussian_filter(rng.random((12, 48, 40)), 1).astype(np.float32)
+    p = write_report(tmp_path / "r3.html", title="3D", input=vol, output=vol * 2, axes="ZYX", voxel_size=(0.3, 0.1, 0.1),
+                     params={}, command="", verdict=_verdict_dict() | {"regions": []})
+    dom = chromium_render(p, tmp_path)
+    m = re.search(r'id="selftest"[^>]*data-result="([^"]*)"', dom)
+    assert m and m.group(1) == "pass", m.group(1) if m else dom[-500:]
+    assert re.search(r'data-viewers="1"', dom)
+    # after the self-test the viewer is back to its reset state: XY, middle slice, output, swipe 50 %, zoom 1
+    assert re.search(r'class="viewer" id="v0" data-state="XY\|6\|output\|50\|1"', dom)
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(_chromium() is None, reason="headless chromium not installed (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(tmp_path):
@@ -208,14 +324,15 @@ def test_report_renders_in_headless_chromium(tmp_path):
     n_embedded = len(IMG_RE.findall(p.read_text()))
     shot = tmp_path / "report.png"
     dom = chromium_render(p, tmp_path, shot)
-    m = re.search(r'id="image-check"[^>]*data-decoded="(\d+)"[^>]*data-total="(\d+)"', dom)
-    assert m, "the page's image check did not run (scripts disabled or page not loaded)"
-    decoded, total = int(m.group(1)), int(m.group(2))
+    m = re.search(r'id="selftest"[^>]*data-result="([^"]*)"[^>]*data-decoded="(\d+)"[^>]*data-total="(\d+)"', dom)
+    assert m, "the page's self-test did not run (scripts disabled or page not loaded)"
+    assert m.group(1) == "pass", m.group(1)
+    decoded, total = int(m.group(2)), int(m.group(3))
     assert total == n_embedded and decoded == total and total >= 5
     img = iio.imread(shot)
     assert img.shape[0] >= 1000 and img.shape[1] >= 1000
     assert img[..., :3].std() > 10  # something was drawn, not a blank page
     if os.environ.get("FLUORECON_UPDATE_SCREENSHOTS"):
-        dest = Path(__file__).resolve().parents[1] / "docs" / "images" / "report-test.png"
+        dest = Path(__file__).resolve().parents[1] / "docs" / "images" / "report.png"
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, dest)

@@ -6,10 +6,14 @@ layer's maps (uncertainty, consistency residuals) and warnings in plain words, m
 confidence intervals when a ground truth is known, the Fourier ring correlation of the input, and
 the full parameters, provenance and the exact command that re-runs it.
 
-Everything is in one HTML file: figures are PNGs (matplotlib, Agg backend) embedded as base64, so the
-file opens from disk, from an e-mail attachment or from an electronic lab notebook, with no server.
+It opens with a **verdict** in plain words driven by :func:`fluorecon.trust.verify.verify` (what was
+checked, what was found, where), followed by an interactive viewer: a before/after swipe slider,
+synchronized zoom and pan, XY/XZ/YZ slice browsing for stacks and colorbars.
 
-3D data are shown as maximum-intensity projections (XY) plus the middle XZ slice.
+Everything is in one HTML file: figures and slices are PNGs embedded as base64 and the viewer is a few
+lines of inline JavaScript, so the file opens from disk, from an e-mail attachment or from an electronic
+lab notebook, with no server and no network. Static figures (maximum projections, the middle XZ slice)
+follow for printing.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import os
 import platform
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,7 @@ from scipy import ndimage
 from fluorecon._atomic import atomic_path
 from fluorecon.errors import FluoreconError
 from fluorecon.io import ImageData
+from fluorecon.tasks.contract import Table
 
 __all__ = ["write_report", "render_report", "array_sha256", "file_sha256", "provenance", "rerun_command"]
 
@@ -418,7 +424,7 @@ def _gradient(cmap: str, n: int = 9) -> str:
     from matplotlib import colormaps
 
     cm = colormaps[cmap]
-    stops = ",".join("#%02x%02x%02x" % tuple(int(255 * c) for c in cm(i / (n - 1))[:3]) for i in range(n))
+    stops = ",".join("#" + "".join(f"{int(255 * c):02x}" for c in cm(i / (n - 1))[:3]) for i in range(n))
     return f"linear-gradient(to right,{stops})"
 
 
@@ -776,14 +782,6 @@ nav a{margin-right:1em;font-size:.9em}
 """ + _VIEWER_CSS
 
 _JS = _VIEWER_JS
-window.addEventListener('load', function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  var el = document.getElementById('image-check');
-  if (el) { el.setAttribute('data-decoded', String(ok)); el.setAttribute('data-total', String(imgs.length));
-            el.textContent = ok + ' of ' + imgs.length + ' figures decoded.'; }
-});
-"""
 
 
 def _e(x: Any) -> str:
@@ -1157,6 +1155,8 @@ def write_report(
     extra_sections: Any = None,
     input_path: str | os.PathLike | None = None,
     provenance_extra: Mapping[str, Any] | None = None,
+    verdict: Any = None,
+    psf: Any = None,
 ) -> Path:
     """Write a self-contained HTML report of one restoration and return its path.
 
@@ -1191,6 +1191,12 @@ def write_report(
         The input file; its SHA-256 is recorded in the provenance.
     provenance_extra : dict, optional
         Extra provenance entries (e.g. a model bundle's hash).
+    verdict : VerifyResult or dict, optional
+        The result of :func:`fluorecon.trust.verify.verify` (or its ``to_dict()``): the report opens with
+        a verdict in plain words (what was checked, what was found, where) and marks the regions in the
+        viewer. A verify dict passed as ``trust`` is used the same way.
+    psf : array_like, optional
+        The PSF of the forward model (shown with its FWHM, linear and log scale).
 
     Returns
     -------
@@ -1211,7 +1217,7 @@ def write_report(
     # reports never open a window and can be written from a napari worker thread.
     text = render_report(title=title, input=input, output=output, axes=axes, voxel_size=voxel_size, params=params,
                          command=command, trust=trust, maps=maps, target=target, extra_sections=extra_sections,
-                         input_path=input_path, provenance_extra=provenance_extra)
+                         input_path=input_path, provenance_extra=provenance_extra, verdict=verdict, psf=psf)
     path = Path(html_path)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -1233,6 +1239,57 @@ def _flatten(d: Mapping[str, Any], prefix: str = "", depth: int = 2) -> dict[str
         else:
             out[key] = v
     return out
+
+
+def table_html(table: Any, max_rows: int = 20) -> str:
+    """A :class:`~fluorecon.tasks.contract.Table` (localizations, tile positions...) as an HTML table.
+
+    Shows the number of rows, per-column summary (min, median, max) and the first ``max_rows`` rows.
+
+    Examples
+    --------
+    >>> from fluorecon.tasks.contract import Table
+    >>> html = table_html(Table({"x [nm]": np.array([1.0, 2.0]), "y [nm]": np.array([3.0, 4.0])}))
+    >>> "2 rows" in html and "<th>x [nm]</th>" in html
+    True
+    """
+    cols = {k: np.asarray(v) for k, v in table.columns.items()}
+    n = len(table)
+    names = list(cols)
+    head = "<tr><th></th>" + "".join(f"<th>{_e(k)}</th>" for k in names) + "</tr>"
+    stats = ""
+    if n:
+        for label, fn in (("min", np.nanmin), ("median", np.nanmedian), ("max", np.nanmax)):
+            cells = "".join(f"<td>{_fmt(fn(v)) if np.issubdtype(v.dtype, np.number) and v.size else ''}</td>"
+                            for v in cols.values())
+            stats += f"<tr><th>{label}</th>{cells}</tr>"
+    rows = "".join("<tr><td class='note'>" + str(i) + "</td>"
+                   + "".join(f"<td>{_e(_fmt(cols[k][i]))}</td>" for k in names) + "</tr>" for i in range(min(n, max_rows)))
+    return (f"<p>{n} rows, {len(names)} columns.</p><table>{head}{stats}</table>"
+            + (f"<p class='note'>First {min(n, max_rows)} rows:</p><table>{head}{rows}</table>" if n else ""))
+
+
+def transform_html(d: Mapping[str, Any]) -> str:
+    """A JSON output (transforms, fitted parameters): matrices as grids, the rest as a flat table.
+
+    Examples
+    --------
+    >>> html = transform_html({"matrix": [[1.0, 0.0], [0.0, 1.0]], "shift": [0.5, -1.0]})
+    >>> html.count("<tr>") >= 3
+    True
+    """
+    parts = []
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        a = np.asarray(v, dtype=object) if isinstance(v, list | tuple | np.ndarray) else None
+        if a is not None and a.ndim == 2 and 0 < a.size <= 64:
+            rows = "".join("<tr>" + "".join(f"<td>{_e(_fmt(x))}</td>" for x in r) + "</tr>" for r in a)
+            parts.append(f"<p><b>{_e(k)}</b></p><table class='matrix'>{rows}</table>")
+        elif isinstance(v, Mapping):
+            flat.update(_flatten(v, f"{k}.", 2))
+        else:
+            flat[k] = v
+    return "".join(parts) + (_kv_table(_flatten(flat, depth=0)) if flat else "")
 
 
 def task_sections(result: Any, task: Any = None) -> list[tuple[str, Any]]:
@@ -1267,6 +1324,11 @@ def task_sections(result: Any, task: Any = None) -> list[tuple[str, Any]]:
         sections.append(("Task", {"task": task.name, "title": task.title, "summary": task.summary}))
     sections.append(("Outputs", outs))
     sections.append(("Parameters used", _flatten(d.get("params_used") or {})))
+    for name, o in getattr(result, "outputs", {}).items():
+        if isinstance(o, Table):
+            sections.append((f"Table: {name}", table_html(o)))
+        elif isinstance(o, Mapping):
+            sections.append((f"{name.replace('_', ' ').capitalize()}", transform_html(o)))
     if d.get("warnings"):
         items = "".join(f"<li>{_e(w)}</li>" for w in d["warnings"])
         sections.append(("Warnings", f"<ul>{items}</ul>"))
@@ -1281,11 +1343,14 @@ def task_sections(result: Any, task: Any = None) -> list[tuple[str, Any]]:
 
 def write_task_report(html_path: str | os.PathLike, task: Any, result: Any, inputs: Mapping[str, Any], *,
                       command: str = "", input_path: str | os.PathLike | None = None,
-                      trust: Mapping[str, Any] | None = None) -> Path:
+                      trust: Mapping[str, Any] | None = None, verdict: Any = None, check: bool = True) -> Path:
     """Write the HTML report of one task run (what ``fluorecon <task> --report`` writes).
 
     The primary input and the main output are shown side by side (an output on another grid, e.g. the
     isotropic stack, is compared with the input interpolated onto it); :func:`task_sections` follow.
+    With ``check`` (default) and no ``verdict``/``trust`` given, the result is checked against the
+    recording through the task's forward model (:func:`fluorecon.trust.verify.verify`) for the verdict;
+    the PSF of a forward model that has one is shown.
 
     Examples
     --------
@@ -1339,12 +1404,33 @@ def write_task_report(html_path: str | os.PathLike, task: Any, result: Any, inpu
                 view = view[view.shape[0] // 2]
             sections.append(("Main output (central plane)", view))
     vs = result.voxel_size.get(result.main) or getattr(primary, "voxel_size", None)
+    if verdict is None and trust is None and check and result.forward is not None:
+        verdict = _task_verdict(primary, result, sections)
+    psf = getattr(result.forward, "psf", None) if result.forward is not None else None
+    psf = np.asarray(psf, np.float32) if isinstance(psf, np.ndarray) and psf.ndim >= 2 else None
     method = (result.params_used or {}).get("method")
     title = f"{task.title or task.name}" + (f" ({method})" if isinstance(method, str) else "")
     return write_report(html_path, title=title, input=inp, output=out, axes=axes or guess_axes_for(out), voxel_size=vs,
                         params=result.provenance.get("params") or {}, command=command, trust=trust,
-                        extra_sections=sections, input_path=input_path,
+                        extra_sections=sections, input_path=input_path, verdict=verdict, psf=psf,
                         provenance_extra={"task": task.name, "seconds": result.provenance.get("seconds")})
+
+
+def _task_verdict(recording: Any, result: Any, sections: list) -> Any:
+    """verify() of a task result against its recording (as ``--check`` does); None with a note if it cannot run."""
+    from fluorecon.trust.verify import verify
+
+    rec = np.asarray(recording.data, np.float32)
+    main = result.image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if isinstance(main, np.ndarray) and main.shape == rec.shape:
+                return verify(rec, main, forward=result.forward, axes=recording.axes)
+            return verify(rec, np.asarray(result.forward.expected(main), np.float32), axes=recording.axes)
+    except Exception as e:  # the report is still written; the verdict says "not checked"
+        sections.append(("Check not run", f"The result could not be checked against the recording: {e}"))
+        return None
 
 
 def guess_axes_for(a: np.ndarray) -> str:

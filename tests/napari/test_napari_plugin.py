@@ -359,3 +359,144 @@ def test_reader_opens_tiff_with_scale(tmp_path, name):
     (data, kw, kind), = reader(str(p))
     assert kind == "image" and np.allclose(np.asarray(data), a)
     assert tuple(kw["scale"]) == pytest.approx((0.3, 0.1, 0.1))
+
+
+# ------------------------------------------------------------------------------- front door, second round
+def test_deconvolve_widget_defaults_match_cli_and_fields_follow_the_psf_source(make_napari_viewer):
+    from fluorecon.napari._widgets import DeconvolveWidget
+    from fluorecon.tasks.deconvolve import DeconvolveParams
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((8, 32, 32), np.float32), name="stack", scale=(0.3, 0.1, 0.1))
+    w = DeconvolveWidget(viewer)
+    d = DeconvolveParams()
+    assert (w.iterations.value, w.method.value, w.background.value) == (d.iterations, d.method, str(d.background))
+    assert (w.na.value, w.wavelength.value, w.ri.value) == pytest.approx((d.na, d.wavelength, d.refractive_index))
+    # the pixel sizes come from the layer's scale (set by the fluorecon reader from the file)
+    assert (w.pixel_z.value, w.pixel_xy.value) == pytest.approx((0.3, 0.1))
+    assert not w.na.native.isHidden() and w.psf_layer.native.isHidden()
+    w.psf_source.value = "layer"  # a measured PSF: the optics fields do not apply
+    assert w.na.native.isHidden() and w.wavelength.native.isHidden() and w.ri.native.isHidden()
+    assert w.pixel_xy.native.isHidden() and not w.psf_layer.native.isHidden()
+    w.psf_source.value = "widefield model"
+    assert not w.na.native.isHidden() and not w.pixel_z.native.isHidden()
+
+
+def test_deconvolve_widget_refuses_a_model_psf_without_voxel_size(make_napari_viewer, monkeypatch):
+    from fluorecon.napari import _widgets as W
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.ones((32, 32), np.float32), name="no scale")  # scale (1, 1): File > Open by builtins
+    shown = []
+    monkeypatch.setattr(W, "show_error", lambda msg: shown.append(msg))
+    w = W.DeconvolveWidget(viewer)
+    w.layer_w.value = layer
+    assert w.run() is None and "voxel size is unknown" in shown[-1]
+    w.pixel_xy.value = 0.065  # the user types the pixel size: now it runs
+    w.prepare()
+    assert w._scale == (0.065, 0.065)
+
+
+def test_deconvolve_widget_uses_the_psf_layer_scale(make_napari_viewer, qtbot):
+    from scipy import ndimage
+
+    from fluorecon.napari._widgets import DeconvolveWidget
+
+    truth = np.zeros((64, 64), np.float32)
+    truth[20, 20] = truth[40, 44] = 100.0
+    psf = np.zeros((15, 15), np.float32)
+    psf[7, 7] = 1
+    psf = ndimage.gaussian_filter(psf, 2.0)
+    blurred = ndimage.convolve(truth, psf / psf.sum(), mode="constant") + 1.0
+    fine = np.zeros((31, 31), np.float32)  # the same PSF sampled twice as finely (0.05 µm)
+    fine[15, 15] = 1
+    fine = ndimage.gaussian_filter(fine, 4.0)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(blurred, name="beads", scale=(0.1, 0.1))
+    outs = []
+    for name, p, scale in (("psf", psf, (0.1, 0.1)), ("fine psf", fine, (0.05, 0.05))):
+        psf_layer = viewer.add_image(p, name=name, scale=scale)
+        w = DeconvolveWidget(viewer)
+        w.reset_choices()
+        w.layer_w.value = layer
+        w.psf_source.value = "layer"
+        w.psf_layer.value = psf_layer
+        w.run()
+        _wait(qtbot, w)
+        assert w.last_error is None, w.last_error
+        outs.append(np.array([lay for lay in viewer.layers if lay.name.startswith("beads deconvolved")][0].data))
+    # resampled onto the image grid, the finely sampled PSF gives the same deconvolution
+    assert np.corrcoef(outs[0].ravel(), outs[1].ravel())[0, 1] > 0.98
+    assert outs[1][20, 20] > 2 * blurred[20, 20]
+
+
+def test_learn_widget_live_progress_loss_curve_and_fast_cancel(make_napari_viewer, qtbot):
+    from fluorecon.napari._widgets import LearnWidget
+
+    _, noisy = _blobs(seed=7)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(noisy, name="cells", scale=(0.1, 0.1))
+    w = LearnWidget(viewer)
+    w.layer_w.value = layer
+    w.budget.value = 300.0
+    w.run()
+    qtbot.waitUntil(lambda: len(w.loss_curve.losses) >= 3, timeout=120_000)  # the curve grows step by step
+    assert w.progress.value > 0 and "training: step" in w.status.value
+    t0 = time.perf_counter()
+    w.cancel()
+    _wait(qtbot, w, 30_000)
+    assert time.perf_counter() - t0 < 10.0  # within a step or two, not the 300 s budget
+    assert w.last_error == "cancelled" and "cells denoised (self-supervised)" not in viewer.layers
+
+
+def test_learn_widget_scheme_choice_and_bioimageio_export(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from fluorecon.napari import _widgets as W
+
+    _, noisy = _blobs(seed=8)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(noisy, name="cells", scale=(0.1, 0.1))
+    w = W.LearnWidget(viewer)
+    assert set(w.scheme.choices) >= {"auto", "n2v", "n2v2", "nb2nb"}
+    assert not w.export_btn.enabled  # nothing to export before training
+    w.layer_w.value = layer
+    w.scheme.value = "n2v2"
+    w.budget.value = 2.0
+    w.run()
+    _wait(qtbot, w, 120_000)
+    assert w.last_error is None, w.last_error
+    out = viewer.layers["cells denoised (self-supervised)"]
+    assert out.metadata["fluorecon"]["scheme"] == "n2v2"
+    assert w.loss_curve.losses and w.export_btn.enabled
+    w.mode.value = "predict with a bundle"  # training fields hidden, bundle folder shown
+    assert w.scheme.native.isHidden() and not w.bundle.native.isHidden()
+    if not _has("bioimageio.spec"):
+        pytest.skip("bioimage.io export needs fluorecon[bioimageio]")
+    calls = []
+
+    def fake_export(bundle, dest, **kw):  # the export itself is tested in tests/test_bioimageio.py
+        calls.append((bundle, dest, kw))
+        dest.write_bytes(b"PK")
+        return dest
+
+    import fluorecon.bioimageio as bio
+
+    monkeypatch.setattr(bio, "export_bundle", fake_export)
+    w.export_to.value = str(tmp_path / "model")
+    assert w.export() == tmp_path / "model.zip"
+    assert calls[0][0] is w.bundle_obj and (tmp_path / "model.zip").exists()
+
+
+def test_fluorecon_becomes_the_default_ome_zarr_reader(make_napari_viewer, tmp_path):
+    from napari.settings import get_settings
+
+    from fluorecon.io import write_image
+    from fluorecon.napari._widgets import DenoiseWidget
+
+    viewer = make_napari_viewer()
+    get_settings().plugins.extension2reader = {}
+    DenoiseWidget(viewer)  # opening any fluorecon widget records the preference
+    assert get_settings().plugins.extension2reader.get("*.ome.zarr") == "fluorecon"
+    p = tmp_path / "restored.ome.zarr"
+    write_image(p, np.ones((4, 16, 16), np.float32), axes="ZYX", voxel_size=(0.3, 0.1, 0.1))
+    layers = viewer.open(str(p))  # no plugin named, no dialog: our reader, with the voxel sizes
+    assert tuple(layers[0].scale) == pytest.approx((0.3, 0.1, 0.1))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pydantic import ValidationError
-from scipy import ndimage
 from typer.testing import CliRunner
 
 from fluorecon.cli import app
@@ -108,7 +107,10 @@ def test_cross_modality_l1_sharpens_towards_the_high_na_truth():
     from fluorecon.physics.palm_pairs import cross_modality_pair
 
     low, high, _ = cross_modality_pair((64, 64), pixel_size=0.05, seed=77, offset=100.0, kind="filaments")
-    res = get("cross-modality")(ImageData(low, "YX", (0.05, 0.05), {}), steps=20, patch=32, width=8, depth=1,
+    res = get("cross-modality")(ImageData(low, "YX", (0.05, 0.05), {}), steps=40, patch=32, width=8, depth=1,
                                 batch_size=4, fields=3, offset=100.0, loss="l1", phantom="filaments")
-    blurred = ndimage.gaussian_filter(low - 100.0, 0.0)
-    assert _mae_after_fit(res.image, high) < _mae_after_fit(blurred, high)
+
+    def corr(a):
+        return float(np.corrcoef(a.ravel(), high.ravel())[0, 1])
+
+    assert corr(res.image) > corr(low)

@@ -25,15 +25,18 @@ def test_train_ensemble_recalibrate_and_assess():
         train_ensemble,
     )
 
-    xs, ys = _pairs(4, 0)
+    xs, ys = _pairs(5, 0)  # 5 images: train() holds one out for validation (and shift calibration)
     cfg = TrainConfig(scheme="care", steps=4, patch_size=16, batch_size=2, val_fraction=0.25, val_every=100,
                       model={"depth": 1, "width": 4, "head": "laplace"}, device="cpu", progress=False)
     b = train_ensemble(cfg, xs, n_members=2, targets=ys)
     assert len(b.members) == 2 and b.provenance["ensemble_seeds"] == [0, 1000]
+    shift = b.training_stats["shift"]  # attached by train(), calibrated on its validation split
+    assert shift["calibration"]["source"] == "images never used for training" and "image_thresholds" in shift
     m, sd, info = predict_with_uncertainty(b, xs[0], "YX")
     assert info["source"] == "ensemble + laplace head" and sd.shape == xs[0].shape and np.all(sd > 0)
     cx, cy = _pairs(2, 1)
     rep = calibrate_bundle(b, cx, cy)
+    assert rep["dist"] == "laplace" and b.training_stats["calibration"]["dist"] == "laplace"
     assert rep["after"]["ece"] <= rep["before"]["ece"] + 1e-9
     _, sd2, info2 = predict_with_uncertainty(b, xs[0], "YX")
     np.testing.assert_allclose(sd2, sd * rep["factor"], rtol=1e-5)

@@ -80,3 +80,25 @@ def test_engine_format_statistics_fall_back_to_fixed_limits():
     bad = shift_score(_image(51, noise=0.3), stats)
     assert ok["worst_ratio"] < 1 and not ok["warnings"] and "fixed limits" in ok["note"]
     assert bad["noise_ratio"] > 3 and bad["warnings"]
+
+
+def test_image_level_statistic_calibrated_on_unseen_images_detects_each_kind_of_shift(stats_and_model):
+    """Thresholds from images never used for training: unseen in-distribution images pass; structure, PSF-width
+    and photon-level shifts are flagged at the image level (no network: histogram and noise statistics)."""
+    train = [_image(s) for s in range(24)]
+    cal = [_image(s) for s in range(100, 112)]
+    st = training_statistics(None, train, None, patch_size=32, max_patches=64, calibration_images=cal)
+    assert st["calibration"]["n_images"] == 12 and set(st["image_thresholds"]) == {"histogram_js", "noise_log_ratio"}
+    assert all(st["image_thresholds"][k] <= st["thresholds"][k] + 1e-12 for k in st["image_thresholds"])
+    fresh = [shift_score(_image(s), st) for s in range(200, 210)]
+    assert sum(r["worst_ratio"] > 1 for r in fresh) <= 2 and all(r["image_level"] for r in fresh)
+    rng = np.random.default_rng(5)
+    shifted = {
+        "structure": lambda s: _image(s, blobs=False),
+        "psf width": lambda s: np.clip(gaussian_filter(_image(s, noise=0.0), 2.5) * 3, 0, 1)
+        + rng.normal(0, 0.05, (64, 64)),
+        "photon level": lambda s: _image(s, noise=0.15),
+    }
+    for kind, make in shifted.items():
+        hits = sum(shift_score(make(s), st)["worst_ratio"] > 1 for s in range(300, 310))
+        assert hits >= 8, (kind, hits)

@@ -166,3 +166,82 @@ def test_psf_with_more_dimensions_than_the_image():
     x = np.random.default_rng(0).poisson(10, (32, 32)).astype(float)
     with pytest.raises(FluoreconError, match="dimensions"):
         verify(x, np.ones((32, 32)), f3)
+
+
+# ------------------------------------------------------------------ recording domain: other grids, tables
+def _where(res, kind="added"):
+    return [r["centroid"] for r in res.regions if r["kind"] == kind]
+
+
+def test_subsampling_forward_checks_on_the_recording_grid():
+    """A 2×-sub-sampled recording of a fine-grid truth: truth clean, an invented punctum found where it was put."""
+    fwd = Forward(psf={"kind": "gaussian", "shape": [15, 15], "sigma": 2.0}, subsample=2, camera=CAM)
+    truth = mixed((96, 96), seed=3).astype(np.float64)
+    x, _ = fwd.simulate(truth, seed=4)
+    assert x.shape == (48, 48)
+    res = verify(x, 3.0 * truth, fwd)
+    assert res.regions == [] and res.info["domain"] == "recording"
+    assert res.scale == pytest.approx(1 / 3.0, rel=0.05)
+    fake = truth + 2.0 * blob(truth.shape, (40, 60), 2.0)
+    res = verify(x, fake, fwd)
+    added = _where(res)
+    assert added and np.hypot(*(np.array(added[0]) - (19.75, 29.75))) < 2
+    assert res.maps["z"].shape == x.shape and res.to_dict()["unconfirmed_max"] is None
+
+
+def test_sim_result_is_checked_against_its_raw_frames():
+    from fluorecon.tasks.contract import execute
+    from fluorecon.tasks.registry import get
+
+    task = get("sim")
+    ex = task.example()
+    result = execute(task, ex["inputs"], task.params(**ex["params"]))
+    raw = ex["inputs"]["image"]
+    img = result.image
+    assert img.shape == (96, 96) and raw.data.shape == (9, 48, 48) and img.min() < 0  # Wiener ringing
+    res = verify_result(raw, result)
+    assert res.regions == []  # (the Wiener filter's smoothing may still be reported as widespread misfit)
+    fake = img + float(img.max()) * blob(img.shape, (40, 60), 1.5)
+    res = verify(raw.data, fake, result.forward, axes="TYX")
+    assert res.regions and all(r["kind"] == "added" for r in res.regions)
+    for c in _where(res):  # leading frame index, then the raw grid's (y, x)
+        assert len(c) == 3 and np.hypot(c[1] - 19.75, c[2] - 29.75) < 2
+
+
+def test_localization_table_is_checked_against_the_movie():
+    from fluorecon.physics.smlm import Blinking, SMLMCamera, simulate_movie
+    from fluorecon.tasks.contract import Table, execute
+    from fluorecon.tasks.registry import get
+
+    task = get("localize")
+    ex = task.example()
+    movie = ex["inputs"]["movie"]
+    _, truth = simulate_movie(6, (24, 24), 100.0, density=0.5, psf=130.0, camera=SMLMCamera.smlm2016(),
+                              kinetics=Blinking(on_time=2, off_time=4), seed=0)  # the example's own truth
+    result = execute(task, ex["inputs"], task.params(**ex["params"]))
+    assert verify(movie.data, truth, result.forward, axes="TYX").regions == []
+    res = verify_result(movie, result)
+    assert res.n_added == 0 and res.scale == 1.0  # a table's photons are absolute units
+    cols = {k: np.asarray(v) for k, v in result.image.columns.items()}
+    fake = {k: np.append(v, v[0]) for k, v in cols.items()}
+    fake["frame"][-1], fake["x [nm]"][-1], fake["y [nm]"][-1] = 3, 1250.0, 850.0  # frame 3 = index 2
+    res = verify(movie.data, Table(fake, meta=result.image.meta), result.forward, axes="TYX")
+    assert res.regions[0]["kind"] == "added"
+    assert np.allclose(res.regions[0]["centroid"], (2, 8.0, 12.0), atol=1.0)
+
+
+def test_negative_ringing_is_accepted_but_negative_light_is_not(scene):
+    fwd, truth, x = scene
+    ring = truth - 0.3 * blob(truth.shape, (70, 20), 0.4)  # a sub-PSF negative dip: the blurred light stays ≥ 0
+    assert ring.min() < -0.2
+    verify(x, ring, fwd, check_forward=False)
+    dark = truth - 3.0 * blob(truth.shape, (70, 20), 3.0)
+    with pytest.raises(FluoreconError, match="predicted from the reconstruction has .* negative"):
+        verify(x, dark, fwd, check_forward=False)
+
+
+def test_a_prediction_of_another_shape_names_both_shapes():
+    fwd = Forward(psf={"kind": "gaussian", "shape": [9, 9], "sigma": 1.0}, subsample=2)
+    x = np.random.default_rng(0).poisson(10, (32, 32)).astype(float)
+    with pytest.raises(FluoreconError, match=r"\(24, 24\).*\(32, 32\)"):
+        verify(x, np.ones((48, 48)), fwd)

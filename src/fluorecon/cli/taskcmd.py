@@ -373,21 +373,22 @@ class _Bar:
 
 # ------------------------------------------------------------------------------------------- checks
 def _verify(recording: ImageData, result: Result) -> dict[str, Any]:
-    """``--check``: the result against its recording through the task's forward model (one line + details)."""
-    if result.forward is None:
-        raise FluoreconError("this task gives no forward model, so --check cannot test its result",
-                             hint="drop --check")
+    """``--check``: the result against its recording through the task's forward model (one line + details).
+
+    Never an error: the result is already written, so a check that cannot run says why (``flagged`` None).
+    """
     rec = recording[0] if isinstance(recording, list) else recording
-    main = result.image
-    if isinstance(main, np.ndarray) and main.shape == np.shape(rec.data):
-        v = verify(rec.data, main, forward=result.forward, axes=rec.axes)
-    else:
-        # a table, a transform or another grid (isotropic Z, super-resolution): compare the recording with
-        # the recording the result predicts (identity forward model on the recording's grid)
-        v = verify(rec.data, np.asarray(result.forward.expected(main), np.float32), axes=rec.axes)
+    try:
+        if result.forward is None:
+            raise FluoreconError("this task gives no forward model")
+        # any output the forward model takes (another grid, a table) is checked on the recording's grid
+        v = verify(rec.data, result.image, forward=result.forward, axes=rec.axes)
+    except Exception as e:  # a failed check must not turn a written result into an error
+        reason = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+        return {"summary": f"check: not possible ({reason})", "flagged": None, "details": None}
     n = len(v.regions)
-    line = (f"check: {n} region(s) not supported by the recording (see --json or --report)" if v.flagged
-            else "check: no region contradicts the recording")
+    line = (f"check: {n} region(s) not supported by the recording (see --json or --report)" if n
+            else f"check: {v.summary()}" if v.flagged else "check: no region contradicts the recording")
     return {"summary": line, "flagged": bool(v.flagged), "details": to_json(v.to_dict())}
 
 

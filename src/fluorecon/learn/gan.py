@@ -228,6 +228,7 @@ class GANConfig(BaseModel):
     patch: int = Field(64, ge=8, description="Square training patch side (pixels).")
     width: int = Field(32, ge=1, description="Generator U-Net width.")
     depth: int = Field(2, ge=0, description="Generator U-Net depth.")
+    residual: bool = Field(False, description="Generator predicts x + G(x) (one input channel; same grid and scale).")
     lr: float = Field(1e-3, gt=0, description="Generator learning rate (Adam, β = 0.5, 0.999; cosine decay).")
     lr_d: float = Field(2e-4, gt=0, description="Discriminator learning rate.")
     w_l1: float = Field(1.0, ge=0, description="Weight of mean |G(x) − y|.")
@@ -401,7 +402,8 @@ def _train_gan(config: GANConfig, sampler: Sampler, in_channels: int | None, nor
     rng = seed_everything(config.seed, config.deterministic)
     if in_channels is None:
         in_channels = int(sampler(np.random.default_rng(config.seed), 1)[0].shape[1])
-    g = UNet(dim=2, in_channels=in_channels, out_channels=1, depth=config.depth, width=config.width, residual=False)
+    g = UNet(dim=2, in_channels=in_channels, out_channels=1, depth=config.depth, width=config.width,
+             residual=config.residual and in_channels == 1)
     if config.patch % g.divisor[0]:
         raise FluoreconError(f"patch {config.patch} is not a multiple of the U-Net's {g.divisor[0]}",
                              hint="use a patch that is a multiple of 2**depth")

@@ -3,7 +3,8 @@
 VCD-Net (Wang et al. 2021) rearranges the rectified light field into its ``Nnum²`` views, brings
 them to the full lateral grid and lets a U-Net output one channel per depth. Here the views are
 upsampled (bilinear) by ``Nnum`` and fed to :class:`fluorecon.learn.nets.UNet` (2D,
-``Nnum²`` → ``depths`` channels, softplus output). It is trained on light fields simulated with the
+``Nnum²`` (+ ``depths`` back-projection channels ``Aᵀd/Aᵀ1``, default) → ``depths`` channels,
+clamped at 0 at inference; linear while training, so that sparse targets cannot kill the output). It is trained on light fields simulated with the
 wave-optics operator of the user's optics (:mod:`fluorecon.physics.lightfield`, the same kernels,
 on small patches) from varied 3D structures (puncta, filaments, nuclei, membranes, mixed) at
 random photon levels. Inputs are divided by their mean, targets by the same number (the operator
@@ -16,7 +17,7 @@ Examples
 >>> o = LightFieldOptics(20, 0.5, 0.52, 1.0, 100.0, 2000.0, 5, osr=1)
 >>> op = LightFieldOperator(o, [-2.0, 0.0, 2.0], (20, 20))
 >>> net, info = train_lightfield_net(op, steps=2, patch_lenslets=4, batch_size=2, width=8, seed=0)
->>> predict_lightfield(net, np.ones((20, 20), np.float32)).shape
+>>> predict_lightfield(net, np.ones((20, 20), np.float32), operator=op).shape
 (3, 20, 20)
 """
 
@@ -44,28 +45,40 @@ _KINDS = ("puncta", "filaments", "nuclei", "membranes", "mixed")
 
 
 class LightFieldNet(nn.Module):
-    """Views ``(B, N², Ly, Lx)`` → volume ``(B, D, Ly·N, Lx·N)`` (VCD-style)."""
+    """Views ``(B, N², Ly, Lx)`` (+ optionally the normalised back projection) → volume ``(B, D, Ly·N, Lx·N)``.
 
-    def __init__(self, nnum: int, depths: int, width: int = 32, depth: int = 2):
+    With ``backprojection=True`` the input also holds ``Aᵀd / Aᵀ1`` (one channel per depth): the
+    physics already sorts the light by depth, and a short CPU training only has to sharpen it.
+    """
+
+    def __init__(self, nnum: int, depths: int, width: int = 32, depth: int = 2, backprojection: bool = True):
         super().__init__()
-        self.nnum, self.n_depths = int(nnum), int(depths)
-        self.unet = UNet(dim=2, in_channels=nnum * nnum, out_channels=depths, depth=depth, width=width,
-                         residual=False)
+        self.nnum, self.n_depths, self.backprojection = int(nnum), int(depths), bool(backprojection)
+        cin = nnum * nnum + (depths if backprojection else 0)
+        self.unet = UNet(dim=2, in_channels=cin, out_channels=depths, depth=depth, width=width, residual=False)
 
     def config(self) -> dict[str, Any]:
-        return {"nnum": self.nnum, "depths": self.n_depths, "unet": self.unet.config()}
+        return {"nnum": self.nnum, "depths": self.n_depths, "backprojection": self.backprojection,
+                "unet": self.unet.config()}
 
-    def forward(self, lf: torch.Tensor) -> torch.Tensor:
-        """``lf``: rectified light fields ``(B, Ly·N, Lx·N)`` (normalised)."""
+    def forward(self, lf: torch.Tensor, bp: torch.Tensor | None = None) -> torch.Tensor:
+        """``lf``: rectified light fields ``(B, Ly·N, Lx·N)`` (normalised); ``bp``: ``(B, D, Ly·N, Lx·N)``."""
         n = self.nnum
         b, y, x = lf.shape
         views = lf.reshape(b, y // n, n, x // n, n).permute(0, 2, 4, 1, 3).reshape(b, n * n, y // n, x // n)
         up = F.interpolate(views, scale_factor=n, mode="bilinear", align_corners=False)
+        if self.backprojection:
+            if bp is None:
+                raise FluoreconError("this light-field network needs the back projection as input",
+                                     hint="pass the operator to predict_lightfield")
+            up = torch.cat([up, bp], dim=1)
         div = np.broadcast_to(np.asarray(self.unet.divisor), (2,))
         py, px = (-y) % int(div[-2]), (-x) % int(div[-1])
         if py or px:
             up = F.pad(up, (0, px, 0, py), mode="reflect" if min(y, x) > max(py, px) else "replicate")
-        return F.softplus(self.unet(up))[..., :y, :x]
+        out = self.unet(up)[..., :y, :x]
+        # linear while training (a saturated softplus/ReLU head can die on sparse targets), ≥ 0 after
+        return out if self.training else out.clamp(min=0)
 
 
 def simulate_volume(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.ndarray:
@@ -88,6 +101,7 @@ def simulate_volume(rng: np.random.Generator, shape: tuple[int, int, int]) -> np
 def train_lightfield_net(operator: LightFieldOperator, *, steps: int | None = None, budget_s: float | None = 120.0,
                          patch_lenslets: int = 8, batch_size: int = 4, width: int = 32, depth: int = 2,
                          photons: tuple[float, float] = (50.0, 5000.0), lr: float = 2e-3, seed: int = 0,
+                         backprojection: bool = True,
                          callback: Callable[[int, float], Any] | None = None) -> tuple[LightFieldNet, dict[str, Any]]:
     """Train a :class:`LightFieldNet` on light fields simulated through ``operator``'s kernels.
 
@@ -103,7 +117,8 @@ def train_lightfield_net(operator: LightFieldOperator, *, steps: int | None = No
     p = int(min(patch_lenslets, max(operator.lenslets)))
     patch_op = LightFieldOperator(operator.optics, operator.depths, (p * n, p * n), kernels=operator.kernels,
                                   max_memory_gb=1e9)
-    net = LightFieldNet(n, d, width=width, depth=depth)
+    net = LightFieldNet(n, d, width=width, depth=depth, backprojection=backprojection)
+    sens = patch_op.sensitivity().clamp(min=1e-6)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     t0 = time.perf_counter()
     losses: list[float] = []
@@ -113,7 +128,7 @@ def train_lightfield_net(operator: LightFieldOperator, *, steps: int | None = No
             break
         if steps is None and time.perf_counter() - t0 >= float(budget_s):
             break
-        xs, ys = [], []
+        xs, ys, bps = [], [], []
         for _ in range(batch_size):
             vol = simulate_volume(rng, (d, p * n, p * n))
             clean = patch_op.forward(vol)
@@ -123,10 +138,12 @@ def train_lightfield_net(operator: LightFieldOperator, *, steps: int | None = No
             s = max(float(lf.mean()), 1e-6)
             xs.append(lf / s)
             ys.append(vol / s)
+            if backprojection:
+                bps.append(patch_op.adjoint(torch.from_numpy((lf / s).astype(np.float32))) / sens)
         x = torch.from_numpy(np.stack(xs).astype(np.float32))
         y = torch.from_numpy(np.stack(ys).astype(np.float32))
         net.train()
-        loss = F.mse_loss(net(x), y)
+        loss = F.mse_loss(net(x, torch.stack(bps) if backprojection else None), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -139,14 +156,23 @@ def train_lightfield_net(operator: LightFieldOperator, *, steps: int | None = No
                  if losses else None, "patch_lenslets": p, "config": net.config()}
 
 
-def predict_lightfield(net: LightFieldNet, lightfield: Any, offset: float = 0.0) -> np.ndarray:
+def predict_lightfield(net: LightFieldNet, lightfield: Any, offset: float = 0.0,
+                       operator: LightFieldOperator | None = None) -> np.ndarray:
     """Reconstruct a volume ``(D, Y, X)`` from a rectified light field with a trained network.
 
-    The output is in RL's units (``A·volume ≈ light field − offset``).
+    ``operator`` (for this light field's size) gives the back-projection input of networks trained
+    with it. The output is in RL's units (``A·volume ≈ light field − offset``).
     """
     lf = np.clip(np.asarray(lightfield, np.float32) - offset, 0, None)
     check_rectified(lf.shape, net.nnum)
     s = max(float(lf.mean()), 1e-6)
+    x = torch.from_numpy(lf / s)
+    bp = None
+    if net.backprojection:
+        if operator is None:
+            raise FluoreconError("this light-field network needs the operator for its back-projection input",
+                                 hint="predict_lightfield(net, lf, operator=LightFieldOperator(...))")
+        bp = (operator.adjoint(x) / operator.sensitivity().clamp(min=1e-6))[None]
     with torch.no_grad():
-        out = net(torch.from_numpy(lf / s)[None])[0].numpy()
+        out = net(x[None], bp)[0].numpy()
     return (out * s).astype(np.float32)

@@ -119,7 +119,11 @@ def _config(scheme: str, window: int, patch_size: int, width: int, depth: int, s
             budget_s: float | None, seed: int, device: str, progress: bool, **overrides: Any) -> TrainConfig:
     kw: dict[str, Any] = dict(scheme="n2n" if scheme == "deepcad" else "n2v", axes="ZYX", dim=3,
                               patch_size=[int(window), int(patch_size), int(patch_size)], batch_size=8,
-                              model={"depth": depth, "width": width, "anisotropic": True}, steps=steps,
+                              model={"depth": depth, "width": width, "anisotropic": True,
+                                     # Noise2Noise starts from the identity (a non-residual 3D net collapsed
+                                     # to a constant in 100 steps); a blind-spot net must not (it would learn
+                                     # to pass each pixel through): non-residual, the engine's default
+                                     "residual": scheme == "deepcad"}, steps=steps,
                               budget_s=None if steps else budget_s, seed=seed, device=device, progress=progress,
                               val_fraction=0.0)
     kw.update(overrides)

@@ -28,6 +28,7 @@ from fluorecon.learn.nets import UNet
 from fluorecon.learn.normalize import PercentileNormalizer
 from fluorecon.learn.patches import PatchSampler, check_pair, split_train_val, to_internal
 from fluorecon.learn.schemes import BLIND_SPOT, SCHEMES, SUPERVISED, get_scheme
+from fluorecon.trust.shift import training_statistics
 
 __all__ = ["TrainConfig", "train", "load_checkpoint"]
 
@@ -138,7 +139,7 @@ class TrainConfig(BaseModel):
     lr: float = Field(2e-3, gt=0, le=10)
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
     warmup: float = 0.05
-    clip_grad: float | None = Field(None, description="clip the gradient's global norm to this value (None: off)")
+    clip_grad: float | None = Field(None, gt=0, description="clip the gradient's global norm to this value (None: off)")
     weight_decay: float = 0.0
     mask_grid: int = 4
     replace: Literal["median", "uniform"] = "median"
@@ -608,6 +609,13 @@ def train(config: TrainConfig | dict, data: Any, targets: Any = None, *, axes: s
         "monitor": mon_info,
     }
     stats = _training_stats(net_cpu, [s for s in samples_x], patch, "cpu", cfg.seed)
+    if dim == 2:  # trust: shift statistics, calibrated on the validation split (never trained on)
+        try:
+            stats["shift"] = training_statistics(net_cpu, [s[0][0] for s in tr], None, patch_size=min(64, *patch),
+                                                 max_patches=128, seed=cfg.seed,
+                                                 calibration_images=[s[0][0] for s in val] or None)
+        except FluoreconError:
+            pass
     fwd = forward.to_dict() if forward is not None and hasattr(forward, "to_dict") else forward
     bundle = Bundle(net_cpu, normalizer, config={"axes": axes, "scheme": cfg.scheme, "train": cfg.model_dump()},
                     provenance=provenance, training_stats=stats, forward=fwd)

@@ -50,6 +50,31 @@ class _Relay(QObject):
     """Carries progress from the worker thread to the GUI thread (Qt queues cross-thread signals)."""
 
     progress = Signal(float, str)
+    loss = Signal(int, float)
+
+
+def prefer_our_reader() -> None:
+    """Make fluorecon the default reader of ``*.ome.zarr`` (napari's built-in reader drops the voxel sizes).
+
+    napari asks which plugin should open a file type that several plugins accept; this records fluorecon
+    in napari's ``extension2reader`` preference unless the user already chose a reader for OME-Zarr. It is
+    called when any fluorecon widget opens (napari loads plugins lazily, so not at start-up).
+    """
+    try:
+        from napari.settings import get_settings
+
+        prefs = get_settings().plugins.extension2reader
+        for pattern in ("*.ome.zarr",):
+            if pattern not in prefs:
+                prefs[pattern] = "fluorecon"
+                get_settings().plugins.extension2reader = dict(prefs)
+    except Exception:  # settings unavailable (old napari, read-only profile): napari asks the user instead
+        pass
+
+
+def _default(params_cls: Any, name: str) -> Any:
+    """The default of a task parameter, so that the GUI and the CLI start from the same values."""
+    return params_cls.model_fields[name].default
 
 
 def layer_image(layer: Any, what: str = "image") -> tuple[np.ndarray, str, tuple[float, ...]]:
@@ -144,6 +169,7 @@ class _TaskWidget(Container):
         self.run_btn.changed.connect(self.run)
         self.cancel_btn.changed.connect(self.cancel)
         self.reset_choices()
+        prefer_our_reader()
 
     # --- helpers the subclasses use ------------------------------------------------------------------
     def _error(self, msg: str) -> None:
@@ -320,21 +346,59 @@ class DeconvolveWidget(_TaskWidget):
     title = "deconvolve"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
+        from fluorecon.tasks.deconvolve import DeconvolveParams as P
+
+        it = _default(P, "iterations")
         self.psf_source = ComboBox(choices=["widefield model", "gaussian model", "layer"], value="widefield model",
                                    label="PSF from")
         self.psf_layer = create_widget(annotation=napari.layers.Image | None, label="PSF layer")
-        self.na = FloatSpinBox(value=1.4, min=0.05, max=1.7, step=0.05, label="NA")
-        self.wavelength = FloatSpinBox(value=0.52, min=0.2, max=2.0, step=0.01, label="emission λ (µm)")
-        self.ri = FloatSpinBox(value=1.518, min=1.0, max=2.0, step=0.01, label="immersion index")
-        self.method = ComboBox(choices=_deconvolve_methods(), value="rl", label="method")
-        self.iterations = SpinBox(value=30, min=1, max=1000, label="iterations")
+        self.na = FloatSpinBox(value=_default(P, "na"), min=0.05, max=1.7, step=0.05, label="NA")
+        self.wavelength = FloatSpinBox(value=_default(P, "wavelength"), min=0.2, max=2.0, step=0.01,
+                                       label="emission λ (µm)")
+        self.ri = FloatSpinBox(value=_default(P, "refractive_index"), min=1.0, max=2.0, step=0.01,
+                               label="immersion index")
+        self.pixel_xy = FloatSpinBox(value=1.0, min=0.001, max=100.0, step=0.005, label="pixel size XY (µm)")
+        self.pixel_z = FloatSpinBox(value=1.0, min=0.001, max=100.0, step=0.05, label="Z step (µm)")
+        self.method = ComboBox(choices=_deconvolve_methods(), value=_default(P, "method"), label="method")
+        self.iterations = SpinBox(value=it if isinstance(it, int) else 20, min=1, max=1000, label="iterations")
+        self.background = ComboBox(choices=["auto", "0"], value=str(_default(P, "background")), label="background")
         super().__init__(napari_viewer, [self.psf_source, self.psf_layer, self.na, self.wavelength, self.ri,
-                                         self.method, self.iterations])
+                                         self.pixel_xy, self.pixel_z, self.method, self.iterations, self.background])
+        for w, dec in ((self.ri, 3), (self.wavelength, 3), (self.pixel_xy, 4), (self.pixel_z, 4)):
+            w.native.setDecimals(dec)  # Qt's default 2 decimals would round 1.518 to 1.52, 0.065 µm to 0.07
+        self.ri.value = _default(P, "refractive_index")
+        self.wavelength.value = _default(P, "wavelength")
+        self.psf_source.changed.connect(self._update_visibility)
+        self.layer_w.changed.connect(self._from_layer)
+        self._from_layer()
+        self._update_visibility()
+
+    def _from_layer(self, *_: Any) -> None:
+        """Pixel sizes from the layer's scale (µm, as the fluorecon reader sets them from the file)."""
+        layer = self.layer_w.value
+        if layer is None or getattr(layer, "rgb", False):
+            return
+        scale = [float(s) for s in layer.scale]
+        self.pixel_xy.value = scale[-1]
+        self.pixel_z.value = scale[-3] if len(scale) >= 3 else 1.0
+        self._update_visibility()
+
+    def _update_visibility(self, *_: Any) -> None:
+        """Show only the fields that apply: optics for a PSF model, the PSF layer otherwise; Z step for stacks."""
+        model = self.psf_source.value != "layer"
+        for w in (self.na, self.wavelength, self.ri):
+            w.visible = model
+        self.psf_layer.visible = not model
+        layer = self.layer_w.value
+        ndim = 0 if layer is None else np.ndim(layer.data[0] if getattr(layer, "multiscale", False) else layer.data)
+        self.pixel_xy.visible = model
+        self.pixel_z.visible = model and ndim == 3
 
     def prepare(self) -> None:
         self._layer = self.layer_w.value
         self._data, self._axes, self._scale = layer_image(self._layer)
         src = self.psf_source.value
+        self._psf_scale = None
         if src == "layer":
             psf_layer = self.psf_layer.value
             if psf_layer is None:
@@ -345,10 +409,22 @@ class DeconvolveWidget(_TaskWidget):
                 raise FluoreconError(f"PSF layer '{psf_layer.name}' is {psf.ndim}D but the image is {self._data.ndim}D",
                                      hint="use a PSF with at most the image's dimensions")
             self._psf, self._psf_desc = psf, f"layer {psf_layer.name}"
+            pscale = tuple(float(v) for v in psf_layer.scale[-psf.ndim:])
+            if any(v != 1.0 for v in pscale):  # the PSF's own sampling (resampled onto the image's grid)
+                self._psf_scale = pscale
         else:
             if self.na.value >= self.ri.value:
                 raise FluoreconError(f"NA {self.na.value} must be smaller than the immersion index {self.ri.value}",
                                      hint="check the objective's numerical aperture")
+            vs = (float(self.pixel_xy.value),) * 2
+            if self._data.ndim == 3:
+                vs = (float(self.pixel_z.value), *vs)
+            if all(v == 1.0 for v in vs):
+                raise FluoreconError(
+                    "the image's voxel size is unknown (scale 1): a PSF model needs the pixel size in µm",
+                    hint="set 'pixel size XY' (and 'Z step'), or open the file with the fluorecon reader, which "
+                         "keeps the voxel size of OME/ImageJ TIFF and OME-Zarr files")
+            self._scale = vs
             self._psf = None
             self._psf_desc = f"{src.split()[0]} NA {self.na.value} λ {self.wavelength.value} µm"
 
@@ -361,8 +437,12 @@ class DeconvolveWidget(_TaskWidget):
             kw = {"psf_model": "gaussian" if self.psf_source.value.startswith("gaussian") else "widefield",
                   "na": float(self.na.value), "wavelength": float(self.wavelength.value),
                   "refractive_index": float(self.ri.value)}
+        else:
+            kw["psf_voxel_size"] = self._psf_scale
+        bg = self.background.value
         return deconvolve(self._data, self._axes, method=self.method.value, iterations=int(self.iterations.value),
-                          voxel_size=self._scale, background="auto", progress=_progress_for(deconvolve, progress), **kw)
+                          voxel_size=self._scale, background=bg if bg == "auto" else float(bg), device="auto",
+                          progress=_progress_for(deconvolve, progress), **kw)
 
     def _trust_forward(self) -> Any:
         """The forward model the Trust widget checks this deconvolution with: the same PSF on the layer's grid."""
@@ -371,7 +451,8 @@ class DeconvolveWidget(_TaskWidget):
 
         try:
             if self._psf is not None:
-                p, _ = make_psf_for_image(self._data.shape, psf=self._psf)
+                p, _ = make_psf_for_image(self._data.shape, psf=self._psf, psf_voxel_size=self._psf_scale,
+                                          voxel_size=self._scale if self._psf_scale else None)
             else:
                 p, _ = make_psf_for_image(self._data.shape, psf_model="gaussian" if self.psf_source.value.startswith(
                     "gaussian") else "widefield", na=float(self.na.value), wavelength=float(self.wavelength.value),
@@ -396,24 +477,113 @@ class DeconvolveWidget(_TaskWidget):
 # ------------------------------------------------------------------------------------------------------
 
 
+class LossCurve:
+    """A live training-loss plot (matplotlib canvas in the dock), updated from the GUI thread."""
+
+    def __init__(self) -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.6, 1.8), dpi=90, layout="constrained")
+        self.ax = self.figure.subplots()
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(140)
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        (self.line,) = self.ax.plot([], [], lw=1.0)
+        self._style()
+
+    def _style(self) -> None:
+        self.ax.set_xlabel("step", fontsize=8)
+        self.ax.set_ylabel("training loss", fontsize=8)
+        self.ax.tick_params(labelsize=7)
+        self.ax.grid(alpha=0.3)
+
+    def clear(self) -> None:
+        self.steps.clear()
+        self.losses.clear()
+        self.line.set_data([], [])
+        self.canvas.draw_idle()
+
+    def add(self, step: int, loss: float) -> None:
+        self.steps.append(int(step))
+        self.losses.append(float(loss))
+        self.line.set_data(self.steps, self.losses)
+        self.ax.relim()
+        self.ax.autoscale_view()
+        self.canvas.draw_idle()
+
+
+def _schemes() -> list[str]:
+    try:
+        from fluorecon.learn.single_image import SINGLE_IMAGE_SCHEMES
+
+        return list(SINGLE_IMAGE_SCHEMES)
+    except ImportError:
+        return ["auto", "n2v"]
+
+
 class LearnWidget(_TaskWidget):
-    """Train a self-supervised denoiser on the image itself, or predict with a saved model bundle."""
+    """Train a self-supervised denoiser on the image itself (live loss curve), or predict with a saved
+    model bundle; export the trained model as a bioimage.io package."""
 
     title = "train / predict"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         self.mode = ComboBox(choices=["train on this image (self-supervised)", "predict with a bundle"],
                              value="train on this image (self-supervised)", label="mode")
+        self.scheme = ComboBox(choices=_schemes(), value="auto", label="scheme")
         self.bundle = FileEdit(mode="d", label="bundle folder", value="")
         self.save_to = FileEdit(mode="d", label="save bundle to (optional)", value="")
-        self.budget = FloatSpinBox(value=60.0, min=2.0, max=36000.0, step=10.0, label="training budget (s)")
+        self.budget = FloatSpinBox(value=120.0, min=2.0, max=36000.0, step=10.0, label="training budget (s)")
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
-        super().__init__(napari_viewer, [self.mode, self.bundle, self.save_to, self.budget, self.seed])
+        self.export_to = FileEdit(mode="w", label="bioimage.io package", value="", filter="*.zip")
+        self.export_btn = PushButton(text="Export to bioimage.io", enabled=False)
+        super().__init__(napari_viewer, [self.mode, self.scheme, self.bundle, self.save_to, self.budget, self.seed])
+        self.loss_curve = LossCurve()
+        self.native.layout().insertWidget(self.native.layout().count() - 1, self.loss_curve.canvas)
+        self.extend([self.export_to, self.export_btn])
+        self.bundle_obj: Any = None
+        self._relay.loss.connect(self.loss_curve.add)
+        self.mode.changed.connect(self._update_visibility)
+        self.export_btn.changed.connect(self.export)
+        self._update_visibility()
+
+    def _update_visibility(self, *_: Any) -> None:
+        train = not self.mode.value.startswith("predict")
+        for w in (self.scheme, self.save_to, self.budget, self.seed):
+            w.visible = train
+        self.loss_curve.canvas.setVisible(train)
+        self.bundle.visible = not train
+
+    def export(self, *_: Any) -> Any:
+        """Write the trained (or loaded) model as a bioimage.io package (``.zip``); returns its path."""
+        try:
+            if self.bundle_obj is None:
+                raise FluoreconError("no model to export yet", hint="train on an image or predict with a bundle first")
+            dest = Path(str(self.export_to.value))
+            if str(self.export_to.value) in ("", "."):
+                raise FluoreconError("choose where to write the package", hint="e.g. my_model.zip")
+            if dest.suffix.lower() != ".zip":
+                dest = dest.with_suffix(".zip")
+            from fluorecon.bioimageio import export_bundle
+
+            out = export_bundle(self.bundle_obj, dest, name=f"fluorecon {self._layer.name}")
+        except FluoreconError as e:
+            self._error(str(e))
+            return None
+        except ImportError as e:
+            self._error(f"bioimage.io export needs the extra: pip install 'fluorecon[bioimageio]' ({e})")
+            return None
+        self.status.value = f"exported {out}"
+        show_info(f"bioimage.io package written: {out}")
+        return out
 
     def prepare(self) -> None:
         self._layer = self.layer_w.value
         self._data, self._axes, self._scale = layer_image(self._layer)
         self._predict = self.mode.value.startswith("predict")
+        self.loss_curve.clear()
         if self._predict:
             p = Path(str(self.bundle.value))
             if not str(self.bundle.value) or not (p / "bundle.json").exists():
@@ -431,11 +601,24 @@ class LearnWidget(_TaskWidget):
             progress(0.1, "predicting…")
             out = predict(bundle, self._data, self._axes, tile="auto", device="auto")
             return out, {"bundle": str(self._bundle_path)}, bundle
+        import time
+
         from fluorecon.learn.single_image import denoise_single_image
 
-        progress(0.0, f"training for {self.budget.value:.0f} s…")
-        res = denoise_single_image(self._data, self._axes, budget_s=float(self.budget.value), seed=int(self.seed.value),
-                                   device="auto", progress=_progress_for(denoise_single_image, progress))
+        budget = float(self.budget.value)
+        progress(0.0, f"training for {budget:.0f} s…")
+        t0 = time.perf_counter()
+        relay = self._relay
+
+        def step_cb(step: int, loss: float) -> None:
+            # every training step: Cancel stops training within one step; progress and the loss curve update
+            elapsed = time.perf_counter() - t0
+            progress(min(0.95, 0.95 * elapsed / budget), f"training: step {step}, loss {loss:.4g}, {elapsed:.0f} s")
+            relay.loss.emit(int(step), float(loss))
+
+        res = denoise_single_image(self._data, self._axes, scheme=self.scheme.value, budget_s=budget,
+                                   seed=int(self.seed.value), device="auto", callback=step_cb,
+                                   progress=_progress_for(denoise_single_image, progress))
         progress(1.0, "trained")
         out, info, bundle = _unpack_single_image(res)
         if bundle is not None and str(self.save_to.value) not in ("", "."):
@@ -446,6 +629,7 @@ class LearnWidget(_TaskWidget):
     def done(self, result) -> None:
         out, info, bundle = result
         self.bundle_obj = bundle
+        self.export_btn.enabled = bundle is not None
         if self._predict:
             name = f"{self._layer.name} restored ({self._bundle_path.name})"
         else:

@@ -19,7 +19,8 @@ prediction against what was recorded:
 - ``cross-modality``: the input is a low-NA widefield (``--mode na``) or confocal (``--mode sted``)
   image; the output is the high-NA (or STED-like) image on the same grid, in ADU above the offset.
   Forward model: the Gaussian of width √(σ_low² − σ_high²) (:func:`~fluorecon.physics.palm_pairs.consistency_forward`),
-  so ``--check`` compares the prediction, blurred back, with the recording.
+  so ``--check`` compares the prediction, blurred back, with the recording. The generator is
+  residual (input + correction: input and output share grid and intensity scale).
 
 Examples
 --------
@@ -176,9 +177,9 @@ def _load_model(path: Any, scheme: str) -> Bundle:
     return b
 
 
-def _gan_config(p: _TrainParams) -> GANConfig:
+def _gan_config(p: _TrainParams, residual: bool = False) -> GANConfig:
     return GANConfig.preset(p.loss, steps=p.steps, batch_size=p.batch_size, patch=p.patch, width=p.width,
-                            depth=p.depth, seed=p.seed, d_width=max(4, p.width), ms_ssim_scales=3)
+                            depth=p.depth, seed=p.seed, d_width=max(4, p.width), ms_ssim_scales=3, residual=residual)
 
 
 def _train(cfg: GANConfig, xs: list[np.ndarray], ys: list[np.ndarray], report: Any, scheme: str,
@@ -389,7 +390,7 @@ class CrossModalityTask(Task):
                 s = max(float(np.percentile(lo, 99.8)), 1e-6)
                 xs.append((lo / s)[None].astype(np.float32))
                 ys.append((hi / s).astype(np.float32))
-            bundle, tinfo = _train(_gan_config(params), xs, ys, report.span(0.1, 0.9), "cross-modality",
+            bundle, tinfo = _train(_gan_config(params, residual=True), xs, ys, report.span(0.1, 0.9), "cross-modality",
                                    {"optics": {"mode": params.mode, "sigma_low_px": s_lo, "sigma_high_px": s_hi,
                                                "pixel_um": px}, "loss": params.loss})
             used["training"] = {"steps": tinfo["steps"], "seconds": round(tinfo["seconds"], 2),

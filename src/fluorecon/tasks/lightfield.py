@@ -171,7 +171,7 @@ class LightFieldTask(Task):
 
             net, tinfo = train_lightfield_net(op, steps=params.steps, budget_s=None if params.steps else params.budget_s,
                                               seed=params.seed, callback=on_step)
-            vol = predict_lightfield(net, img.data, offset=params.offset + params.background)
+            vol = predict_lightfield(net, img.data, offset=params.offset + params.background, operator=op)
             used["training"] = tinfo
             if tinfo["steps"] < 300:
                 warnings.append(f"the light-field network trained for only {tinfo['steps']} steps: expect a poor "

@@ -182,7 +182,7 @@ def _shrunk_precision(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def training_statistics(model: Any, images: Sequence[np.ndarray] | np.ndarray, normalizer: Any = None, *,
                         patch_size: int = 64, max_patches: int = 512, bins: int = 64, holdout: float = 0.25,
-                        seed: int = 0) -> dict:
+                        seed: int = 0, calibration_images: Sequence[np.ndarray] | np.ndarray | None = None) -> dict:
     """Summarise the training inputs so that later inputs can be compared with them (JSON-able dict).
 
     Parameters
@@ -200,6 +200,12 @@ def training_statistics(model: Any, images: Sequence[np.ndarray] | np.ndarray, n
         Histogram bins on [-0.5, 1.5] (normalised units; out-of-range values go to the end bins).
     holdout : float
         Fraction of patches held out to calibrate the thresholds.
+    calibration_images : sequence of arrays, optional
+        Images **never used for training** (e.g. the validation split; same normalisation as ``images``).
+        Their patches calibrate the per-patch thresholds, and the **image-level** statistic (the median over
+        an image's tiles, what :func:`shift_score` decides on) is calibrated on them: ``image_thresholds`` =
+        the largest image-level value among them (their ``n/(n+1)`` quantile) — tighter than the per-patch
+        99th percentile, which the median of an image's tiles hardly ever reaches.
 
     Returns
     -------
@@ -253,7 +259,50 @@ def training_statistics(model: Any, images: Sequence[np.ndarray] | np.ndarray, n
             stats["thresholds"]["feature_mahalanobis"] = float(np.quantile(d_held, QUANTILE))
             stats["held_out"]["feature_mahalanobis_median"] = float(np.median(d_held))
             stats["held_out"]["feature_mahalanobis_fit_median"] = float(np.median(d_fit))
+    if calibration_images is not None:
+        _calibrate_on_images(stats, model, calibration_images, norm, bins)
     return stats
+
+
+def _calibrate_on_images(stats: dict, model: Any, images: Any, norm: Any, bins: int) -> None:
+    """Per-patch and image-level thresholds from images that were never used for training."""
+    if isinstance(images, np.ndarray) and images.ndim >= 3 and (model is None or _model_dim(model) < images.ndim):
+        images = list(images)
+    ims = [norm(as_float_array(im, "calibration image")) for im in images]
+    size = int(stats["patch_size"])
+    per_image = [_tile_distances(t, stats, model) for t in (_tiles(im, size) for im in ims) if t]
+    if not per_image:
+        raise FluoreconError(f"the calibration images are smaller than the patch size {size}",
+                             hint="pass larger held-out images or a smaller patch_size")
+    for k in per_image[0]:
+        pooled = np.concatenate([d[k] for d in per_image])
+        stats["thresholds"][k] = float(max(np.quantile(pooled, QUANTILE), np.log(1.25))) if k == "noise_log_ratio" \
+            else float(np.quantile(pooled, QUANTILE))
+    medians = {k: [float(np.median(d[k])) for d in per_image] for k in per_image[0]}
+    stats["image_thresholds"] = {k: float(max(max(v), np.log(1.1))) if k == "noise_log_ratio" else float(max(v))
+                                 for k, v in medians.items()}
+    stats["calibration"] = {"source": "images never used for training", "n_images": len(per_image),
+                            "n_patches": int(sum(len(next(iter(d.values()))) for d in per_image)),
+                            "image_level": "largest median over an image's tiles"}
+
+
+def _tile_distances(tiles: list[np.ndarray], stats: dict, model: Any) -> dict[str, np.ndarray]:
+    """Per-tile distances to the training statistics (normalised tiles)."""
+    bins = len(stats["histogram"])
+    hist = np.asarray(stats["histogram"], dtype=np.float64)
+    per: dict[str, np.ndarray] = {
+        "histogram_js": np.array([js_divergence(_hist(t, bins) + 1e-12, hist + 1e-12) for t in tiles]),
+        "noise_log_ratio": np.array([abs(np.log(max(_noise(t), 1e-12) / max(stats["noise"]["median"], 1e-12)))
+                                     for t in tiles]),
+    }
+    feat = stats.get("features")
+    if feat is not None and model is not None:
+        try:
+            f = bottleneck_features(model, tiles, feat["layer"])
+            per["feature_mahalanobis"] = _mahalanobis(f, np.asarray(feat["mean"]), np.asarray(feat["precision"]))
+        except FluoreconError:
+            pass
+    return per
 
 
 def _model_dim(model: Any) -> int:
@@ -331,7 +380,10 @@ def shift_score(image, stats: dict, *, model: Any = None, normalizer: Any = None
         except FluoreconError:
             pass
     values = {k: float(np.median(v)) for k, v in per.items()}
-    ratios = {k: values[k] / max(th[k], 1e-12) for k in values}
+    # the decision is on the image-level statistic: its own threshold when calibrated on unseen images
+    ith = stats.get("image_thresholds") or {}
+    used = {k: float(ith.get(k, th[k])) for k in values}
+    ratios = {k: values[k] / max(used[k], 1e-12) for k in values}
     beyond = np.zeros(len(tiles), bool)
     for k, v in per.items():
         beyond |= v > th[k]
@@ -340,11 +392,12 @@ def shift_score(image, stats: dict, *, model: Any = None, normalizer: Any = None
         if r > 1:
             what, name = _LABELS[k]
             shown = f"{name} {noise_ratio:.2f}× the training median" if k == "noise_log_ratio" else \
-                f"{name} {values[k]:.3g}, training data stay below {th[k]:.3g} in 99% of patches"
+                f"{name} {values[k]:.3g}, " + (f"images never used for training stay below {used[k]:.3g}"
+                                               if k in ith else f"training data stay below {th[k]:.3g} in 99% of patches")
             warnings.append(f"input looks unlike the training data: {what} ({shown}); the result may be unreliable")
     return {"histogram_js": values["histogram_js"], "noise_ratio": noise_ratio,
             "feature_mahalanobis": values.get("feature_mahalanobis"), "values": values,
-            "thresholds": {k: float(th[k]) for k in values}, "ratios": ratios,
+            "thresholds": {k: used[k] for k in values}, "image_level": bool(ith), "ratios": ratios,
             "worst_ratio": float(max(ratios.values())), "fraction_shifted": float(beyond.mean()),
             "n_patches": len(tiles), "warnings": warnings}
 

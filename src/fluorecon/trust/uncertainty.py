@@ -358,20 +358,23 @@ def predict_with_uncertainty(bundle: Any, image, axes: str, **predict_kwargs) ->
 
 
 def calibrate_bundle(bundle: Any, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], axes: str = "YX",
-                     levels: Sequence[float] = DEFAULT_LEVELS) -> dict:
+                     levels: Sequence[float] = DEFAULT_LEVELS, dist: str = "laplace") -> dict:
     """Fit the bundle's one recalibration factor on a calibration split and store it.
 
     The factor goes to ``bundle.training_stats["calibration"]`` (with the coverage before/after on the
     calibration split itself); :func:`predict_with_uncertainty` and ``assess`` apply it. Use images that
-    were **not** used for training.
+    were **not** used for training. Intervals are of the ``dist`` family: Laplace by default (the family the
+    trust benchmark validated: ±5 points of coverage at 50–95 % after one factor); the per-pixel SD ``s`` is
+    read as a Laplace scale ``b = s/√2``. The factor multiplies the SD, whatever the family.
 
     Returns
     -------
     dict
-        ``{"factor", "before", "after", "n_pixels"}``.
+        ``{"factor", "dist", "before", "after", "n_pixels"}``.
     """
     from fluorecon.learn.predict import predict
 
+    _check_dist(dist)
     if len(inputs) != len(targets) or not len(inputs):
         raise FluoreconError("calibration needs as many targets as inputs (at least one pair)",
                              hint="pass held-out (input, ground truth) pairs")
@@ -382,11 +385,12 @@ def calibrate_bundle(bundle: Any, inputs: Sequence[np.ndarray], targets: Sequenc
         ss.append(np.asarray(s, np.float64).ravel())
         ts.append(as_float_array(t, "target").ravel())
     m, s, t = np.concatenate(ms), np.concatenate(ss), np.concatenate(ts)
-    factor = fit_scale_factor(t, m, s, levels)
-    out = {"factor": factor, "before": calibration_report(t, m, s, levels),
-           "after": calibration_report(t, m, s, levels, factor=factor), "n_pixels": int(t.size)}
+    scale = s / np.sqrt(2.0) if dist == "laplace" else s  # SD → the family's scale parameter
+    factor = fit_scale_factor(t, m, scale, levels, dist=dist)
+    out = {"factor": factor, "dist": dist, "before": calibration_report(t, m, scale, levels, dist=dist),
+           "after": calibration_report(t, m, scale, levels, dist=dist, factor=factor), "n_pixels": int(t.size)}
     stats_ = dict(getattr(bundle, "training_stats", None) or {})
-    stats_["calibration"] = {"factor": factor, "levels": list(levels), "ece_before": out["before"]["ece"],
+    stats_["calibration"] = {"factor": factor, "dist": dist, "levels": list(levels), "ece_before": out["before"]["ece"],
                              "ece_after": out["after"]["ece"], "n_pixels": out["n_pixels"]}
     bundle.training_stats = stats_
     return out

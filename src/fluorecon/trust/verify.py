@@ -33,6 +33,16 @@ How (all steps are documented in ``docs/trust.md``):
    model only).
 7. **What cannot be confirmed.** Where f removes information (frequencies outside the OTF support),
    the part of ŷ whose image through f is below the noise is returned as the ``unconfirmed`` map.
+**Any grid, any kind of result.** When the reconstruction is not on the recording's grid (SIM: a finer image
+against raw frames; a sub-sampling f; a light-field volume; a finer Z grid) or is not an image at all (an SMLM
+localization table), everything happens in the **recording domain**: ``m = f(ŷ)`` is predicted once, the
+zero-light level is ``f(empty)`` (zeros, or a table without rows), the units are fitted on ``m`` against the
+recording (a table's photons are absolute: no scale), the point response on the recording's grid is measured
+by probing f (a point added to ŷ, or one row removed from the table), and all statistics, regions (recording
+pixel coordinates, leading axes such as SIM frames or SMLM time points included) and the forward-model check
+run on the recording's grid. What is refused: a prediction of another shape than the recording, NaN, and
+clearly negative *predicted light* — not negative values of ŷ itself (Wiener/SIM ringing).
+
 8. **Forward-model mismatch** (:func:`forward_model_check`): the sharpest isolated peaks of the
    recording are fitted with the assumed PSF scaled by ``c``; a recording whose sharpest structures
    are narrower (c < 0.8) or all wider (c > 1.25) than the PSF contradicts it; the noise model is
@@ -483,6 +493,9 @@ def _recording_domain(x: np.ndarray, rec: Any, model: _Model, nd: int, noise_arg
         raise FluoreconError(f"the recording predicted from the reconstruction has {int(bad.sum())} NaN/Inf "
                              f"value(s), the first at pixel {where}", hint="check the reconstruction for NaN/Inf")
     notes = []
+    if not isinstance(rec, np.ndarray) and fit_scale:
+        fit_scale = False  # a table's intensities are absolute (photons): its forward model gives ADU directly
+        notes.append("a table's intensities are in absolute units: its scale was not fitted")
     empty = np.zeros_like(rec) if isinstance(rec, np.ndarray) else _with_rows(rec, slice(0, 0))
     c0: Any = None
     if empty is not None:
@@ -1108,9 +1121,11 @@ def verify(recording: Any, reconstruction: Any, forward: Any = None, *, axes: st
     ----------
     recording : array
         The raw recording x (camera units, ADU), 2D or 3D, optionally with leading C/T axes (``axes``).
-    reconstruction : array
-        The reconstruction ŷ, on the grid the forward model takes (the recording's for the identity), in
-        any units (a global scale and background are fitted).
+    reconstruction : array or table
+        The reconstruction ŷ, in whatever form the forward model takes: an image on the recording's grid or on
+        another one (SIM, sub-sampling, light field, isotropic Z), or a table (SMLM localizations); the
+        identity needs the recording's shape. Images may be in any units (a global scale and background are
+        fitted); tables are taken in their own (absolute) units.
     forward : object, optional
         Anything with ``expected(y) -> array`` (the noiseless recording predicted from y) and, optionally,
         ``variance(expected) -> array`` — a :class:`fluorecon.physics.forward.Forward` or a task
@@ -1145,8 +1160,9 @@ def verify(recording: Any, reconstruction: Any, forward: Any = None, *, axes: st
     Raises
     ------
     FluoreconError
-        Shapes that differ, NaN/Inf, negative or all-zero reconstructions, gain ≤ 0, a PSF with more
-        dimensions than the image.
+        Shapes that differ (identity), a predicted recording of another shape than the recording, NaN/Inf,
+        clearly negative predicted light, all-zero reconstructions, gain ≤ 0, a PSF with more dimensions than
+        the image.
 
     Examples
     --------
@@ -1163,6 +1179,15 @@ def verify(recording: Any, reconstruction: Any, forward: Any = None, *, axes: st
     >>> res = verify(x, fake, fwd)
     >>> res.regions[0]["kind"], [round(c) for c in res.regions[0]["centroid"]]
     ('added', [61, 61])
+
+    A reconstruction on a 2× finer grid is checked on the recording's grid:
+
+    >>> fine = Forward(psf={"kind": "gaussian", "shape": [15, 15], "sigma": 2.0}, subsample=2,
+    ...                camera=Camera(photons=50, offset=100, read_noise=1.5))
+    >>> xs, _ = fine.simulate(truth, seed=1)
+    >>> r = verify(xs, truth, fine)
+    >>> xs.shape, r.info["domain"], r.flagged
+    ((64, 64), 'recording', False)
     """
     import time
 
@@ -1280,7 +1305,9 @@ def verify(recording: Any, reconstruction: Any, forward: Any = None, *, axes: st
 def verify_result(recording: Any, result: Any, **kwargs: Any) -> VerifyResult:
     """Verify a task :class:`~fluorecon.tasks.contract.Result` against the recording it came from.
 
-    Uses ``result.image`` (the main output), ``result.forward`` and the main output's axes.
+    Uses ``result.image`` (the main output: an image on any grid, or a table) and ``result.forward``. Axes: the
+    recording's when it is an :class:`~fluorecon.io.ImageData`, else the main output's when it lies on the
+    recording's grid (give ``axes=`` for e.g. SIM frames or a movie passed as a bare array).
 
     Examples
     --------
@@ -1294,6 +1321,10 @@ def verify_result(recording: Any, result: Any, **kwargs: Any) -> VerifyResult:
     image = getattr(result, "image", None)
     if image is None:
         raise FluoreconError("the result has no main image output", hint="pass a task Result with an image output")
-    axes = (getattr(result, "axes", None) or {}).get(getattr(result, "main", "image"))
-    kwargs.setdefault("axes", axes)
+    rec_axes = getattr(recording, "axes", None) if hasattr(recording, "data") else None
+    out_axes = (getattr(result, "axes", None) or {}).get(getattr(result, "main", "image"))
+    rec_shape = np.shape(recording.data if rec_axes is not None else recording)
+    # the recording's axes; the output's only when it lies on the recording's grid (not SIM, a table, ...)
+    same_grid = isinstance(image, np.ndarray) and image.shape == rec_shape
+    kwargs.setdefault("axes", rec_axes or (out_axes if same_grid else None))
     return verify(recording, image, getattr(result, "forward", None), **kwargs)
