@@ -7,7 +7,7 @@ STAMP := $(VENV)/.fluorecon-installed
 EXTRAS ?= dev,napari,bioimageio
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean docs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
 
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+	@echo "site/index.html"
+
 bench: $(STAMP)
 	@echo "Benchmarks are separate scripts: see benchmarks/README.md"
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache

@@ -117,6 +117,9 @@ def _train(preset: str, xs, ys, steps: int, patch: int, seed: int, residual: boo
                           "cpu_s": round(time.process_time() - c0, 1), "final": info["losses"][-1]}
 
 
+PRESET_NAMES = ["l1", "gan"]
+
+
 def run_palm(steps: int, quick: bool) -> dict:
     n_frames, k = 500, 50
     n_train, n_test = (4, 2) if quick else (12, 4)
@@ -136,7 +139,7 @@ def run_palm(steps: int, quick: bool) -> dict:
             "K-frame blurred 1 px": [ndimage.gaussian_filter(p.sparse, 1.0) for p in test],
             "control: N-frame rendering": [palm_target(p.dense) for p in test],
             "control: fluorophore density": [ndimage.gaussian_filter(p.structure, 1.0) for p in test]}
-    for preset in ("l1", "gan"):
+    for preset in PRESET_NAMES:
         net, tinfo = _train(preset, xs, ys, steps, 64, 0)
         preds = [np.clip(predict_gan(net, palm_inputs(p.sparse, p.widefield, p.factor, scale)), 0, None) *
                  np.float32(p.sparse.mean() * scale) for p in test]
@@ -189,7 +192,7 @@ def run_xmod(steps: int, quick: bool) -> dict:
     rows["RL (20 it, residual PSF)"] = [deconvolve(t[0], "YX", psf=extra_psf, method="rl", iterations=20)[0]
                                         for t in test]
     res["rl_s"] = round(time.perf_counter() - t0, 1)
-    for preset in ("l1", "gan"):
+    for preset in PRESET_NAMES:
         net, tinfo = _train(preset, xs, ys, steps, 64, 0, residual=True)    # as the cross-modality task
         preds = []
         for lo, _, _ in test:
@@ -229,7 +232,10 @@ def main() -> None:
     ap.add_argument("--part", default="all", choices=("palm", "xmod", "all"))
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--presets", default="l1,gan", help="loss presets to train (comma-separated)")
+    ap.add_argument("--key-suffix", default="", help="store results under '<part><suffix>' in the JSON")
     a = ap.parse_args()
+    PRESET_NAMES[:] = a.presets.split(",")
     torch.set_num_threads(1)
     new: dict = {}
     env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": os.getloadavg(),
@@ -240,7 +246,7 @@ def main() -> None:
             r = fn(a.steps, a.quick)
             r["env"] = {**env, "load_after": os.getloadavg(), "wall_s": round(time.perf_counter() - t0, 1),
                         "steps": a.steps, "quick": a.quick}
-            new[part] = r
+            new[part + a.key_suffix] = r
             print(json.dumps(r, indent=1, default=float))
     out = json.loads(OUT.read_text()) if OUT.exists() else {}   # re-read: another part may have finished
     out.update(new)

@@ -41,33 +41,40 @@ OUT = Path(__file__).with_name("time.json")
 METHODS = ("classical", "n2v-frames", "n2v-t", "deepcad")
 
 
-def _run_all(movie: np.ndarray, args: argparse.Namespace) -> dict[str, tuple]:
-    res = {}
-    for m in args.methods:
-        t0 = time.perf_counter()
-        out, info = denoise_movie(movie, "TYX", m, budget_s=args.budget, steps=args.steps, width=args.width,
-                                  device="cpu")
-        info = {k: v for k, v in info.items() if k not in ("bundle", "classical")}
-        info["wall_s"] = round(time.perf_counter() - t0, 1)
-        print(m, info, flush=True)
-        res[m] = (out, info)
-    return res
+def _run(movie: np.ndarray, method: str, args: argparse.Namespace) -> tuple[np.ndarray, dict]:
+    t0 = time.perf_counter()
+    out, info = denoise_movie(movie, "TYX", method, budget_s=args.budget, steps=args.steps, width=args.width,
+                              device="cpu")
+    info = {k: v for k, v in info.items() if k not in ("bundle", "classical")}
+    info["wall_s"] = round(time.perf_counter() - t0, 1)
+    return out, info
 
 
-def bench_sim(args: argparse.Namespace) -> dict:
+def _save(res: dict) -> None:
+    """Append (or update, same run id) this run's results: a long run keeps what it measured so far."""
+    hist = json.loads(OUT.read_text()) if OUT.exists() else []
+    hist = [h for h in hist if h.get("run") != res["run"]] + [res]
+    OUT.write_text(json.dumps(hist, indent=1, default=float))
+
+
+def bench_sim(args: argparse.Namespace, res: dict) -> None:
     sim = simulate_timelapse((args.size, args.size), args.frames, seed=args.seed)
     movie, ref = sim["movie"], sim["expected"]
     rng = float(ref.max() - ref.min())
-    rows = {"input": {"psnr": psnr(movie, ref, data_range=rng), "flicker": flicker(movie, truth=ref)}}
-    for m, (out, info) in _run_all(movie, args).items():
+    rows = res.setdefault("rows", {})
+    res.update(kind="sim", frames=args.frames, size=args.size, budget_s=args.budget, steps=args.steps)
+    rows["input"] = {"psnr": psnr(movie, ref, data_range=rng), "flicker": flicker(movie, truth=ref),
+                     "tfrc_cutoff": temporal_frc(movie, ref).cutoff}
+    rows["temporal_mean"] = {"psnr": psnr(np.broadcast_to(movie.mean(0), movie.shape), ref, data_range=rng)}
+    for m in args.methods:
+        out, info = _run(movie, m, args)
         rows[m] = {"psnr": psnr(out, ref, data_range=rng), "flicker": flicker(out, truth=ref),
                    "tfrc_cutoff": temporal_frc(out, ref).cutoff, **info}
         print(m, rows[m], flush=True)
-    return {"kind": "sim", "frames": args.frames, "size": args.size, "budget_s": args.budget, "steps": args.steps,
-            "rows": rows}
+        _save(res)
 
 
-def bench_real(args: argparse.Namespace) -> dict:
+def bench_real(args: argparse.Namespace, res: dict) -> None:
     root = shared_data("huanglab-lysosome-repeats")
     if root is None:
         raise SystemExit("../shared/data/huanglab-lysosome-repeats is absent")
@@ -75,15 +82,17 @@ def bench_real(args: argparse.Namespace) -> dict:
     if movie.ndim != 3:
         movie = movie.reshape(-1, *movie.shape[-2:])
     kept, held = movie[0::2], movie[1::2]
-    rows = {"input": {"heldout_mse": heldout_frame_error(kept, held), "flicker_raw": flicker(kept, raw=kept)}}
-    for m, (out, info) in _run_all(kept, args).items():
+    rows = res.setdefault("rows", {})
+    res.update(kind="real", file=args.file, frames=int(movie.shape[0]), budget_s=args.budget, steps=args.steps)
+    rows["input"] = {"heldout_mse": heldout_frame_error(kept, held), "flicker_raw": flicker(kept, raw=kept)}
+    for m in args.methods:
+        out, info = _run(kept, m, args)
         rows[m] = {"heldout_mse": heldout_frame_error(out, held), "flicker_raw": flicker(out, raw=kept), **info}
         print(m, rows[m], flush=True)
-    return {"kind": "real", "file": args.file, "frames": int(movie.shape[0]), "budget_s": args.budget, "steps": args.steps,
-            "rows": rows}
+        _save(res)
 
 
-def bench_speed(args: argparse.Namespace) -> dict:
+def bench_speed(args: argparse.Namespace, res: dict) -> None:
     m = simulate_timelapse((128, 128), 64, seed=0)["movie"]
     b = train_temporal(m, "TYX", "n2v-t", steps=1, width=args.width, device="cpu")
     predict_temporal(b, m[:8], device="cpu")  # warm-up
@@ -93,7 +102,7 @@ def bench_speed(args: argparse.Namespace) -> dict:
     row = {"frames": 64, "size": 128, "width": args.width, "seconds": round(dt, 2), "frames_per_s": round(64 / dt, 1),
            "threads": torch.get_num_threads()}
     print(row)
-    return {"kind": "speed", "rows": row}
+    res.update(kind="speed", rows=row)
 
 
 def main() -> None:
@@ -111,13 +120,12 @@ def main() -> None:
     args = ap.parse_args()
     args.methods = tuple(args.methods.split(","))
     torch.set_num_threads(args.threads)
-    load0 = os.getloadavg()
-    res = {"sim": bench_sim, "real": bench_real, "speed": bench_speed}[args.what](args)
-    res.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), load_start=load0, load_end=os.getloadavg(),
-               threads=args.threads, note="shared 2-core machine under contention: wall times inflated")
-    hist = json.loads(OUT.read_text()) if OUT.exists() else []
-    hist.append(res)
-    OUT.write_text(json.dumps(hist, indent=1, default=float))
+    res: dict = {"run": f"{args.what}-{os.getpid()}-{time.time():.0f}", "methods": list(args.methods),
+                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": os.getloadavg(),
+                 "threads": args.threads, "note": "shared 2-core machine under contention: wall times inflated"}
+    {"sim": bench_sim, "real": bench_real, "speed": bench_speed}[args.what](args, res)
+    res["load_end"] = os.getloadavg()
+    _save(res)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from fluorecon.errors import FluoreconError
-from fluorecon.learn.temporal import check_movie, denoise_temporal, min_frames, predict_temporal, train_temporal
+from fluorecon.learn.temporal import (
+    check_movie,
+    denoise_temporal,
+    min_frames,
+    predict_temporal,
+    train_temporal,
+)
 from fluorecon.physics.timelapse import simulate_timelapse
 
 TINY = dict(window=8, patch_size=16, width=8, steps=60, device="cpu", batch_size=4)

@@ -498,5 +498,6 @@ def test_fluorecon_becomes_the_default_ome_zarr_reader(make_napari_viewer, tmp_p
     assert get_settings().plugins.extension2reader.get("*.ome.zarr") == "fluorecon"
     p = tmp_path / "restored.ome.zarr"
     write_image(p, np.ones((4, 16, 16), np.float32), axes="ZYX", voxel_size=(0.3, 0.1, 0.1))
-    layers = viewer.open(str(p))  # no plugin named, no dialog: our reader, with the voxel sizes
+    layers = viewer.open(str(p), plugin=None)  # as File > Open does: no dialog, our reader, with the voxel sizes
+    assert layers[0].source.reader_plugin == "fluorecon", layers[0].source
     assert tuple(layers[0].scale) == pytest.approx((0.3, 0.1, 0.1))

@@ -11,6 +11,7 @@ dimensionality, no layer, a missing bundle) is shown as a message in the viewer,
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 from collections.abc import Callable
@@ -64,7 +65,7 @@ def prefer_our_reader() -> None:
         from napari.settings import get_settings
 
         prefs = get_settings().plugins.extension2reader
-        for pattern in ("*.ome.zarr",):
+        for pattern in ("*.ome.zarr", "*.ome.zarr" + os.sep):  # napari matches folders with a trailing separator
             if pattern not in prefs:
                 prefs[pattern] = "fluorecon"
                 get_settings().plugins.extension2reader = dict(prefs)

@@ -87,7 +87,7 @@ class CountsForward:
 
 class _TrainParams(TaskParams):
     loss: str = param("l1+ms-ssim", "Training loss: l1, l1+ms-ssim, or gan (L1 + MS-SSIM + conditional PatchGAN; "
-                      "sharper, and measured to invent more structure — see docs/learned_sr.md).", choices=_LOSSES)
+                      "GANs may invent structure: check the result, see docs/learned_sr.md).", choices=_LOSSES)
     steps: int = param(400, "Training steps on simulated pairs (ignored with --model).", ge=1, le=1_000_000)
     seed: int = param(0, "Seed of the simulations and the training.", ge=0)
     patch: int = param(64, "Training patch side.", unit="px", ge=16, le=512)
@@ -147,7 +147,7 @@ def palm_target(dense: np.ndarray) -> np.ndarray:
 
     Examples
     --------
-    >>> float(palm_target(np.pad(np.ones((1, 1)), 4)).sum())
+    >>> round(float(palm_target(np.pad(np.ones((1, 1)), 4)).sum()), 4)
     1.0
     """
     return ndimage.gaussian_filter(np.asarray(dense, np.float32), 1.0, mode="constant")
