@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -100,7 +101,5 @@ def test_readme_and_makefile_point_to_the_site():
     assert "make docs" in readme and "mkdocs" in readme
     make = (ROOT / "Makefile").read_text()
     assert re.search(r"^docs:", make, re.M) and "mkdocs build --strict" in make
-    extras = (ROOT / "pyproject.toml").read_text()
-    dev = extras[extras.index("dev = ["):]
-    dev = dev[: dev.index("]")]
+    dev = " ".join(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"])
     assert "mkdocs" in dev and "mkdocstrings[python]" in dev

@@ -25,11 +25,11 @@ def napari_screenshot(dest: Path) -> None:
     from qtpy.QtWidgets import QApplication
 
     import napari
-    from fluorecon.napari._widgets import DenoiseWidget, TrustWidget
+    from fluorecon.napari._widgets import DenoiseWidget, LearnWidget, TrustWidget
 
     get_settings().application.gui_notification_level = "none"  # no toasts over the canvas
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1600, 900)
+    viewer.window._qt_window.resize(1800, 1000)
     viewer.open_sample("fluorecon", "widefield-2d")
     obs = viewer.layers["2D widefield (observed)"]
     w = DenoiseWidget(viewer)
@@ -51,6 +51,17 @@ def napari_screenshot(dest: Path) -> None:
     while t.worker is not None:
         app.processEvents()
     t.prediction_w.value = den  # adding the map layers refreshed the choices
+    # Train / predict: a short self-supervised training, to show the live loss curve and the export button
+    lw = LearnWidget(viewer)
+    viewer.window.add_dock_widget(lw, name="fluorecon: Train / predict", area="right")
+    lw.layer_w.value = obs
+    lw.budget.value = 8.0
+    lw.run()
+    while lw.worker is not None:
+        app.processEvents()
+    for layer in list(viewer.layers):
+        if layer.name.endswith("(self-supervised)"):
+            viewer.layers.remove(layer)
     cons = viewer.layers[f"{den.name} consistency"]
     for layer in viewer.layers:
         layer.visible = layer in (obs, den, cons)
