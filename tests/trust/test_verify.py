@@ -245,3 +245,25 @@ def test_a_prediction_of_another_shape_names_both_shapes():
     x = np.random.default_rng(0).poisson(10, (32, 32)).astype(float)
     with pytest.raises(FluoreconError, match=r"\(24, 24\).*\(32, 32\)"):
         verify(x, np.ones((48, 48)), fwd)
+
+
+def test_task_check_never_turns_a_result_into_an_error():
+    """``--check`` (cli.taskcmd._verify): a check that cannot run says why; one that runs uses the task's f."""
+    from fluorecon.cli.taskcmd import _verify
+    from fluorecon.io import ImageData
+    from fluorecon.tasks.contract import Result
+
+    class Broken:
+        def expected(self, y):
+            raise RuntimeError("no pattern")
+
+    rec = ImageData(np.random.default_rng(0).poisson(10, (32, 32)).astype(np.float32), "YX", None, {})
+    for fwd in (None, Broken()):
+        out = _verify(rec, Result(outputs={"image": np.ones((64, 64), np.float32)}, forward=fwd))
+        assert out["summary"].startswith("check: not possible (") and out["flagged"] is None
+    fine = Forward(psf={"kind": "gaussian", "shape": [9, 9], "sigma": 1.5}, subsample=2,
+                   camera=Camera(photons=40, offset=100, read_noise=1.5))
+    truth = mixed((64, 64), seed=1)
+    x, _ = fine.simulate(truth, seed=2)
+    out = _verify(ImageData(x, "YX", None, {}), Result(outputs={"image": truth.astype(np.float32)}, forward=fine))
+    assert out["flagged"] is False and out["details"]["info"]["domain"] == "recording"
