@@ -501,3 +501,22 @@ def test_fluorecon_becomes_the_default_ome_zarr_reader(make_napari_viewer, tmp_p
     layers = viewer.open(str(p), plugin=None)  # as File > Open does: no dialog, our reader, with the voxel sizes
     assert layers[0].source.reader_plugin == "fluorecon", layers[0].source
     assert tuple(layers[0].scale) == pytest.approx((0.3, 0.1, 0.1))
+
+
+def test_tasks_widget_hides_psf_model_fields_when_a_psf_layer_is_chosen(make_napari_viewer):
+    from fluorecon.napari._task_widget import TaskWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((32, 32), np.float32), name="img", scale=(0.1, 0.1))
+    psf = viewer.add_image(np.ones((5, 5), np.float32), name="psf", scale=(0.05, 0.05))
+    w = TaskWidget(viewer, "deconvolve")
+    hidden = {n: w.param_ws[n][0].native.isHidden() for n in ("na", "wavelength", "refractive_index", "psf_model",
+                                                               "psf_voxel_size", "iterations")}
+    assert hidden == {"na": False, "wavelength": False, "refractive_index": False, "psf_model": False,
+                      "psf_voxel_size": True, "iterations": False}
+    w.reset_choices()
+    w.input_ws["psf"].value = psf  # a measured PSF: the optics no longer apply, its voxel size does
+    assert w.param_ws["na"][0].native.isHidden() and w.param_ws["psf_model"][0].native.isHidden()
+    assert not w.param_ws["psf_voxel_size"][0].native.isHidden() and not w.param_ws["iterations"][0].native.isHidden()
+    w.input_ws["psf"].value = None
+    assert not w.param_ws["na"][0].native.isHidden()

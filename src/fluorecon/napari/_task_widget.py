@@ -111,6 +111,12 @@ def field_widget(name: str, field: Any) -> tuple[Any, Callable[[Any], Any]]:
     return w, conv
 
 
+#: Image inputs that give a measured PSF, and the fields that apply only without / only with one.
+PSF_INPUTS = ("psf", "beads")
+PSF_MODEL_FIELDS = ("psf_model", "na", "wavelength", "refractive_index", "psf_shape")
+PSF_MEASURED_FIELDS = ("psf_voxel_size",)
+
+
 class TaskWidget(_TaskWidget):
     """The widget of one registered task (see the module docstring)."""
 
@@ -153,6 +159,20 @@ class TaskWidget(_TaskWidget):
         if self.layers_w is not None:
             self.layer_w.visible = False
         self.layer_w.changed.connect(self._guess_axes)
+        for name in PSF_INPUTS:
+            if name in self.input_ws:
+                self.input_ws[name].changed.connect(self.update_visibility)
+        self.update_visibility()
+
+    def update_visibility(self, *_: Any) -> None:
+        """Show only the fields that apply: the PSF-model fields (NA, λ, immersion index, model) while no
+        measured PSF (or bead image) is chosen, ``psf_voxel_size`` only when one is."""
+        measured = any(self.input_ws[n].value not in (None, "", ".") for n in PSF_INPUTS if n in self.input_ws)
+        for name, (w, _) in self.param_ws.items():
+            if name in PSF_MODEL_FIELDS or "psf model" in (self.task.Params.model_fields[name].description or "").lower():
+                w.visible = not measured
+            elif name in PSF_MEASURED_FIELDS and "psf" in self.input_ws:
+                w.visible = measured
 
     # --- inputs and parameters ------------------------------------------------------------------------
     def set_params(self, **values: Any) -> None:
