@@ -326,8 +326,10 @@ def export_model(spec: ExportSpec, out_zip: str | os.PathLike, *, weight_formats
             if not hi > lo:
                 raise FluoreconError(f"normaliser bounds low={lo} high={hi} are not increasing",
                                      hint="re-fit the normaliser on non-constant data")
-            pre.append(b.ScaleLinearDescr(kwargs=b.ScaleLinearKwargs(gain=1.0 / (hi - lo), offset=-lo / (hi - lo))))
-            post.append(b.ScaleLinearDescr(kwargs=b.ScaleLinearKwargs(gain=hi - lo, offset=lo)))
+            # bioimage.io refuses an identity scale_linear: bounds (0, 1) need no processing step at all.
+            if (lo, hi) != (0.0, 1.0):
+                pre.append(b.ScaleLinearDescr(kwargs=b.ScaleLinearKwargs(gain=1.0 / (hi - lo), offset=-lo / (hi - lo))))
+                post.append(b.ScaleLinearDescr(kwargs=b.ScaleLinearKwargs(gain=hi - lo, offset=lo)))
             norm_text = (f"Pre-processing `scale_linear`: (x − {lo:.6g}) / ({hi:.6g} − {lo:.6g}); these bounds are "
                          f"{norm.get('description', 'the percentiles of the training data')}. Post-processing is the "
                          "exact inverse, so outputs are in the input's intensity units.")

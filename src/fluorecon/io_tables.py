@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import numpy as np
 from fluorecon._atomic import atomic_path
 from fluorecon.errors import FluoreconError
 from fluorecon.tasks.contract import Table
+from fluorecon.utils import to_json
 
 __all__ = ["REQUIRED", "THUNDERSTORM_COLUMNS", "read_table", "write_table"]
 
@@ -94,6 +96,12 @@ def read_table(path: str | os.PathLike, *, required: tuple[str, ...] = REQUIRED)
             except ValueError:
                 raise FluoreconError(f"{p}: column {name!r} has non-numeric values") from None
         meta = {}
+        side = _sidecar(p)
+        if side.is_file():
+            try:
+                meta = dict(json.loads(side.read_text(encoding="utf-8")))
+            except (ValueError, TypeError):
+                raise FluoreconError(f"{side} is not valid JSON", hint="delete the sidecar or fix it") from None
     cols = {_ALIASES.get(k, k): v for k, v in cols.items()}
     _check(cols, required, p)
     for k in list(cols):
@@ -165,4 +173,21 @@ def write_table(path: str | os.PathLike, table: Table | dict[str, Any], *, overw
         np.savetxt(buf, data, fmt=fmt, delimiter=",")
     with atomic_path(p) as tmp:
         Path(tmp).write_text(buf.getvalue(), encoding="utf-8")
+    _write_meta(p, table, overwrite)
     return p
+
+
+def _sidecar(p: Path) -> Path:
+    return p.with_name(p.name + ".json")
+
+
+def _write_meta(p: Path, table: Table | dict[str, Any], overwrite: bool) -> None:
+    """The table's metadata (field of view, pixel size, camera...) in ``<name>.csv.json``: CSV has no place for it."""
+    meta = {k: v for k, v in (table.meta.items() if isinstance(table, Table) else ()) if k != "path"}
+    if not meta:
+        return
+    side = _sidecar(p)
+    if side.exists() and not overwrite:
+        raise FluoreconError(f"{side} exists", hint="pass overwrite=True (CLI --overwrite) or choose another name")
+    with atomic_path(side) as tmp:
+        Path(tmp).write_text(json.dumps(to_json(meta), indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import zarr
 from typer.testing import CliRunner
 
@@ -27,8 +26,7 @@ def _vol(seed=0):
 
 
 def test_cli_denoise_to_ome_zarr_equals_replay(tmp_path):
-    if not _has_command("denoise", "--scheduler"):
-        pytest.skip("denoise command without --scheduler")
+    assert _has_command("denoise", "--scheduler")
     from fluorecon.tasks.denoise import denoise
 
     x = _vol()
@@ -54,8 +52,7 @@ def test_cli_denoise_to_ome_zarr_equals_replay(tmp_path):
 
 
 def test_cli_deconvolve_to_ome_zarr(tmp_path):
-    if not _has_command("deconvolve", "--scheduler"):
-        pytest.skip("deconvolve command not available yet")
+    assert _has_command("deconvolve", "--scheduler")
     from fluorecon.classical.deconvolve import richardson_lucy
     from fluorecon.physics.psf import gaussian_psf
 
@@ -64,7 +61,8 @@ def test_cli_deconvolve_to_ome_zarr(tmp_path):
     write_image(tmp_path / "psf.tif", gaussian_psf((5, 7, 7), (1.0, 1.2, 1.2)), axes="ZYX")
     out = tmp_path / "d.ome.zarr"
     r = CliRunner().invoke(_app(), ["deconvolve", str(tmp_path / "in.ome.zarr"), "-o", str(out), "--psf",
-                                    str(tmp_path / "psf.tif"), "--iterations", "3", "--scheduler", "threads", "--quiet"])
+                                    str(tmp_path / "psf.tif"), "--psf-voxel-size", "same", "--iterations", "3",
+                                    "--scheduler", "threads", "--quiet"])
     assert r.exit_code == 0, r.output
     g = zarr.open_group(str(out), mode="r")
     st = dict(g.attrs)["fluorecon"]["scale_run"]
@@ -78,8 +76,7 @@ def test_cli_deconvolve_to_ome_zarr(tmp_path):
 
 
 def test_cli_dead_scheduler_address_is_a_clean_error(tmp_path):
-    if not _has_command("denoise", "--scheduler"):
-        pytest.skip("denoise command without --scheduler")
+    assert _has_command("denoise", "--scheduler")
     write_image(tmp_path / "in.ome.zarr", _vol(), axes="ZYX")
     r = CliRunner().invoke(_app(), ["denoise", str(tmp_path / "in.ome.zarr"), "-o", str(tmp_path / "o.ome.zarr"),
                                     "--method", "wavelet", "--scheduler", "tcp://127.0.0.1:9", "--quiet"])
