@@ -37,6 +37,7 @@ from scipy import ndimage
 
 from fluorecon._atomic import atomic_path
 from fluorecon.errors import FluoreconError
+from fluorecon.evaluate import metrics as metrics_mod
 from fluorecon.io import ImageData
 from fluorecon.tasks.contract import Table
 
@@ -228,22 +229,11 @@ def _frc_figure(curves: list[tuple[str, Any]], pixel_size: float | None) -> str:
 
 
 def _metric_fns():
-    try:
-        from fluorecon.evaluate import metrics as m
-
-        return {
-            "PSNR (dB)": lambda p, t, r: m.psnr(p, t, data_range=r),
-            "SSIM": lambda p, t, r: m.ssim(p, t, data_range=r),
-            "NRMSE": lambda p, t, r: m.nrmse(p, t),
-        }, getattr(m, "bootstrap_ci", None)
-    except ImportError:  # the metrics module is optional for a report
-        from skimage import metrics as sk
-
-        return {
-            "PSNR (dB)": lambda p, t, r: sk.peak_signal_noise_ratio(t, p, data_range=r),
-            "SSIM": lambda p, t, r: sk.structural_similarity(t, p, data_range=r),
-            "NRMSE": lambda p, t, r: sk.normalized_root_mse(t, p),
-        }, None
+    return {
+        "PSNR (dB)": lambda p, t, r: metrics_mod.psnr(p, t, data_range=r),
+        "SSIM": lambda p, t, r: metrics_mod.ssim(p, t, data_range=r),
+        "NRMSE": lambda p, t, r: metrics_mod.nrmse(p, t),
+    }, metrics_mod.bootstrap_ci
 
 
 def _tiles(a: np.ndarray, n: int = 4) -> list[tuple[slice, ...]]:
@@ -297,10 +287,7 @@ def _frc_curves(inp: np.ndarray, out: np.ndarray, target: np.ndarray | None, kep
                 voxel_size: Sequence[float] | None) -> tuple[list, list[str]]:
     """FRC of the acquisition (checkerboard half-split, geometry-corrected) and, with a target, of
     input/output vs target. Computed on the (middle plane of the) spatial image."""
-    try:
-        from fluorecon.evaluate.metrics import frc, single_image_frc
-    except ImportError:
-        return [], ["FRC not available (fluorecon.evaluate.metrics not installed)."]
+    frc, single_image_frc = metrics_mod.frc, metrics_mod.single_image_frc
     notes: list[str] = []
     curves = []
     vs2 = tuple(voxel_size[-2:]) if voxel_size else None

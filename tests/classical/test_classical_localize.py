@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from fluorecon.classical.localize import (
     detect,
@@ -19,13 +18,10 @@ from fluorecon.errors import FluoreconError
 from fluorecon.evaluate.smlm import assess, match
 from fluorecon.physics.smlm import AstigmaticPSF, Blinking, SMLMCamera, integrated_gaussian, simulate_movie
 
+# Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 def _rois(n, x, y, photons, bg, sigma, r=9, seed=0, sx=None, sy=None):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy.optimize import nnls
 
 from fluorecon.classical.unmix import (
@@ -18,14 +17,10 @@ from fluorecon.classical.unmix import (
 from fluorecon.errors import FluoreconError
 from fluorecon.physics.mixing import gaussian_spectra, simulate_mixture
 
+# Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one torch thread (two threads on a loaded 2-core machine are ~50× slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 def test_vectorised_nnls_equals_scipy_per_pixel():

@@ -17,9 +17,9 @@ def test_echo_warnings_reissues_foreign_warnings_once_and_terminates(capsys):
         with warnings.catch_warnings(record=True) as outer:
             warnings.simplefilter("always")
             with echo_warnings():
-                warnings.warn("from a library", DeprecationWarning)
-                warnings.warn("adjusted", FluoreconWarning)
-                warnings.warn("adjusted", FluoreconWarning)
+                warnings.warn("from a library", DeprecationWarning, stacklevel=1)
+                warnings.warn("adjusted", FluoreconWarning, stacklevel=1)
+                warnings.warn("adjusted", FluoreconWarning, stacklevel=1)
             seen.extend(str(w.message) for w in outer)
         done.set()
 

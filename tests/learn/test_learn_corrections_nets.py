@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from fluorecon.errors import FluoreconError
 from fluorecon.learn.dehaze_net import dehaze_learned, train_dehaze_net
 from fluorecon.learn.unmix_net import train_unmix_net, unmix_learned
 from fluorecon.physics.mixing import gaussian_spectra, simulate_mixture
 
+# Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one torch thread (two threads on a loaded 2-core machine are ~50× slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 def test_unmix_net_trains_and_reduces_loss():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from fluorecon.errors import FluoreconError
 from fluorecon.learn.temporal import (
@@ -16,15 +15,12 @@ from fluorecon.learn.temporal import (
 )
 from fluorecon.physics.timelapse import simulate_timelapse
 
+# Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = dict(window=8, patch_size=16, width=8, steps=60, device="cpu", batch_size=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

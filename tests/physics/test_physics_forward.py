@@ -14,13 +14,10 @@ from fluorecon.physics.camera import Camera
 from fluorecon.physics.forward import Forward
 from fluorecon.physics.psf import gaussian_psf
 
+# Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 def test_expected_is_blur_then_block_mean_then_camera():

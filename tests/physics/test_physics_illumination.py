@@ -17,14 +17,10 @@ from fluorecon.physics.illumination import (
     vignetting,
 )
 
+# Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one torch thread (two threads on a loaded 2-core machine are ~50× slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 def test_fields_have_documented_properties():

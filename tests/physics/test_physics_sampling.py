@@ -13,14 +13,10 @@ from fluorecon.errors import FluoreconError
 from fluorecon.physics.psf import gaussian_psf
 from fluorecon.physics.sampling import axial_degrade, fft_convolve, pad_index, subsample, upsample
 
+# Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: on a loaded 2-core machine thread hand-offs cost more than the FFTs themselves."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 CASES = [((20, 23), (5, 3)), ((7, 9, 10), (3, 5, 4)), ((15,), (4,)), ((6, 6), (9, 11)), ((12, 12), (12, 12))]

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy import ndimage
 
 from fluorecon.errors import FluoreconError
 from fluorecon.physics.scattering import AdditiveForward, HazeForward, simulate_haze
 
+# Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one torch thread (two threads on a loaded 2-core machine are ~50× slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 def test_haze_is_depth_dependent_blur_plus_background():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from fluorecon.errors import FluoreconError
 from fluorecon.evaluate.smlm import assess
@@ -14,15 +13,12 @@ from fluorecon.physics.smlm import Blinking, SMLMCamera, simulate_movie
 from fluorecon.tasks.contract import Table
 from fluorecon.tasks.registry import get
 
+# Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 CAM = {"baseline": 100.0, "gain": 0.5, "read_noise": 1.5}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _movie(n=20, size=24, density=0.5, seed=0):

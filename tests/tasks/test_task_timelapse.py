@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from fluorecon.cli import app
@@ -15,13 +14,10 @@ from fluorecon.physics.timelapse import simulate_timelapse
 from fluorecon.tasks.registry import get
 from fluorecon.tasks.timelapse import denoise_movie, needed_frames
 
+# Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 @pytest.fixture(scope="module")

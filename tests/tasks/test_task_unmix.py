@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from fluorecon.errors import FluoreconError
 from fluorecon.physics.mixing import gaussian_spectra, simulate_mixture
 from fluorecon.tasks.contract import Table
 from fluorecon.tasks.registry import get
 
+# Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one torch thread (two threads on a loaded 2-core machine are ~50× slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 def test_example_runs_and_forward_reproduces_the_recording():

@@ -37,7 +37,10 @@ from qtpy.QtCore import QObject, Signal
 
 import napari
 from fluorecon.errors import FluoreconError
+from fluorecon.learn.single_image import SINGLE_IMAGE_SCHEMES
+from fluorecon.tasks import denoise as denoise_task
 from fluorecon.tasks.contract import Cancelled as _ContractCancelled
+from fluorecon.tasks.deconvolve import METHODS as DECONV_METHODS
 
 __all__ = ["DenoiseWidget", "DeconvolveWidget", "LearnWidget", "TrustWidget", "layer_image", "Cancelled"]
 
@@ -283,17 +286,8 @@ class _TaskWidget(Container):
 
 
 def _denoise_methods() -> list[str]:
-    try:
-        from fluorecon.tasks import denoise as d
-
-        methods = list(getattr(d, "CLASSICAL", ("auto",)))
-        if hasattr(d, "learned_methods"):
-            methods += [m for m in d.learned_methods() if m not in methods]
-        if methods:
-            return ["auto", *[m for m in methods if m != "auto"]]
-    except ImportError:
-        pass
-    return ["auto", "nlm", "tv", "wavelet", "bm3d", "n2v"]
+    methods = [*denoise_task.CLASSICAL, *denoise_task.learned_methods()]
+    return ["auto", *[m for m in dict.fromkeys(methods) if m != "auto"]]
 
 
 class DenoiseWidget(_TaskWidget):
@@ -333,12 +327,7 @@ class DenoiseWidget(_TaskWidget):
 
 
 def _deconvolve_methods() -> list[str]:
-    try:
-        from fluorecon.tasks.deconvolve import METHODS
-
-        return [m for m in METHODS if m != "learned"]  # "learned" needs training pairs: use the CLI
-    except ImportError:
-        return ["rl", "wiener"]
+    return [m for m in DECONV_METHODS if m != "learned"]  # "learned" needs training pairs: use the CLI
 
 
 class DeconvolveWidget(_TaskWidget):
@@ -516,12 +505,7 @@ class LossCurve:
 
 
 def _schemes() -> list[str]:
-    try:
-        from fluorecon.learn.single_image import SINGLE_IMAGE_SCHEMES
-
-        return list(SINGLE_IMAGE_SCHEMES)
-    except ImportError:
-        return ["auto", "n2v"]
+    return list(SINGLE_IMAGE_SCHEMES)
 
 
 class LearnWidget(_TaskWidget):

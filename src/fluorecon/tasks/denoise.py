@@ -42,6 +42,7 @@ from fluorecon.errors import FluoreconError, FluoreconWarning
 from fluorecon.io import ImageData
 from fluorecon.learn.bundle import Bundle
 from fluorecon.learn.predict import predict
+from fluorecon.learn.single_image import SINGLE_IMAGE_SCHEMES, denoise_single_image
 from fluorecon.physics import phantoms
 from fluorecon.physics.camera import Camera
 from fluorecon.tasks.contract import (
@@ -73,10 +74,6 @@ def learned_methods() -> tuple[str, ...]:
     >>> isinstance(learned_methods(), tuple)
     True
     """
-    try:
-        from fluorecon.learn.single_image import SINGLE_IMAGE_SCHEMES
-    except ImportError:
-        return ()
     return tuple(s for s in SINGLE_IMAGE_SCHEMES if s != "auto")
 
 
@@ -203,11 +200,6 @@ def denoise(image: Any, axes: str | None = None, method: str = "auto", budget_s:
 
 
 def _learned(arr, ax, method, budget_s, seed, device, vst, progress, noise_model, inverse, options):
-    try:
-        from fluorecon.learn.single_image import denoise_single_image
-    except ImportError as e:
-        raise FluoreconError(f"learned method {method!r} needs fluorecon.learn.single_image, which is not available ({e})",
-                             hint=f"use a classical method: {', '.join(CLASSICAL)}") from None
     if budget_s is None or not np.isfinite(budget_s) or budget_s <= 0:
         if options.get("steps") is None:
             raise FluoreconError(f"training budget must be a positive number of seconds, got {budget_s}",
