@@ -120,11 +120,11 @@ def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float)
                     if model is not None:
                         lr = predict_sim(model, raw)
                         row["learned"] = _scores(lr, truth, wf_cut)
-                    peer = _pyfairsim(peer, raw) if peer else None
-                    if peer is not None and "image" in peer:
-                        row["pyfairsim"] = {**_scores(peer["image"], truth, wf_cut), "seconds": peer["seconds"]}
-                    elif peer is not None:
-                        row["pyfairsim"] = {"error": peer["error"]}
+                    res = _pyfairsim(peer, raw) if peer else None
+                    if res is not None and "image" in res:
+                        row["pyfairsim"] = {**_scores(res["image"], truth, wf_cut), "seconds": res["seconds"]}
+                    elif res is not None:
+                        row["pyfairsim"] = {"error": res["error"]}
                     rows.append(row)
                     print(json.dumps({k: v for k, v in row.items() if k not in ("modulation_est",)}), flush=True)
     return rows if tinfo is None else [*rows, {"learned_training": tinfo}]
