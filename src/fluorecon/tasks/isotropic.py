@@ -67,32 +67,7 @@ def resolve_z_factor(z_factor: float | None, voxel_size: tuple[float, ...] | Non
     >>> resolve_z_factor(2, None)
     2
     """
-    implied = None
-    if voxel_size is not None:
-        if len(voxel_size) != 3:
-            raise FluoreconError(f"voxel size {voxel_size} must have 3 values (Z Y X) for a 3D stack",
-                                 hint="pass --voxel-size Z Y X in µm")
-        vz, vy, vx = (float(v) for v in voxel_size)
-        if not math.isclose(vy, vx, rel_tol=0.05):
-            raise FluoreconError(f"lateral voxel sizes differ (y={vy}, x={vx} µm); isotropic restoration needs square pixels",
-                                 hint="resample the stack laterally first")
-        implied = vz / vx
-    if z_factor is None:
-        if implied is None:
-            raise FluoreconError("no Z factor given and no voxel sizes to derive it from",
-                                 hint="pass --z-factor (Z step / lateral pixel size) or --voxel-size Z Y X")
-        z_factor = implied
-    z_factor = float(z_factor)
-    if not np.isfinite(z_factor) or z_factor < 1:
-        raise FluoreconError(f"Z factor must be ≥ 1 (Z step / lateral pixel size), got {z_factor}",
-                             hint="e.g. --z-factor 4 for 0.4 µm steps with 0.1 µm pixels")
-    if z_factor > MAX_Z_FACTOR:
-        raise FluoreconError(f"Z factor {z_factor:g} is above {MAX_Z_FACTOR}: each plane would become {z_factor:g} "
-                             "planes, mostly invented",
-                             hint="check --z-factor / --voxel-size (Z step / lateral pixel size, e.g. 4)")
-    if implied is not None and not math.isclose(z_factor, implied, rel_tol=0.1):
-        raise FluoreconError(f"Z factor {z_factor:g} does not match the voxel sizes given (Z/X = {implied:.3g})",
-                             hint="drop one of --z-factor / --voxel-size or make them agree")
+    z_factor = resolve_z_ratio(z_factor, voxel_size)
     rounded = round(z_factor)
     if abs(rounded - z_factor) > 0.1 * z_factor:
         raise FluoreconError(f"Z factor {z_factor:g} is not close to an integer",
