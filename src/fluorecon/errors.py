@@ -32,3 +32,20 @@ class FluoreconError(ValueError):
 
 class FluoreconWarning(UserWarning):
     """Something was adjusted automatically (e.g. a PSF cropped to the image) or looks suspicious."""
+
+
+def validation_message(error: Exception) -> str:
+    """One line naming each invalid field of a pydantic ``ValidationError`` (``field: message; ...``).
+
+    Examples
+    --------
+    >>> from pydantic import BaseModel, ValidationError
+    >>> class P(BaseModel):
+    ...     gain: float
+    >>> try:
+    ...     P(gain="x")
+    ... except ValidationError as e:
+    ...     print(validation_message(e))
+    gain: Input should be a valid number, unable to parse string as a number
+    """
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in error.errors())

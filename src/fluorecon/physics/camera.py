@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fluorecon.errors import FluoreconError
+from fluorecon.errors import FluoreconError, validation_message
 from fluorecon.validation import to_numpy
 
 __all__ = ["Camera"]
@@ -87,7 +87,7 @@ class Camera(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as e:
-            errs = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            errs = validation_message(e)
             raise FluoreconError(f"invalid camera parameters ({errs})",
                                  hint="photons and gain must be > 0; offset, read_noise and background ≥ 0; "
                                       "em_gain > 1 or None; bit_depth 1–32") from None

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fluorecon.errors import FluoreconError
+from fluorecon.errors import FluoreconError, validation_message
 
 __all__ = [
     "AstigmaticPSF",
@@ -113,7 +113,7 @@ class SMLMCamera(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as e:
-            errs = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            errs = validation_message(e)
             raise FluoreconError(f"invalid SMLM camera ({errs})",
                                  hint="gain (ADU per electron) must be > 0; baseline and read noise ≥ 0; "
                                       "em_gain > 1 or None; qe in (0, 1]") from None

@@ -75,6 +75,7 @@ __all__ = [
     "array_hash",
     "as_image_data",
     "as_progress",
+    "noise_variance",
     "param",
     "to_json",
 ]
@@ -322,6 +323,22 @@ class ForwardModel(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
+def noise_variance(noise: Any, expected: Any) -> Any:
+    """``noise.variance(expected)``, or the error verify expects when a forward model carries no noise model.
+
+    Examples
+    --------
+    >>> noise_variance(None, 1.0)
+    Traceback (most recent call last):
+    ...
+    fluorecon.errors.FluoreconError: no noise model is attached to this forward model. Fix: give the camera gain/offset/read noise, or let verify estimate them
+    """
+    if noise is None:
+        raise FluoreconError("no noise model is attached to this forward model",
+                             hint="give the camera gain/offset/read noise, or let verify estimate them")
+    return noise.variance(expected)
+
+
 class IdentityForward:
     """The forward model of a denoiser: the recording is the result plus noise.
 
@@ -339,10 +356,7 @@ class IdentityForward:
         return y
 
     def variance(self, expected: Any) -> Any:
-        if self.noise is None:
-            raise FluoreconError("no noise model is attached to this forward model",
-                                 hint="give the camera gain/offset/read noise, or let verify estimate them")
-        return self.noise.variance(expected)
+        return noise_variance(self.noise, expected)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": "identity"}

@@ -35,7 +35,16 @@ from pydantic import field_validator
 from fluorecon.errors import FluoreconError, FluoreconWarning
 from fluorecon.io import ImageData
 from fluorecon.learn.bundle import Bundle
-from fluorecon.tasks.contract import InputSpec, OutputSpec, Result, Task, TaskParams, as_progress, param
+from fluorecon.tasks.contract import (
+    InputSpec,
+    OutputSpec,
+    Result,
+    Task,
+    TaskParams,
+    as_progress,
+    noise_variance,
+    param,
+)
 from fluorecon.tasks.registry import register
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -661,10 +670,7 @@ class AxialForward:
         return degrade_axis0(np.asarray(y, np.float32), self.z_factor, self.kernel)
 
     def variance(self, expected: Any) -> Any:
-        if self.noise is None:
-            raise FluoreconError("no noise model is attached to this forward model",
-                                 hint="give the camera gain/offset/read noise, or let verify estimate them")
-        return self.noise.variance(expected)
+        return noise_variance(self.noise, expected)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"kind": "axial", "z_factor": self.z_factor, "kernel": [float(v) for v in self.kernel]}
