@@ -83,3 +83,37 @@ def run_careamics_n2v(python: Path, noisy: str | Path, out: str | Path, seconds:
             continue
     info["wall_s"] = wall
     return info
+
+
+REDLIONFISH_ENV = "FLUORECON_PEER_REDLIONFISH"  # override: path of the venv (or of its python)
+DEFAULT_REDLIONFISH_VENV = Path.home() / ".cache" / "peer-redlionfish"
+_LOCAL_PEERS = Path(__file__).resolve().parent / "peers"
+
+
+def redlionfish_python(build: bool = False, log: str | Path | None = None) -> Path | None:
+    """Python of the RedLionfish peer venv; with ``build=True`` run ``peers/redlionfish_setup.sh`` if missing."""
+    venv = Path(os.environ.get(REDLIONFISH_ENV, DEFAULT_REDLIONFISH_VENV))
+    py = _venv_python(venv)
+    if py.exists() and _imports(py, "RedLionfishDeconv"):
+        return py
+    if not build:
+        return None
+    with open(log or os.devnull, "a") as fh:
+        subprocess.run(["bash", str(_LOCAL_PEERS / "redlionfish_setup.sh"), str(venv)], stdout=fh, stderr=fh,
+                       check=False)
+    return py if py.exists() and _imports(py, "RedLionfishDeconv") else None
+
+
+def run_redlionfish(python: Path, data: str | Path, psf: str | Path, out: str | Path, iterations: int = 10,
+                    repeat: int = 3, workers: int = 1) -> dict:
+    """Run ``peers/redlionfish_run.py`` (RedLionfish's CPU RL); returns its JSON plus ``wall_s``."""
+    t0 = time.perf_counter()
+    p = subprocess.run([str(python), str(_LOCAL_PEERS / "redlionfish_run.py"), str(data), str(psf), str(out),
+                        "--iterations", str(iterations), "--repeat", str(repeat), "--workers", str(workers)],
+                       capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0 or not Path(out).exists():
+        raise RuntimeError(f"redlionfish failed (rc {p.returncode}): {p.stderr[-2000:]}")
+    info = json.loads(p.stdout.strip().splitlines()[-1])
+    info["wall_s"] = wall
+    return info

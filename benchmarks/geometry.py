@@ -20,7 +20,10 @@ What is measured (targets of issue 20)
 * (d) stabilization of simulated deformations (random affine + smooth non-affine field): residual
   misalignment = mean |estimated − true field| (px) for affine alone vs affine + learned deformable.
   Target: deformable ≤ 0.5 × affine.
-Peers (multiview-stitcher, m2stitch) are not installed in this environment and were not run.
+* (e) peers side by side (``--peers``): the same simulated 2D tilings (seeds 0–2) stitched by ours, m2stitch
+  (MIST, integer translations) and multiview-stitcher (phase correlation + global optimisation), each in its
+  own venv (``benchmarks/peers/stitch_peers_setup.sh``); position errors and registration wall time
+  (imports and start-up excluded for every tool), as ratios to ours.
 The machine is shared: the script records ``os.getloadavg()``; timings are noisy.
 """
 
@@ -106,6 +109,58 @@ def bench_real_texture() -> dict | None:
             "max_error_px": float(np.max(errs)), "median_of_max_px": float(np.median(errs))}
 
 
+PEER_VENVS = {"m2stitch": Path.home() / ".cache" / "peer-m2stitch",
+              "multiview-stitcher": Path.home() / ".cache" / "peer-mvstitcher"}
+
+
+def bench_stitch_peers(seeds: list[int]) -> dict:
+    """Ours vs m2stitch vs multiview-stitcher on identical tiles (2D 4×4, 256², 10 % overlap)."""
+    kw = dict(grid=(4, 4), tile_shape=(256, 256), overlap=0.1, jitter=3.0, photons=100.0)
+    rows: dict[str, dict[str, list[float]]] = {}
+    notes: list[str] = []
+    for seed in seeds:
+        sim = motion.simulate_tiling(seed=seed, **kw)
+        t0 = time.perf_counter()
+        res = stitch(sim["tiles"], sim["nominal"], fuse_mosaic=False)
+        sec = time.perf_counter() - t0
+        m, x = _pos_errors(res, sim["positions"])
+        for k, v in (("median", m), ("max", x), ("seconds", sec)):
+            rows.setdefault("fluorecon", {}).setdefault(k, []).append(v)
+        with tempfile.TemporaryDirectory() as tmp:
+            npz = Path(tmp) / "tiles.npz"
+            np.savez(npz, tiles=np.asarray(sim["tiles"], np.float32), nominal=sim["nominal"],
+                     grid_index=sim["grid_index"])
+            for tool, venv in PEER_VENVS.items():
+                py = venv / "bin" / "python"
+                if not py.exists():
+                    notes.append(f"{tool}: venv {venv} missing (run benchmarks/peers/stitch_peers_setup.sh)")
+                    continue
+                out = Path(tmp) / f"{tool}.json"
+                r = subprocess.run([str(py), str(HERE / "peers" / "stitch_peer.py"), tool, str(npz), str(out)],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    notes.append(f"{tool} seed {seed} failed: {r.stderr.strip().splitlines()[-1][:300]}")
+                    continue
+                pr = json.loads(out.read_text())
+                pos = np.asarray(pr["positions"], float)
+                t = sim["positions"] - sim["positions"][0] + pos[0]
+                e = np.linalg.norm(pos - t, axis=1)
+                sec_peer = pr.get("seconds_successful_call", pr["seconds"])
+                for k, v in (("median", float(np.median(e))), ("max", float(e.max())), ("seconds", sec_peer)):
+                    rows.setdefault(tool, {}).setdefault(k, []).append(v)
+                if "ncc_threshold" in pr:
+                    rows[tool].setdefault("ncc_threshold", []).append(pr["ncc_threshold"])
+        print(seed, {k: {m: v[-1] for m, v in d.items()} for k, d in rows.items()}, flush=True)
+    ours = float(np.mean(rows["fluorecon"]["seconds"]))
+    table = {tool: {"median_error_px": float(np.median(d["median"])), "max_error_px": float(np.max(d["max"])),
+                    "seconds": float(np.mean(d["seconds"])), "seconds_ratio_to_ours": float(np.mean(d["seconds"])) / ours,
+                    "runs": len(d["median"]), **({"ncc_threshold": d["ncc_threshold"]} if "ncc_threshold" in d else {})}
+             for tool, d in rows.items()}
+    return {"setting": "2D 4×4 grid, 256² tiles, 10 % overlap, jitter ±3 px, 100 photons", "seeds": seeds,
+            "table": table, "notes": notes, "load": [round(v, 2) for v in os.getloadavg()],
+            "target": "faster than m2stitch on the same tiles"}
+
+
 def _write_big_grid(folder: Path, n: int, tile: int, overlap: float) -> None:
     step = int(tile * (1 - overlap))
     rng = np.random.default_rng(0)
@@ -134,11 +189,34 @@ def bench_memory(n: int, tile: int) -> dict:
         info = json.loads(r.stdout.strip().splitlines()[-1])
         summary = {}
         if info["rc"] == 0:
-            summary = json.loads(info["out"])
+            # --json prints the summary object; warnings may print objects too: keep the one with a mosaic.
+            text = info["out"]
+            dec, i = json.JSONDecoder(), 0
+            while (i := text.find("{", i)) >= 0:
+                try:
+                    obj, end = dec.raw_decode(text, i)
+                except json.JSONDecodeError:
+                    i += 1
+                    continue
+                if isinstance(obj, dict) and "mosaic_shape" in obj:
+                    summary = obj
+                i = end
+            summary.setdefault("raw_tail", text[-300:])
+        if not summary:
+            summary = {"stdout_tail": info["out"][-1500:]}
+        # The written store is the proof: its shape and the fraction of non-zero pixels.
+        if out.exists():
+            import zarr
+            arr = zarr.open_group(str(out), mode="r")["0"]
+            summary.setdefault("mosaic_shape", list(arr.shape[-2:]))
+            mid = np.asarray(arr[(0,) * (arr.ndim - 2) + (slice(arr.shape[-2] // 2, arr.shape[-2] // 2 + 1), slice(None))])
+            summary["middle_row_nonzero_fraction"] = float((mid > 0).mean())
         mosaic_px = int(np.prod(summary.get("mosaic_shape", [0, 0])))
         return {"grid": f"{n}×{n}", "tile": f"{tile}²", "rc": info["rc"], "peak_rss_mib": info["rss_kib"] / 1024,
                 "seconds": info["seconds"], "generate_seconds": gen_s, "mosaic_shape": summary.get("mosaic_shape"),
-                "mosaic_float32_mib": mosaic_px * 4 / 2**20, "error": info["err"][-500:] if info["rc"] else None,
+                "mosaic_float32_mib": mosaic_px * 4 / 2**20,
+                "middle_row_nonzero_fraction": summary.get("middle_row_nonzero_fraction"),
+                "stdout_tail": summary.get("stdout_tail"), "error": info["err"][-500:] if info["rc"] else None,
                 "target": "10×10 of 1024² within 2 GiB"}
 
 
@@ -239,8 +317,32 @@ def main() -> None:
     ap.add_argument("--memory-grid", type=int, default=4)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--out", type=Path, default=HERE / "geometry.json")
+    ap.add_argument("--peers", action="store_true", help="only the stitching peers (→ geometry_peers.json)")
+    ap.add_argument("--memory-only", action="store_true", help="only the out-of-core memory point (→ geometry_memory.json)")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--flow-only", action="store_true", help="only optical flow (→ geometry_flow.json)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the reduced run used 1)")
     a = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
+    if a.flow_only:
+        r = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+             "load_before": [round(v, 2) for v in os.getloadavg()], "command": " ".join(sys.argv),
+             "flow": bench_flow(a.quick, a.flow_budget), "load_after": [round(v, 2) for v in os.getloadavg()]}
+        (HERE / "geometry_flow.json").write_text(json.dumps(r, indent=2))
+        return
+    if a.peers or a.memory_only:
+        r = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+             "load_before": [round(v, 2) for v in os.getloadavg()], "command": " ".join(sys.argv)}
+        if a.peers:
+            r["peers"] = bench_stitch_peers([int(v) for v in a.seeds.split(",")])
+            name = "geometry_peers.json"
+        else:
+            r["memory"] = bench_memory(a.memory_grid, 1024)
+            name = "geometry_memory.json"
+        r["load_after"] = [round(v, 2) for v in os.getloadavg()]
+        (HERE / name).write_text(json.dumps(r, indent=2))
+        print(json.dumps(r, indent=2))
+        return
     r: dict = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "quick": a.quick,
                "load_before": [round(v, 1) for v in os.getloadavg()]}
     r["stitch"] = bench_stitch(a.quick)

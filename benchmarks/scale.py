@@ -150,13 +150,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (checks the script in ~1 min)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--worker-memory", default="512MiB")
+    ap.add_argument("--worker-memory", default="512MiB", help="per-worker limit, or 'none'")
     ap.add_argument("--big-shape", default="128,2048,2048")
     ap.add_argument("--fit-shape", default="128,512,512")
     ap.add_argument("--speedup-shape", default="32,1024,1024")
     ap.add_argument("--learned-shape", default="4,1024,1024")
     ap.add_argument("--tmp", default=None, help="scratch folder (default: a temp dir, removed at the end)")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: big,fit,learned,speedup")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: big,fit,sched,learned,speedup")
     ap.add_argument("--out", default=None, help="JSON file (default benchmarks/scale.json; merged part by part)")
     a = ap.parse_args()
     if a.quick:
@@ -166,7 +166,8 @@ def main():
     shp = {k: tuple(int(v) for v in getattr(a, k).split(",")) for k in ("big_shape", "fit_shape", "speedup_shape", "learned_shape")}
     from dask.utils import parse_bytes
 
-    mem = parse_bytes(a.worker_memory)
+    # 'none': no per-worker limit (the LocalCluster then also drops dask's malloc-trim setting)
+    mem = None if a.worker_memory.lower() == "none" else parse_bytes(a.worker_memory)
     tmp = Path(a.tmp or tempfile.mkdtemp(prefix="fluorecon-scale-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
     params = rl_params()
@@ -216,6 +217,34 @@ def main():
                                       "timing": info["timing"], "peak_worker_rss": rs.peak_child}
             print(f"in memory: {nvox / dt / 1e6:.2f} Mvox/s; same volume out of core {nvox / proc / 1e6:.2f} Mvox/s", flush=True)
             save()
+        # ---------------------------------------------------------------- threads vs LocalCluster, same job
+        if "sched" not in skip:
+            sv = tmp / "sched.ome.zarr"
+            make_volume(sv, shp["fit_shape"], (shp["fit_shape"][0], 128, 128))
+            nvox = int(np.prod(shp["fit_shape"]))
+            runs: dict = {}
+            # alternate the schedulers so that a change of machine load hits both alike
+            for _rep in range(2):
+                for sched in ("threads", "distributed"):
+                    load = os.getloadavg()[0]
+                    kw = ({"n_workers": a.workers, "threads_per_worker": 1, "memory_limit": mem}
+                          if sched == "distributed" else {"n_workers": a.workers})
+                    info, dt, _ = run_ooc("deconvolve", sv, tmp / f"sched-{sched}.ome.zarr", params, scheduler=sched,
+                                          chunks=(shp["fit_shape"][0], 128, 128), **kw)
+                    tm = info["timing"]
+                    runs.setdefault(sched, []).append({"blocks_s": tm["blocks_s"], "pyramid_s": tm["pyramid_s"],
+                                                       "start_s": tm["scheduler_start_s"], "setup_s": tm["setup_s"],
+                                                       "end_to_end_s": dt, "load_avg_1min_before": load})
+            best = {k: min(v, key=lambda r: r["blocks_s"] + r["pyramid_s"]) for k, v in runs.items()}
+            thr = {k: nvox / (b["blocks_s"] + b["pyramid_s"]) for k, b in best.items()}
+            res["schedulers"] = {"shape": shp["fit_shape"], "chunks": [shp["fit_shape"][0], 128, 128], "runs": runs,
+                                 "voxels_per_s": thr, "distributed_over_threads": thr["distributed"] / thr["threads"],
+                                 "note": "processing phase (blocks + pyramid), best of 2 per scheduler; LocalCluster "
+                                         f"{a.workers} workers x 1 thread, threads scheduler {a.workers} threads; "
+                                         "cluster start (incl. one-time imports in each worker) reported as start_s"}
+            print(f"threads {thr['threads'] / 1e6:.2f} Mvox/s, LocalCluster {thr['distributed'] / 1e6:.2f} Mvox/s: "
+                  f"{res['schedulers']['distributed_over_threads']:.0%}", flush=True)
+            save()
         # ---------------------------------------------------------------- learned denoising out of core
         if "learned" not in skip:
             import torch
@@ -248,7 +277,8 @@ def main():
                                       n_workers=n, threads_per_worker=1, memory_limit=mem,
                                       chunks=(shp["speedup_shape"][0], 256, 256))
                 times[n] = {"seconds": info["timing"]["blocks_s"], "end_to_end_s": dt, "load_avg_1min_before": load}
-            res["speedup"] = {"shape": shp["speedup_shape"], "times": times, "speedup": times[1]["seconds"] / times[2]["seconds"]}
+            res["speedup"] = {"shape": shp["speedup_shape"], "times": times, "speedup": times[1]["seconds"] / times[2]["seconds"],
+                              "load_avg_end": os.getloadavg()[0]}
             print(f"1→2 workers: {res['speedup']['speedup']:.2f}×", flush=True)
             save()
     finally:
@@ -265,7 +295,7 @@ def main():
 def table(r: dict) -> str:
     mib = 2**20
     lines = ["| measurement | value |", "|---|---|"]
-    if "big" in r:
+    if "big" in r and "voxels_per_s_end_to_end" in r["big"]:
         b = r["big"]
         lines += [f"| out-of-core RL volume | {'×'.join(map(str, b['shape']))} float32 = {b['bytes'] / 1e9:.2f} GB "
                   f"({b['ratio_to_worker_limit']:.1f}× the {r['worker_memory_limit_bytes'] / mib:.0f} MiB worker limit) |",
@@ -285,6 +315,11 @@ def table(r: dict) -> str:
                       f"({f['voxels_per_s'] / m['voxels_per_s']:.0%} of in-memory) |"]
     if "ratio_out_of_core_vs_in_memory" in r:
         lines += [f"| big out-of-core / in-memory throughput | {r['ratio_out_of_core_vs_in_memory']:.0%} (target ≥ 80 %) |"]
+    if "schedulers" in r:
+        sc = r["schedulers"]
+        lines += [f"| same RL job, threads vs LocalCluster ({'×'.join(map(str, sc['shape']))}) | threads "
+                  f"{sc['voxels_per_s']['threads'] / 1e6:.2f} Mvox/s, LocalCluster {sc['voxels_per_s']['distributed'] / 1e6:.2f}"
+                  f" Mvox/s = {sc['distributed_over_threads']:.0%} (target ≥ 80 %) |"]
     if "learned" in r:
         lines += [f"| learned denoising out of core ({'×'.join(map(str, r['learned']['shape']))}) | "
                   f"{r['learned']['voxels_per_s'] / 1e6:.2f} Mvox/s |"]

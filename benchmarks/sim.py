@@ -57,13 +57,22 @@ def _scores(img: np.ndarray, truth: np.ndarray, wf_cut: float) -> dict:
             "frc_cutoff_ratio": float(frc(img, truth).cutoff / wf_cut)}
 
 
-def _centre_phase_error(est: SIMPattern, true: SIMPattern, n: int) -> float:
+def _centre_phase_errors(est: SIMPattern, true: SIMPattern, n: int) -> list[float]:
+    """|phase error| of every frame at the image centre (a wave-vector error δk turns the phase at the
+    corner by 2π δk·r without changing the pattern where the image is)."""
     c = np.array([n / 2, n / 2])
 
     def at_c(p: SIMPattern) -> np.ndarray:
         return p.phases + 2 * np.pi * (p.k @ c)[:, None]
 
-    return float(np.abs(np.angle(np.exp(1j * (at_c(est) - at_c(true))))).max())
+    return np.abs(np.angle(np.exp(1j * (at_c(est) - at_c(true))))).ravel().tolist()
+
+
+def _peer_k_error(k_px: list, true: SIMPattern, n: int) -> float:
+    """pyfairsim reports (px, py) = (kx, ky)·n up to the sign of the pair; the worst angle's error in FFT px."""
+    got = np.asarray(k_px, np.float64)
+    want = true.k[:, ::-1] * n
+    return float(max(min(np.abs(g - w).max(), np.abs(g + w).max()) for g, w in zip(got, want, strict=True)))
 
 
 def _pyfairsim(python: str, raw: np.ndarray) -> dict | None:
@@ -80,54 +89,69 @@ def _pyfairsim(python: str, raw: np.ndarray) -> dict | None:
         return {"image": res["image"], "seconds": float(res["seconds"]), "k_px": res["k"].tolist()}
 
 
-def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float) -> list[dict]:
+def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float, learned_seeds: list[int],
+                photons: tuple[float, ...] | None = None, mods: tuple[float, ...] | None = None) -> list[dict]:
     size = 256 if quick else 512
-    photons = (100.0,) if quick else (20.0, 100.0, 1000.0)
-    mods = (0.8,) if quick else (0.5, 0.8)
+    if photons is None:
+        photons = (100.0,) if quick else (20.0, 100.0, 1000.0)
+    if mods is None:
+        mods = (0.8,) if quick else (0.5, 0.8)
     kinds = ("filaments",) if quick else ("filaments", "puncta", "membranes")
-    model = None
-    tinfo = None
-    if learned_budget > 0:
+    models = []
+    tinfos = []
+    for ls in learned_seeds if learned_budget > 0 else []:
+        # Trained on its own simulations (other structures and seeds), never on the scenes below.
         model, tinfo = train_sim_net(n_angles=3, n_phases=3, pixel_size=DX, na=NA, wavelength=LAM,
-                                     steps=None, budget_s=learned_budget, seed=1234)
+                                     steps=None, budget_s=learned_budget, seed=ls)
+        models.append(model)
+        tinfos.append(tinfo)
     rows = []
     for seed in seeds:
         for kind in kinds:
             truth = np.asarray(phantoms.phantom(kind, (size, size), seed=seed), np.float64)
-            for ph in photons:
-                for m in mods:
-                    rng = np.random.default_rng([seed, int(ph), int(100 * m)])
-                    pat = SIMPattern.regular(3, 3, k=0.85 * KC, modulation=m, angle0=float(rng.uniform(0, np.pi)),
-                                             phase0=float(rng.uniform(0, 6.28)))
-                    cam = Camera(photons=ph, gain=1.0, offset=0.0, read_noise=1.0)
-                    raw, info = simulate_sim(truth, pat, pixel_size=DX, na=NA, wavelength=LAM, camera=cam,
-                                             seed=rng, phase_jitter=0.05)
-                    true = SIMPattern.from_dict(info["pattern"])
-                    n = raw.shape[-1]
-                    t0 = time.perf_counter()
-                    est = estimate_parameters(raw, 3, 3, pixel_size=DX, na=NA, wavelength=LAM)
-                    t1 = time.perf_counter()
-                    rec, _ = reconstruct_sim(raw, est, pixel_size=DX, na=NA, wavelength=LAM, wiener=0.05)
-                    t2 = time.perf_counter()
-                    wf = wiener_widefield(raw, pixel_size=DX, na=NA, wavelength=LAM, wiener=0.05)
-                    wf_cut = frc(wf, truth).cutoff
-                    row = {"seed": seed, "kind": kind, "photons": ph, "modulation": m, "size": size,
-                           "k_error_px": float(np.abs(est.k - true.k).max() * n),
-                           "phase_error_centre_rad": _centre_phase_error(est, true, n),
-                           "modulation_est": est.modulation.tolist(),
-                           "ours_estimate_s": round(t1 - t0, 3), "ours_reconstruct_s": round(t2 - t1, 3),
-                           "widefield": _scores(wf, truth, wf_cut), "ours": _scores(rec, truth, wf_cut)}
-                    if model is not None:
-                        lr = predict_sim(model, raw)
-                        row["learned"] = _scores(lr, truth, wf_cut)
-                    res = _pyfairsim(peer, raw) if peer else None
-                    if res is not None and "image" in res:
-                        row["pyfairsim"] = {**_scores(res["image"], truth, wf_cut), "seconds": res["seconds"]}
-                    elif res is not None:
-                        row["pyfairsim"] = {"error": res["error"]}
-                    rows.append(row)
-                    print(json.dumps({k: v for k, v in row.items() if k not in ("modulation_est",)}), flush=True)
-    return rows if tinfo is None else [*rows, {"learned_training": tinfo}]
+            # The nominal cases, and one distorted pattern per scene: strong phase jitter (0.3 rad) and
+            # uneven contrast between the angles (1, 0.6, 0.3), where classical estimation is strained.
+            cases = [(ph, m, False) for ph in photons for m in mods] + [(min(photons), 0.8, True)]
+            for ph, m, distorted in cases:
+                rng = np.random.default_rng([seed, int(ph), int(100 * m), int(distorted)])
+                pat = SIMPattern.regular(3, 3, k=0.85 * KC, modulation=m, angle0=float(rng.uniform(0, np.pi)),
+                                         phase0=float(rng.uniform(0, 6.28)))
+                cam = Camera(photons=ph, gain=1.0, offset=0.0, read_noise=1.0)
+                raw, info = simulate_sim(truth, pat, pixel_size=DX, na=NA, wavelength=LAM, camera=cam, seed=rng,
+                                         phase_jitter=0.3 if distorted else 0.05,
+                                         contrast=(1.0, 0.6, 0.3) if distorted else None)
+                true = SIMPattern.from_dict(info["pattern"])
+                n = raw.shape[-1]
+                t0 = time.perf_counter()
+                est = estimate_parameters(raw, 3, 3, pixel_size=DX, na=NA, wavelength=LAM)
+                t1 = time.perf_counter()
+                rec, _ = reconstruct_sim(raw, est, pixel_size=DX, na=NA, wavelength=LAM, wiener=0.05)
+                t2 = time.perf_counter()
+                rec_true, _ = reconstruct_sim(raw, true, pixel_size=DX, na=NA, wavelength=LAM, wiener=0.05)
+                wf = wiener_widefield(raw, pixel_size=DX, na=NA, wavelength=LAM, wiener=0.05)
+                wf_cut = frc(wf, truth).cutoff
+                perr = _centre_phase_errors(est, true, n)
+                row = {"seed": seed, "kind": kind, "photons": ph, "modulation": m, "distorted": distorted,
+                       "size": size, "k_error_px": float(np.abs(est.k - true.k).max() * n),
+                       "phase_errors_centre_rad": perr, "phase_error_centre_rad": max(perr),
+                       "modulation_est": est.modulation.tolist(), "modulation_true": true.modulation.tolist(),
+                       "ours_estimate_s": round(t1 - t0, 3), "ours_reconstruct_s": round(t2 - t1, 3),
+                       "widefield": _scores(wf, truth, wf_cut), "ours": _scores(rec, truth, wf_cut),
+                       "ours_true_pattern": _scores(rec_true, truth, wf_cut)}
+                if models:
+                    per = [_scores(predict_sim(mod, raw), truth, wf_cut) for mod in models]
+                    row["learned"] = {key: float(np.mean([p[key] for p in per])) for key in per[0]}
+                    row["learned_per_seed"] = per
+                res = _pyfairsim(peer, raw) if peer else None
+                if res is not None and "image" in res:
+                    row["pyfairsim"] = {**_scores(res["image"], truth, wf_cut), "seconds": res["seconds"],
+                                        "k_error_px": _peer_k_error(res["k_px"], true, n)}
+                elif res is not None:
+                    row["pyfairsim"] = {"error": res["error"]}
+                rows.append(row)
+                print(json.dumps({k: v for k, v in row.items() if k not in ("modulation_est", "phase_errors_centre_rad",
+                                                                            "learned_per_seed")}), flush=True)
+    return rows if not tinfos else [*rows, {"learned_training": tinfos}]
 
 
 def real_data() -> dict:
@@ -152,31 +176,54 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--pyfairsim", default="/tmp/venv-fairsim/bin/python")
-    ap.add_argument("--learned-budget", type=float, default=0.0, help="seconds of training for the learned row (0: skip)")
+    ap.add_argument("--learned-budget", type=float, default=0.0,
+                    help="seconds of training per learned model (0: skip)")
+    ap.add_argument("--learned-seeds", type=int, nargs="+", default=[1234, 1235, 1236],
+                    help="training seeds of the learned models (their mean is reported, each kept in the JSON)")
+    ap.add_argument("--photons", type=float, nargs="+", default=None, help="photon levels (default by --quick)")
+    ap.add_argument("--mods", type=float, nargs="+", default=None, help="modulation depths (default by --quick)")
+    ap.add_argument("--skip-real", action="store_true", help="do not run the real 3D-SIM data")
+    ap.add_argument("--out", type=Path, default=HERE / "sim.json", help="JSON output (default: benchmarks/sim.json)")
     args = ap.parse_args()
     out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": platform.platform(),
            "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "load_before": os.getloadavg()[0], "seeds": args.seeds}
-    out["simulations"] = simulations(args.seeds, args.quick, args.pyfairsim, args.learned_budget)
-    out["real"] = real_data()
+    out["simulations"] = simulations(args.seeds, args.quick, args.pyfairsim, args.learned_budget, args.learned_seeds,
+                                     tuple(args.photons) if args.photons else None,
+                                     tuple(args.mods) if args.mods else None)
+    out["real"] = {"skipped": "--skip-real"} if args.skip_real else real_data()
     out["load_after"] = os.getloadavg()[0]
     sims = [r for r in out["simulations"] if "ours" in r]
     summary = {}
-    for name in ("widefield", "ours", "learned", "pyfairsim"):
-        vals = [r[name]["psnr"] for r in sims if name in r and "psnr" in r[name]]
-        if vals:
-            summary[name] = {"psnr_mean": float(np.mean(vals)), "n": len(vals),
-                             "ssim_mean": float(np.mean([r[name]["ssim"] for r in sims if name in r and "ssim" in r[name]])),
-                             "frc_ratio_mean": float(np.mean([r[name]["frc_cutoff_ratio"] for r in sims
-                                                               if name in r and "frc_cutoff_ratio" in r[name]]))}
-    summary["k_error_px_max"] = max(r["k_error_px"] for r in sims)
-    summary["phase_error_centre_rad_median"] = float(np.median([r["phase_error_centre_rad"] for r in sims]))
-    summary["ours_total_s_median"] = float(np.median([r["ours_estimate_s"] + r["ours_reconstruct_s"] for r in sims]))
-    peer_t = [r["pyfairsim"]["seconds"] for r in sims if "pyfairsim" in r and "seconds" in r["pyfairsim"]]
+    for group, rows in (("nominal", [r for r in sims if not r["distorted"]]),
+                        ("distorted", [r for r in sims if r["distorted"]])):
+        g: dict = {}
+        for name in ("widefield", "ours", "ours_true_pattern", "learned", "pyfairsim"):
+            have = [r[name] for r in rows if name in r and "psnr" in r[name]]
+            if have:
+                g[name] = {"n": len(have), **{f"{key}_mean": float(np.mean([h[key] for h in have]))
+                                              for key in ("psnr", "ssim", "frc_cutoff_ratio")}}
+        for ph in sorted({r["photons"] for r in rows}):
+            at = [r for r in rows if r["photons"] == ph]
+            g[f"frc_ratio_ours_at_{int(ph)}"] = float(np.mean([r["ours"]["frc_cutoff_ratio"] for r in at]))
+            g[f"frc_ratio_true_pattern_at_{int(ph)}"] = float(np.mean([r["ours_true_pattern"]["frc_cutoff_ratio"]
+                                                                       for r in at]))
+        if rows:
+            errs = np.concatenate([r["phase_errors_centre_rad"] for r in rows])
+            g["k_error_px_max"] = max(r["k_error_px"] for r in rows)
+            g["phase_error_rad"] = {"rms": float(np.sqrt(np.mean(errs**2))), "median": float(np.median(errs)),
+                                    "p95": float(np.percentile(errs, 95)), "max": float(errs.max()),
+                                    "frames": int(errs.size)}
+        summary[group] = g
+    nominal = [r for r in sims if not r["distorted"]]
+    summary["ours_total_s_median"] = float(np.median([r["ours_estimate_s"] + r["ours_reconstruct_s"] for r in nominal]))
+    peer_t = [r["pyfairsim"]["seconds"] for r in nominal if "pyfairsim" in r and "seconds" in r["pyfairsim"]]
     if peer_t:
         summary["pyfairsim_total_s_median"] = float(np.median(peer_t))
+        summary["pyfairsim_k_error_px_max"] = max(r["pyfairsim"]["k_error_px"] for r in nominal if "pyfairsim" in r
+                                                  and "k_error_px" in r["pyfairsim"])
     out["summary"] = summary
-    (HERE / "sim.json").write_text(json.dumps(out, indent=1))
+    args.out.write_text(json.dumps(out, indent=1))
     print(json.dumps(summary, indent=1))
     print(json.dumps(out["real"], indent=1))
 

@@ -1,423 +1,457 @@
-"""Box 5 of Belthangady & Royer (2019), reproduced: can a learned restorer *discover* what it never saw?
+"""Box 5 of Belthangady & Royer (2019): when can a learned restorer *discover* what it never saw?
 
-A U-Net with a Laplace head restores strongly degraded (blur + Poisson noise) images of text. It is
-trained on four data sets and then asked to restore the word "Witenagemot", which none contains:
+A U-Net restores text degraded so strongly that a generic reader fails on the recording: a reader
+that knows the glyphs and the blur (blur-matched templates, whole-line least squares,
+``fluorecon.evaluate.reading.TemplateReader``) misreads it. Four training sets (``fluorecon.physics.glyphs``):
 
-  (a) latin   — all three-letter substrings of the most frequent English words (wordfreq), without
-                "Witenagemot" and its variants;
-  (b) no_ae   — the same, without any substring containing the letters a or e;
-  (c) chinese — about 6,700 Chinese characters (GB2312 levels 1–2, enumerated with Python's codec);
-  (d) mix     — 50 % (a) and 50 % (c).
+  (a) latin   — 3-letter substrings of the 5,000 most frequent English words (never the test words);
+  (b) no_ae   — the same without any trigram containing a or e;
+  (c) chinese — GB2312 hanzi rendered with a CJK font (procedural stroke characters if none exists);
+  (d) mix     — 50 % (a) + 50 % (c).
 
-For every condition the script reports the PSNR of the restored word, a glyph error rate (each
-restored letter is classified by the nearest clean template of the rendered alphabet), and what the
-trust layer says: the forward-model consistency map (re-blur the restoration, compare with the
-recording under the Poisson noise model, excess over noise) and the recalibrated uncertainty map
-(Laplace head, one scale factor fitted on held-out in-distribution images).
-
-One fixed degradation for all conditions (the DEGRADATION dict below): Gaussian blur with σ = 1.5 px
-(FWHM 3.5 px; letters are 10 px wide, strokes ≈ 1.5 px), a peak signal of 30 photons on a background of
-2 photons, Poisson noise.
+Each condition is trained for every seed until its validation loss plateaus (or the CPU budget runs
+out), then restores ``--realisations`` noise realisations of each unseen test word (the same
+realisations for every condition and seed: paired). Restorations are read with the same reader, with
+the template blur chosen per image (blur-invariant), and scored by the character error rate (edit
+distance / length). CIs: nested bootstrap (seeds, then realisations). ``fluorecon verify`` maps of one
+realisation per condition are shown beside the restoration, and over all realisations of the first
+seed we count how often verify flags a restoration whose reading is wrong.
 
 Usage::
 
-    python examples/box5_discovery.py                 # full run (≈ 30–40 CPU-minutes, 1 thread)
-    python examples/box5_discovery.py --quick         # seconds: tiny sets and network (used by the test)
-    python examples/box5_discovery.py --conditions latin,no_ae   # a subset (e.g. two processes in parallel)
-    python examples/box5_discovery.py --assemble      # only rebuild figure + JSON from saved conditions
+    python examples/box5_discovery.py --quick                       # seconds (the test runs this)
+    python examples/box5_discovery.py --minutes-per-condition 60 --seeds 0 1 2   # full strength
+    python examples/box5_discovery.py --conditions latin no_ae      # a subset; --assemble rebuilds outputs
 
-Writes ``DIR/box5_<condition>.npz|json`` per condition, then ``DIR/box5_figure.png`` and
-``DIR/box5_results.json`` from every condition present in DIR (default DIR: ``examples/box5``).
+``--minutes-per-condition`` is CPU time (process time, all threads) per condition, split evenly over
+the seeds. Writes ``DIR/box5_<condition>.json|npz`` and ``DIR/models/*.safetensors`` per condition,
+then ``DIR/box5_results.json`` and ``DIR/box5_figure.png`` (default DIR: ``examples/box5``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-FONT_LATIN = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"  # Debian fonts-dejavu-core
-FONT_CJK = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"  # Debian fonts-wqy-microhei
-FONT_SIZE = 16
-CELL = 10  # monospace cell width in px (advance 9.64 px, rounded up so letters sit on a fixed grid)
-HEIGHT = 32  # canvas height; glyph baseline at TOP + ascent
-TOP = 6
-MARGIN = 9
-TARGET_WORD = "Witenagemot"
-EXCLUDED = ("witenagemot", "witenagemote", "witan")  # the word and its variants
-DEGRADATION = {"blur_sigma_px": 1.5, "peak_photons": 30.0, "background_photons": 2.0, "noise": "poisson"}
-CONDITIONS = ("latin", "no_ae", "chinese", "mix")
-ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+from fluorecon._atomic import atomic_path
+from fluorecon.evaluate.reading import (
+    TemplateReader,
+    character_error_rate,
+    nested_bootstrap_ci,
+    position_errors,
+)
+from fluorecon.learn.nets import UNet
+from fluorecon.physics.glyphs import CONDITIONS, GlyphGrid, cjk_font, text_forward, training_set
+from fluorecon.trust.verify import verify
+from fluorecon.utils import array_hash, seed_everything
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _provenance import file_sha256, finish, provenance
 
-# ------------------------------------------------------------------------------------------ rendering
-def _font(path: str):
-    from PIL import ImageFont
-
-    if not Path(path).exists():
-        raise SystemExit(f"font {path} not found: install Debian fonts-dejavu-core and fonts-wqy-microhei")
-    return ImageFont.truetype(path, FONT_SIZE)
-
-
-def render_latin(text: str, width: int | None = None) -> np.ndarray:
-    """Text on a fixed monospace grid (one glyph per CELL), white on black, float in [0, 1]."""
-    from PIL import Image, ImageDraw
-
-    font = _font(FONT_LATIN)
-    w = width or 2 * MARGIN + CELL * len(text)
-    img = Image.new("L", (w, HEIGHT), 0)
-    d = ImageDraw.Draw(img)
-    for i, ch in enumerate(text):
-        d.text((MARGIN + i * CELL, TOP), ch, fill=255, font=font)
-    return np.asarray(img, np.float32) / 255.0
+WORDS = ("Witenagemot", "Palimpsest", "Hagiography", "Bathysphere", "Quadrennial")
+DEGRADATION = {"blur_sigma_px": 2.5, "peak_photons": 12.0, "background_photons": 2.0, "noise": "poisson"}
+READ_SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)  # template blurs tried on restorations (px)
+WIDTH = 128  # canvas of the test words (≤ 11 letters)
+EVAL_SEED = 1000
+LABELS = {"latin": "(a) English trigrams", "no_ae": "(b) without a, e", "chinese": "(c) Chinese",
+          "mix": "(d) 50/50 mix"}
+FULL = {"n_words": 5000, "max_items": None, "n_val": 256, "batch": 32, "width": 32, "depth": 3, "lr": 1e-3,
+        "val_every": 100, "patience": 6, "min_delta": 0.01}
+QUICK = {"n_words": 300, "max_items": 64, "n_val": 16, "batch": 8, "width": 8, "depth": 2, "lr": 2e-3,
+         "val_every": 5, "patience": 2, "min_delta": 0.01}
 
 
-def render_cjk(text: str, width: int) -> np.ndarray:
-    from PIL import Image, ImageDraw
-
-    font = _font(FONT_CJK)
-    img = Image.new("L", (width, HEIGHT), 0)
-    d = ImageDraw.Draw(img)
-    x0 = (width - 16 * len(text)) // 2
-    for i, ch in enumerate(text):
-        d.text((x0 + 16 * i, TOP), ch, fill=255, font=font)
-    return np.asarray(img, np.float32) / 255.0
+_READERS: dict[tuple, TemplateReader] = {}
 
 
-def latin_trigrams(n_words: int, drop: str = "") -> list[str]:
-    """All 3-letter substrings of the ``n_words`` most frequent English words (and their capitalised
-    word-initial forms), without the target word and its variants, and without letters in ``drop``."""
-    from wordfreq import top_n_list
-
-    words = [w for w in top_n_list("en", n_words) if w.isascii() and w.isalpha()]
-    words = [w for w in words if not any(x in w.lower() for x in EXCLUDED)]
-    tri: set[str] = set()
-    for w in words:
-        for i in range(len(w) - 2):
-            tri.add(w[i:i + 3])
-        if len(w) >= 3:
-            tri.add(w[:3].capitalize())
-    bad = set(drop.lower() + drop.upper())
-    return sorted(t for t in tri if not (set(t) & bad))
+def reader_for(n: int, sigmas: tuple[float, ...], grid: GlyphGrid) -> TemplateReader:
+    """Readers are reused across conditions and seeds (building the blurred templates costs seconds)."""
+    key = (n, tuple(sigmas), grid)
+    if key not in _READERS:
+        _READERS[key] = TemplateReader(grid, n, WIDTH, sigmas=sigmas)
+    return _READERS[key]
 
 
-def gb2312_characters() -> list[str]:
-    """The 6,763 hanzi of GB2312 levels 1 and 2 (rows 16–87), via Python's own codec."""
-    out = []
-    for hi in range(0xB0, 0xF8):
-        for lo in range(0xA1, 0xFF):
-            try:
-                out.append(bytes([hi, lo]).decode("gb2312"))
-            except UnicodeDecodeError:
-                pass
-    return out
+def forward():
+    d = DEGRADATION
+    return text_forward(d["blur_sigma_px"], d["peak_photons"], d["background_photons"])
 
 
-# ---------------------------------------------------------------------------------------- degradation
-class TextForward:
-    """The forward model f of this experiment: Gaussian blur, photon scaling, background, Poisson noise.
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Photons → network input on the object's scale (≈ blurred intensity in [0, 1])."""
+    return ((x - DEGRADATION["background_photons"]) / DEGRADATION["peak_photons"]).astype(np.float32)
 
-    ``expected(y)`` = peak · blur(y) + background (photons), ``variance(m) = m`` (Poisson). This is what
-    the trust layer's consistency check re-applies to each restoration.
+
+def recordings(word: str, index: int, n: int, grid: GlyphGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Truth and ``n`` Poisson recordings of a test word; the noise depends only on (EVAL_SEED, index)."""
+    truth = grid.render(word, width=WIDTH)
+    lam = np.asarray(forward().expected(truth), np.float64)
+    rng = np.random.default_rng([EVAL_SEED, index])
+    return truth, rng.poisson(lam, size=(n, *lam.shape)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ training
+def _mse(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 64) -> float:
+    with torch.no_grad():
+        tot = 0.0
+        for i in range(0, len(x), batch):
+            p = net(torch.from_numpy(x[i:i + batch, None]))
+            tot += float(torch.sum((p - torch.from_numpy(y[i:i + batch, None])) ** 2))
+    return tot / y.size
+
+
+def train_condition(clean: np.ndarray, val: np.ndarray, cfg: dict, *, seed: int, cpu_seconds: float,
+                    max_steps: int | None = None, log=print) -> tuple[torch.nn.Module, dict]:
+    """Train one restorer until the validation MSE plateaus or the CPU budget (or ``max_steps``) is spent.
+
+    With ``max_steps`` the CPU budget is ignored, so that a recorded run can be regenerated bit for bit
+    (deterministic kernels, same seed, same step count) on any machine.
+
+    Plateau criterion: the validation loss (fixed held-out images, fixed noise) has not improved by a
+    relative ``min_delta`` for ``patience`` evaluations; the first time, the learning rate drops 10×,
+    the second time training stops. The weights with the best validation loss are returned.
     """
-
-    camera = "poisson"
-
-    def __init__(self, sigma=DEGRADATION["blur_sigma_px"], peak=DEGRADATION["peak_photons"],
-                 background=DEGRADATION["background_photons"]):
-        from fluorecon.physics.psf import gaussian_psf
-
-        self.sigma, self.peak, self.background = sigma, peak, background
-        r = int(np.ceil(4 * sigma))
-        self.psf = gaussian_psf((2 * r + 1, 2 * r + 1), sigma)
-
-    def blur(self, y: np.ndarray) -> np.ndarray:
-        """Blur the last two axes (leading axes are a batch), zero padding outside the canvas."""
-        from fluorecon.physics.sampling import fft_convolve
-
-        return np.asarray(fft_convolve(np.asarray(y, np.float32), self.psf, padding="constant"), np.float32)
-
-    def expected(self, y: np.ndarray) -> np.ndarray:
-        return self.peak * self.blur(y) + self.background
-
-    def variance(self, m: np.ndarray) -> np.ndarray:
-        return np.asarray(m, np.float64)
-
-    def simulate(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return rng.poisson(np.maximum(self.expected(y), 0)).astype(np.float32)
-
-    def normalise(self, x: np.ndarray) -> np.ndarray:
-        """Photons → network input (≈ blurred intensity in [0, 1])."""
-        return (x - self.background) / self.peak
-
-
-# ---------------------------------------------------------------------------------------------- data
-def build_set(condition: str, n_words: int, max_items: int | None, rng: np.random.Generator) -> np.ndarray:
-    """Clean training images (N, 32, 48) for one condition."""
-    width = 2 * MARGIN + 3 * CELL
-    if condition in ("latin", "no_ae", "mix"):
-        tri = latin_trigrams(n_words, drop="ae" if condition == "no_ae" else "")
-    if condition in ("chinese", "mix"):
-        han = gb2312_characters()
-    if condition == "latin" or condition == "no_ae":
-        items = [render_latin(t) for t in _subset(tri, max_items, rng)]
-    elif condition == "chinese":
-        pairs = [han[i] + han[(i * 7 + 3) % len(han)] for i in range(len(han))]  # every hanzi, two per image
-        items = [render_cjk(p, width) for p in _subset(pairs, max_items, rng)]
-    elif condition == "mix":
-        n = min(len(tri), len(han)) if max_items is None else max_items
-        lat = [render_latin(t) for t in _subset(tri, n // 2, rng)]
-        pairs = [han[i] + han[(i * 7 + 3) % len(han)] for i in range(len(han))]
-        cjk = [render_cjk(p, width) for p in _subset(pairs, n - n // 2, rng)]
-        items = lat + cjk
-    else:
-        raise ValueError(f"unknown condition {condition!r}")
-    return np.stack(items).astype(np.float32)
-
-
-def _subset(items: list, n: int | None, rng: np.random.Generator) -> list:
-    if n is None or n >= len(items):
-        return list(items)
-    return [items[i] for i in sorted(rng.choice(len(items), n, replace=False))]
-
-
-# -------------------------------------------------------------------------------------------- training
-def train_restorer(clean: np.ndarray, fw: TextForward, *, steps: int, batch: int, width: int, depth: int,
-                   seed: int, log_every: int = 100):
-    """Train a UNet with a Laplace head on (degraded, clean) pairs; noise redrawn every batch.
-
-    Loss: squared error of the mean + Laplace negative log-likelihood of the scale (mean detached there)."""
-    import torch
-
-    from fluorecon.learn.nets import UNet
-    from fluorecon.utils import seed_everything
-
-    rng = seed_everything(seed)
-    net = UNet(dim=2, depth=depth, width=width, head="laplace", residual=True)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(steps, 1), pct_start=0.1)
-    blurred = fw.blur(clean)  # batched; the blur is deterministic, only the noise is redrawn
-    t0 = time.time()
-    for step in range(steps):
-        idx = rng.integers(0, len(clean), batch)
-        lam = np.maximum(fw.peak * blurred[idx] + fw.background, 0)
-        x = fw.normalise(rng.poisson(lam).astype(np.float32))
-        xt = torch.from_numpy(x[:, None])
-        yt = torch.from_numpy(clean[idx][:, None])
+    rng = seed_everything(seed, deterministic=True)
+    fw = forward()
+    net = UNet(dim=2, depth=cfg["depth"], width=cfg["width"], residual=True)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+    lam = np.asarray(fw.expected(clean), np.float32)  # the blur is fixed; only the noise is redrawn
+    vx = normalise(np.random.default_rng([seed, 7]).poisson(np.asarray(fw.expected(val), np.float64)).astype(np.float32))
+    best, best_state, since, drops, step = np.inf, None, 0, 0, 0
+    curve: list[list[float]] = []
+    c0, t0 = time.process_time(), time.time()
+    reason = "budget"
+    while (step < max_steps) if max_steps is not None else (time.process_time() - c0 < cpu_seconds):
+        net.train()
+        idx = rng.integers(0, len(clean), cfg["batch"])
+        x = torch.from_numpy(normalise(rng.poisson(lam[idx]).astype(np.float32))[:, None])
+        loss = torch.mean((net(x) - torch.from_numpy(clean[idx][:, None])) ** 2)
         opt.zero_grad()
-        mean, b = net.forward_dist(xt)
-        # Squared error for the mean (on sparse text, L1 and the NLL both learn the strokes far more
-        # slowly) + Laplace NLL for the scale with the mean detached (the mean is not slowed by it).
-        loss = torch.mean((yt - mean) ** 2) + torch.mean(torch.log(2 * b) + torch.abs(yt - mean.detach()) / b)
         loss.backward()
         opt.step()
-        sched.step()
-        if log_every and (step + 1) % log_every == 0:
-            print(f"    step {step + 1}/{steps}  loss {loss.item():+.3f}  ({time.time() - t0:.0f} s)", flush=True)
-    return net.eval()
+        step += 1
+        if step % cfg["val_every"] == 0:
+            net.eval()
+            v = _mse(net, vx, val)
+            curve.append([step, round(time.process_time() - c0, 2), loss.item(), v])
+            if v < best * (1 - cfg["min_delta"]):
+                best, since = v, 0
+                best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+            else:
+                best = min(best, v)
+                since += 1
+            if since >= cfg["patience"]:
+                if drops == 1:
+                    reason = "plateau"
+                    break
+                drops, since = 1, 0
+                for gr in opt.param_groups:
+                    gr["lr"] *= 0.1
+            if len(curve) % 10 == 0:
+                log(f"      step {step}  train {loss.item():.4f}  val {v:.4f}  ({time.process_time() - c0:.0f} CPU-s)")
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    return net.eval(), {"steps": step, "stop": reason, "lr_dropped": bool(drops), "best_val_mse": float(best),
+                        "cpu_s": round(time.process_time() - c0, 1), "wall_s": round(time.time() - t0, 1),
+                        "curve": curve}
 
 
-def restore(net, x_norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation (Laplace sd = √2 b) of one normalised image, via the engine's predict."""
-    from fluorecon.learn.predict import predict
-
-    mean, sd = predict(net, x_norm.astype(np.float32), "YX", tile=None, device="cpu", return_scale=True)
-    return np.asarray(mean, np.float64), np.asarray(sd, np.float64)
-
-
-# ----------------------------------------------------------------------------------------------- scoring
-def glyph_templates() -> dict[str, np.ndarray]:
-    return {ch: render_latin(ch)[:, MARGIN:MARGIN + CELL] for ch in ALPHABET}
-
-
-def read_letters(img: np.ndarray, n: int, templates: dict[str, np.ndarray]) -> str:
-    """Nearest-template classification of each letter cell (sum of squared differences)."""
+def restore(net: torch.nn.Module, x: np.ndarray, batch: int = 50) -> np.ndarray:
     out = []
-    for i in range(n):
-        cell = img[:, MARGIN + i * CELL: MARGIN + (i + 1) * CELL]
-        out.append(min(templates, key=lambda ch: float(np.sum((cell - templates[ch]) ** 2))))
-    return "".join(out)
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out.append(net(torch.from_numpy(normalise(x[i:i + batch])[:, None]))[:, 0].numpy())
+    return np.concatenate(out)
 
 
-def cell_means(m: np.ndarray, n: int) -> np.ndarray:
-    return np.array([float(np.mean(m[:, MARGIN + i * CELL: MARGIN + (i + 1) * CELL])) for i in range(n)])
+# --------------------------------------------------------------------------------------------- evaluation
+def evaluate_net(net, words, n_real: int, grid: GlyphGrid, verify_seed: bool) -> dict:
+    """CER per (word, realisation), per-letter errors, verify statistics and one example restoration."""
+    fw = forward()
+    cer = np.zeros((len(words), n_real))
+    pos: list[np.ndarray] = []
+    ver = {"n": 0, "flagged": 0, "wrong": 0, "wrong_flagged": 0, "right": 0, "right_flagged": 0,
+           "wrong_letters_in_region": 0, "wrong_letters": 0}
+    example = None
+    for w, word in enumerate(words):
+        truth, x = recordings(word, w, n_real, grid)
+        y = restore(net, x)
+        reader = reader_for(len(word), READ_SIGMAS, grid)
+        cells, _ = reader.read_cells(y)
+        cer[w] = [character_error_rate(c.replace(" ", ""), word) for c in cells]
+        pos.append(np.stack([position_errors(c, word) for c in cells]))
+        if verify_seed and w == 0:
+            for r in range(n_real):
+                res = verify(x[r], np.clip(y[r], 0, None), fw)
+                wrong = pos[0][r]
+                ver["n"] += 1
+                ver["flagged"] += int(res.flagged)
+                key = "wrong" if wrong.any() else "right"
+                ver[key] += 1
+                ver[key + "_flagged"] += int(res.flagged)
+                cols = np.zeros(WIDTH, bool)
+                for reg in res.regions:
+                    cols[reg["bbox"][1][0]:reg["bbox"][1][1]] = True
+                for i in np.flatnonzero(wrong):
+                    ver["wrong_letters"] += 1
+                    a = grid.margin + i * grid.cell
+                    ver["wrong_letters_in_region"] += int(cols[a:a + grid.cell].any())
+                if r == 0:
+                    example = {"restored": y[0], "z": res.maps["z"], "regions": res.regions, "read": cells[0],
+                               "flagged": res.flagged}
+    return {"cer": cer, "pos": pos, "verify": ver, "example": example}
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    from skimage.metrics import peak_signal_noise_ratio
+def generic_reader(words, n_real: int, grid: GlyphGrid) -> dict:
+    """The generic reader on the degraded recordings: blur-matched templates (the true σ)."""
+    cer = np.zeros((len(words), n_real))
+    pos = []
+    for w, word in enumerate(words):
+        _, x = recordings(word, w, n_real, grid)
+        reader = reader_for(len(word), (DEGRADATION["blur_sigma_px"],), grid)
+        cells, _ = reader.read_cells(normalise(x))
+        cer[w] = [character_error_rate(c.replace(" ", ""), word) for c in cells]
+        pos.append(np.stack([position_errors(c, word) for c in cells]))
+    return {"cer": cer, "pos": pos, "example_read": cells[0] if len(words) == 1 else None}
 
-    return float(peak_signal_noise_ratio(b, a, data_range=1.0))
+
+def _letter_split(pos: list[np.ndarray], words, letters: str = "ae") -> dict:
+    """Error rate on letters in ``letters`` vs the others, over all words and realisations."""
+    on = np.concatenate([p[:, [c.lower() in letters for c in w]].ravel() for p, w in zip(pos, words, strict=True)])
+    off = np.concatenate([p[:, [c.lower() not in letters for c in w]].ravel() for p, w in zip(pos, words, strict=True)])
+    return {"a_e": float(on.mean()), "other": float(off.mean())}
 
 
-# ------------------------------------------------------------------------------------------------ main
-def run(out: Path, *, quick: bool = False, steps: int | None = None, seed: int = 0, threads: int = 1,
-        conditions: tuple[str, ...] = CONDITIONS) -> dict:
-    import torch
+def _ci(v: np.ndarray, seed: int = 0) -> dict:
+    c = nested_bootstrap_ci(v, seed=seed)
+    return {"mean": round(c.value, 4), "ci95": [round(c.low, 4), round(c.high, 4)]}
 
-    from fluorecon.trust.consistency import consistency
-    from fluorecon.trust.uncertainty import calibration_report, fit_scale_factor
 
+# --------------------------------------------------------------------------------------------------- run
+def run(out: Path, *, quick: bool = False, minutes: float = 4.0, seeds=(0, 1, 2), conditions=CONDITIONS,
+        words=WORDS, n_real: int = 100, threads: int = 1, max_steps: int | None = None,
+        width: int | None = None, depth: int | None = None, val_every: int | None = None) -> dict:
     torch.set_num_threads(threads)
-    cfg = (dict(n_words=300, max_items=48, steps=steps or 8, batch=8, width=8, depth=2, n_val=8) if quick else
-           dict(n_words=5000, max_items=None, steps=steps or 900, batch=16, width=16, depth=2, n_val=64))
-    fw = TextForward()
-    truth = render_latin(TARGET_WORD)
-    templates = glyph_templates()
-    assert read_letters(truth, len(TARGET_WORD), templates) == TARGET_WORD  # the scorer reads clean text
-    x_word = fw.simulate(truth, np.random.default_rng(seed + 1))  # ONE recording, shared by all conditions
-    degraded = fw.normalise(x_word)
-    results: dict = {"config": {**cfg, "seed": seed, "degradation": DEGRADATION, "font_latin": FONT_LATIN,
-                                "font_cjk": FONT_CJK, "font_size": FONT_SIZE, "cell_px": CELL, "quick": quick},
-                     "degraded": {"psnr": psnr(np.clip(degraded, 0, 1), truth),
-                                  "read": read_letters(np.clip(degraded, 0, 1), len(TARGET_WORD), templates)},
-                     "conditions": {}}
-    _save_condition(out, "_common", {k: v for k, v in results.items() if k != "conditions"}, truth, degraded,
-                    x_word)
+    cfg = dict(QUICK if quick else FULL)
+    cfg.update({k: v for k, v in (("width", width), ("depth", depth), ("val_every", val_every)) if v is not None})
+    grid = GlyphGrid()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "models").mkdir(exist_ok=True)
+    # the generic reader's result does not depend on the condition: once, shared by all rows
+    gen = generic_reader(words, n_real, grid)
+    truth0, x0 = recordings(words[0], 0, 1, grid)
+    gen_cells, _ = reader_for(len(words[0]), (DEGRADATION["blur_sigma_px"],), grid).read_cells(normalise(x0))
+    common = {"degradation": DEGRADATION, "words": list(words), "realisations": n_real, "seeds": list(seeds),
+              "read_sigmas": READ_SIGMAS, "config": cfg, "quick": quick, "minutes_per_condition": minutes,
+              "cjk_font": cjk_font(), "generic_reader": {"cer": gen["cer"].tolist(), "letters": _letter_split(gen["pos"], words),
+                                                          "example_read": gen_cells[0]}}
+    _save(out, "_common", common, {"truth": truth0, "degraded": normalise(x0[0])})
     for cond in conditions:
-        t0 = time.time()
-        rng = np.random.default_rng([seed, CONDITIONS.index(cond)])  # independent of which subset runs
-        clean = build_set(cond, cfg["n_words"], cfg["max_items"], rng)
-        perm = rng.permutation(len(clean))
-        val, tr = clean[perm[: cfg["n_val"]]], clean[perm[cfg["n_val"]:]]
-        print(f"[{cond}] {len(tr)} training images, {len(val)} held out", flush=True)
-        net = train_restorer(tr, fw, steps=cfg["steps"], batch=cfg["batch"], width=cfg["width"],
-                             depth=cfg["depth"], seed=seed)
-        # one-factor recalibration on held-out in-distribution images (never on the target word)
-        vm, vs, vt = [], [], []
-        vrng = np.random.default_rng(seed + 2)
-        for v in val:
-            m, s = restore(net, fw.normalise(fw.simulate(v, vrng)))
-            vm.append(m)
-            vs.append(s)
-            vt.append(v)
-        factor = fit_scale_factor(np.stack(vt), np.stack(vm), np.stack(vs))
-        val_report = calibration_report(np.stack(vt), np.stack(vm), np.stack(vs), factor=factor)
-        mean, sd = restore(net, degraded)
-        sd = sd * factor
-        restored = np.clip(mean, 0, 1)
-        read = read_letters(restored, len(TARGET_WORD), templates)
-        wrong = [i for i, (a, b) in enumerate(zip(read, TARGET_WORD, strict=True)) if a != b]
-        cons = consistency(x_word, mean, fw, sigma=2.0)
-        cons_cells = cell_means(np.maximum(cons.coherent_excess_map, 0), len(TARGET_WORD))
-        err_cells = cell_means(np.abs(mean - truth), len(TARGET_WORD))
-        sd_cells = cell_means(sd, len(TARGET_WORD))
-        word_cov = calibration_report(truth, mean, sd)["coverage"]
-        ok = [i for i in range(len(TARGET_WORD)) if i not in wrong]
-        res = {
-            "n_train": len(tr), "train_seconds": round(time.time() - t0, 1),
-            "psnr": psnr(restored, truth), "read": read, "glyph_error_rate": len(wrong) / len(TARGET_WORD),
-            "wrong_letters": [TARGET_WORD[i] for i in wrong],
-            "consistency_excess": cons.excess_score, "consistency_coherent_excess": cons.coherent_excess_score,
-            "consistency_z": cons.z_score,
-            "uncertainty_factor": factor, "val_ece_after": val_report["ece"],
-            "word_coverage_90": word_cov[0.9], "word_mean_sd": float(sd.mean()),
-            "word_mean_abs_error": float(np.abs(mean - truth).mean()),
-            "per_letter": {"consistency": cons_cells.round(3).tolist(), "sd": sd_cells.round(4).tolist(),
-                           "abs_error": err_cells.round(4).tolist()},
-            "wrong_vs_right": {
-                "consistency": [float(cons_cells[wrong].mean()) if wrong else None,
-                                float(cons_cells[ok].mean()) if ok else None],
-                "sd": [float(sd_cells[wrong].mean()) if wrong else None, float(sd_cells[ok].mean()) if ok else None],
-            },
-        }
-        results["conditions"][cond] = res
-        print(f"[{cond}] read {read!r}  PSNR {res['psnr']:.2f} dB  glyph errors {len(wrong)}/{len(TARGET_WORD)}  "
-              f"consistency excess {cons.excess_score:+.3f}  word 90% coverage {word_cov[0.9]:.2f}  "
-              f"({res['train_seconds']:.0f} s)", flush=True)
-        _save_condition(out, cond, res, restored, cons.coherent_excess_map, sd)
+        t_cond = time.time()
+        clean, info = training_set(cond, n_words=cfg["n_words"], max_items=cfg["max_items"], exclude=tuple(words),
+                                   grid=grid, seed=[0, CONDITIONS.index(cond)])
+        perm = np.random.default_rng([1, CONDITIONS.index(cond)]).permutation(len(clean))
+        val, tr = clean[perm[:cfg["n_val"]]], clean[perm[cfg["n_val"]:]]
+        print(f"[{cond}] {info['kind']}: {len(tr)} training / {len(val)} validation images", flush=True)
+        res = {"data": {**info, "n_train": len(tr), "n_val": len(val), "sha256": array_hash(clean)}, "seeds": {}}
+        cers, pos_all, ver_tot, example = [], [], None, None
+        for s in seeds:
+            net, tinfo = train_condition(tr, val, cfg, seed=s, cpu_seconds=60 * minutes / len(seeds),
+                                          max_steps=max_steps)
+            wpath = out / "models" / f"box5_{cond}_seed{s}.safetensors"
+            from safetensors.torch import save_file
+
+            with atomic_path(wpath) as tmp:
+                save_file({k: v.contiguous() for k, v in sorted(net.state_dict().items())}, str(tmp))
+            ev = evaluate_net(net, words, n_real, grid, verify_seed=s == seeds[0])
+            cers.append(ev["cer"])
+            pos_all.append(ev["pos"])
+            if s == seeds[0]:
+                ver_tot, example = ev["verify"], ev["example"]
+            res["seeds"][str(s)] = {"training": tinfo, "cer_mean": float(ev["cer"].mean()),
+                                    "weights": wpath.name, "weights_sha256": file_sha256(wpath)}
+            print(f"[{cond}] seed {s}: {tinfo['steps']} steps, stop={tinfo['stop']}, val MSE {tinfo['best_val_mse']:.4f}, "
+                  f"CER {ev['cer'].mean():.3f} ({tinfo['cpu_s']:.0f} CPU-s)", flush=True)
+        res["cer"] = np.stack(cers).tolist()  # (seeds, words, realisations)
+        res["letters"] = _letter_split([np.concatenate([p[w] for p in pos_all]) for w in range(len(words))], words)
+        res["verify"] = ver_tot
+        res["example"] = {"read": example["read"], "flagged": example["flagged"],
+                          "regions": [{k: r[k] for k in ("kind", "bbox", "z")} for r in example["regions"]]}
+        res["seconds"] = round(time.time() - t_cond, 1)
+        _save(out, cond, res, {"restored": example["restored"], "z": example["z"]})
     return assemble(out)
 
 
-def _save_condition(out: Path, name: str, res: dict, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
-    from fluorecon._atomic import atomic_path
-
-    out.mkdir(parents=True, exist_ok=True)
+def _save(out: Path, name: str, res: dict, arrays: dict) -> None:
     with atomic_path(out / f"box5_{name}.npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, a=a.astype(np.float32), b=b.astype(np.float32), c=c.astype(np.float32))
+            np.savez_compressed(fh, **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
     with atomic_path(out / f"box5_{name}.json") as tmp:
-        tmp.write_text(json.dumps(res, indent=2))
+        tmp.write_text(json.dumps(res, indent=1, default=float))
 
 
-def assemble(out: Path) -> dict:
-    """Build ``box5_figure.png`` and ``box5_results.json`` from every condition saved in ``out``."""
-    from fluorecon._atomic import atomic_path
+def summarise(common: dict, conds: dict) -> dict:
+    """CER with nested-bootstrap CIs; paired differences against the generic reader and against (a)."""
+    n_seeds = len(common["seeds"])
+    gen = np.asarray(common["generic_reader"]["cer"])[None].repeat(n_seeds, 0)
+    table = {"generic_reader_on_recording": {"cer": _ci(gen), "letters": common["generic_reader"]["letters"]}}
+    for cond, r in conds.items():
+        c = np.asarray(r["cer"])
+        row = {"cer": _ci(c), "minus_generic_reader": _ci(c - gen[: len(c)]), "letters": r["letters"],
+               "word_accuracy": round(float((c == 0).mean()), 4), "verify": r["verify"],
+               "stop": [r["seeds"][s]["training"]["stop"] for s in r["seeds"]],
+               "steps": [r["seeds"][s]["training"]["steps"] for s in r["seeds"]]}
+        if "latin" in conds and cond != "latin":
+            row["minus_latin"] = _ci(c - np.asarray(conds["latin"]["cer"])[: len(c)])
+        table[cond] = row
+    return table
 
+
+def assemble(out: Path, argv=None) -> dict:
+    """Build ``box5_results.json`` and ``box5_figure.png`` from the conditions saved in ``out``."""
     common = json.loads((out / "box5__common.json").read_text())
     with np.load(out / "box5__common.npz") as z:
-        truth, degraded = z["a"], z["b"]
-    results = {**common, "conditions": {}}
-    rows = []
+        truth, degraded = z["truth"], z["degraded"]
+    conds, arrays = {}, {}
     for cond in CONDITIONS:
-        f = out / f"box5_{cond}.json"
-        if not f.exists():
-            continue
-        results["conditions"][cond] = json.loads(f.read_text())
-        with np.load(out / f"box5_{cond}.npz") as z:
-            rows.append((cond, z["a"], z["b"], z["c"]))
-    _figure(out / "box5_figure.png", truth, degraded, rows, results)
+        if (out / f"box5_{cond}.json").exists():
+            conds[cond] = json.loads((out / f"box5_{cond}.json").read_text())
+            with np.load(out / f"box5_{cond}.npz") as z:
+                arrays[cond] = (z["restored"], z["z"])
+    results = {"summary": summarise(common, conds), "common": common, "conditions": conds}
+    _figure(out / "box5_figure.png", truth, degraded, common, conds, arrays, results["summary"])
     with atomic_path(out / "box5_results.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=2))
+        tmp.write_text(json.dumps(results, indent=1, default=float))
     return results
 
 
-def _figure(path: Path, truth, degraded, rows, results) -> None:
+def _figure(path: Path, truth, degraded, common, conds, arrays, summary) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
-    from fluorecon._atomic import atomic_path
-
-    labels = {"latin": "(a) English trigrams", "no_ae": "(b) without a, e", "chinese": "(c) Chinese",
-              "mix": "(d) 50/50 mix"}
-    cmax = max(5.0, max(float(np.percentile(r[2], 99.5)) for r in rows))
-    smax = max(float(np.percentile(r[3], 99.5)) for r in rows)
-    fig, axes = plt.subplots(len(rows), 5, figsize=(15, 1.35 * len(rows) + 0.6), squeeze=False)
-    for i, (cond, restored, cmap, sd) in enumerate(rows):
-        r = results["conditions"][cond]
-        panels = [(truth, "truth", "gray", 0, 1), (np.clip(degraded, 0, 1), "degraded", "gray", 0, 1),
-                  (restored, f"restored: '{r['read']}'  {r['psnr']:.1f} dB", "gray", 0, 1),
-                  (cmap, f"consistency (excess, z²-1)  {r['consistency_excess']:+.2f}", "magma", 0, cmax),
-                  (sd, f"uncertainty (sd)  mean {r['word_mean_sd']:.3f}", "viridis", 0, smax)]
-        for j, (im, title, cm, lo, hi) in enumerate(panels):
-            ax = axes[i, j]
-            ax.imshow(im, cmap=cm, vmin=lo, vmax=hi, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(title, fontsize=8)
-        axes[i, 0].set_ylabel(labels.get(cond, cond), fontsize=9)
-    fig.suptitle("Box 5 reproduced: restoring the unseen word 'Witenagemot' "
-                 f"(blur σ={DEGRADATION['blur_sigma_px']} px, {DEGRADATION['peak_photons']:.0f} photons peak, Poisson)",
+    word = common["words"][0]
+    rows = 1 + len(conds)
+    fig, axes = plt.subplots(rows, 4, figsize=(16, 1.9 * rows + 0.4), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 3, 2, 2]})
+    g = summary["generic_reader_on_recording"]
+    axes[0, 0].imshow(truth, cmap="gray", vmin=0, vmax=1)
+    axes[0, 0].set_title(f"truth: '{word}'", fontsize=9)
+    axes[0, 1].imshow(degraded, cmap="gray")
+    axes[0, 1].set_title(f"recording (σ={DEGRADATION['blur_sigma_px']} px, {DEGRADATION['peak_photons']:.0f} photons); "
+                         f"generic reader: '{common['generic_reader']['example_read']}'", fontsize=8)
+    axes[0, 2].axis("off")
+    axes[0, 2].text(0, 0.5, f"generic reader (blur-matched templates)\non the recordings: CER {g['cer']['mean']:.2f}\n"
+                    f"a/e {g['letters']['a_e']:.2f}, other letters {g['letters']['other']:.2f}", fontsize=8, va="center")
+    ax = axes[0, 3]
+    for cond, r in conds.items():
+        for s, info in r["seeds"].items():
+            c = np.asarray(info["training"]["curve"])
+            if len(c):
+                ax.plot(c[:, 1] / 60, c[:, 3], lw=0.8, label=LABELS[cond] if s == next(iter(r["seeds"])) else None,
+                        color={"latin": "C0", "no_ae": "C1", "chinese": "C2", "mix": "C3"}[cond])
+    ax.set_yscale("log")
+    ax.set_xlabel("CPU-minutes", fontsize=7)
+    ax.set_title("validation MSE (in-distribution)", fontsize=8)
+    ax.legend(fontsize=6)
+    ax.tick_params(labelsize=6)
+    for i, (cond, r) in enumerate(conds.items(), start=1):
+        restored, zmap = arrays[cond]
+        srow = summary[cond]
+        axes[i, 0].imshow(restored, cmap="gray", vmin=0, vmax=1)
+        axes[i, 0].set_ylabel(LABELS[cond], fontsize=9)
+        axes[i, 0].set_title(f"restored, read '{r['example']['read']}'; CER over all: {srow['cer']['mean']:.2f} "
+                             f"[{srow['cer']['ci95'][0]:.2f}, {srow['cer']['ci95'][1]:.2f}]", fontsize=8)
+        lim = max(4.0, float(np.abs(zmap).max()))
+        axes[i, 1].imshow(zmap, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        for reg in r["example"]["regions"]:
+            (y0, y1), (x0, x1) = reg["bbox"]
+            axes[i, 1].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="k", lw=1))
+        v = r["verify"]
+        axes[i, 1].set_title(f"verify z (red: missing, blue: added); flagged {v['wrong_flagged']}/{v['wrong']} wrong, "
+                             f"{v['right_flagged']}/{v['right']} right readings", fontsize=7)
+        axes[i, 2].axis("off")
+        axes[i, 2].text(0, 0.5, f"error on a/e {srow['letters']['a_e']:.2f}, other {srow['letters']['other']:.2f}\n"
+                        f"CER − generic reader {srow['minus_generic_reader']['mean']:+.2f} "
+                        f"[{srow['minus_generic_reader']['ci95'][0]:+.2f}, {srow['minus_generic_reader']['ci95'][1]:+.2f}]"
+                        + (f"\nCER − (a) {srow['minus_latin']['mean']:+.2f} [{srow['minus_latin']['ci95'][0]:+.2f}, "
+                           f"{srow['minus_latin']['ci95'][1]:+.2f}]" if "minus_latin" in srow else "")
+                        + f"\nstop: {', '.join(srow['stop'])}; steps {srow['steps']}", fontsize=8, va="center")
+        axes[i, 3].axis("off")
+        wrong_in = v["wrong_letters_in_region"] / max(v["wrong_letters"], 1)
+        axes[i, 3].text(0, 0.5, f"verify regions cover {wrong_in:.0%}\nof the misread letters\n"
+                        f"(seed {common['seeds'][0]}, {v['n']} realisations of '{word}')", fontsize=8, va="center")
+    for a in axes[:, :2].ravel():
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.suptitle(f"Box 5: restoring unseen words ({len(common['words'])} words × {common['realisations']} noise "
+                 f"realisations × {len(common['seeds'])} seeds; {common['minutes_per_condition']:g} CPU-min of training "
+                 f"per condition){' — QUICK smoke run' if common['quick'] else ''}",
                  fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny data and network: seconds (used by the test)")
+    p.add_argument("--quick", action="store_true", help="tiny data and network, 2 words × 8 realisations: seconds")
+    p.add_argument("--minutes-per-condition", type=float, default=None,
+                   help="CPU-minutes per condition, split over the seeds (default 60; quick 0.05)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
+    p.add_argument("--words", nargs="+", default=None, help=f"unseen test words (≤ 11 letters; default {' '.join(WORDS)})")
+    p.add_argument("--realisations", type=int, default=None, help="noise realisations per word (default 100; quick 8)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop each training after this many steps (or at its plateau) instead of the CPU budget: "
+                        "with the recorded step count this regenerates the weights bit for bit")
+    p.add_argument("--width", type=int, default=None, help="U-Net width (default 32; quick 8)")
+    p.add_argument("--depth", type=int, default=None, help="U-Net depth (default 3; quick 2)")
+    p.add_argument("--val-every", type=int, default=None, help="steps between validation evaluations (default 100; quick 5)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "box5", help="output folder")
-    p.add_argument("--steps", type=int, default=None, help="training steps per condition")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
-    p.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated subset of " + ",".join(CONDITIONS))
-    p.add_argument("--assemble", action="store_true", help="only rebuild the figure and JSON from saved conditions")
+    p.add_argument("--assemble", action="store_true", help="only rebuild results + figure from saved conditions")
     a = p.parse_args(argv)
-    if a.assemble:
-        assemble(a.out)
-        return
-    conds = tuple(c.strip() for c in a.conditions.split(",") if c.strip())
-    bad = [c for c in conds if c not in CONDITIONS]
+    words = tuple(a.words or (WORDS[:2] if a.quick else WORDS))
+    bad = [w for w in words if not (1 <= len(w) <= 11 and w.isascii() and w.isalpha())]
     if bad:
-        p.error(f"unknown condition(s) {bad}; choose from {CONDITIONS}")
-    run(a.out, quick=a.quick, steps=a.steps, seed=a.seed, threads=a.threads, conditions=conds)
+        p.error(f"test words must be 1–11 ASCII letters, got {bad}")
+    n_real = a.realisations or (8 if a.quick else 100)
+    minutes = a.minutes_per_condition if a.minutes_per_condition is not None else (0.05 if a.quick else 60.0)
+    if minutes <= 0 or n_real < 1:
+        p.error("--minutes-per-condition must be > 0 and --realisations ≥ 1")
+    if (a.max_steps is not None and a.max_steps < 1) or (a.width is not None and a.width < 2) or \
+            (a.depth is not None and not 1 <= a.depth <= 4) or (a.val_every is not None and a.val_every < 1):
+        p.error("--max-steps and --val-every must be ≥ 1, --width ≥ 2 and --depth 1–4")
+    t0 = time.time()
+    record = provenance(seeds=a.seeds, params={"words": words, "realisations": n_real, "minutes_per_condition": minutes,
+                                               "quick": a.quick, "threads": a.threads,
+                                               "max_steps": a.max_steps, "width": a.width, "depth": a.depth,
+                                               "val_every": a.val_every},
+                        argv=None if argv is None else ["examples/box5_discovery.py", *argv])
+    if a.assemble:
+        res = assemble(a.out)
+    else:
+        res = run(a.out, quick=a.quick, minutes=minutes, seeds=tuple(a.seeds), conditions=tuple(a.conditions),
+                  words=words, n_real=n_real, threads=a.threads, max_steps=a.max_steps, width=a.width,
+                  depth=a.depth, val_every=a.val_every)
+    res["provenance"] = finish(record, t0)
+    with atomic_path(a.out / "box5_results.json") as tmp:
+        tmp.write_text(json.dumps(res, indent=1, default=float))
+    for k, v in res["summary"].items():
+        print(f"{k:>28}: CER {v['cer']['mean']:.3f} [{v['cer']['ci95'][0]:.3f}, {v['cer']['ci95'][1]:.3f}]  "
+              f"a/e {v['letters']['a_e']:.2f}  other {v['letters']['other']:.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

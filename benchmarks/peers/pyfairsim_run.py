@@ -37,7 +37,7 @@ def main(inp: str, out: str) -> None:
                                   "wavelength": float(d["wavelength_nm"])},
         "sim_parameters": {"otf_correction": 1.0, "otf_type": "NONE", "otf_before_shift": True,
                            "attenuation_strength": 0.99, "attenuation_fwhm": 1.2, "use_attenuation": True,
-                           "fit_band": 1, "fit_exclude": True, "otf_file_location": None},
+                           "fit_band": 1, "fit_exclude": 0.6, "otf_file_location": None},
         "filter_parameters": {"wiener_filter_parameter": float(d["wiener"]), "apodization_cutoff": 2.0,
                               "apodization_bend": 0.9},
         "image_parameters": {"image_shape": [n, n], "ordering": "paz", "z_slice": 0, "background": 0.0,

@@ -42,6 +42,7 @@ def test_wave_vectors_phases_and_modulation_are_recovered(acquisition):
     at_c = lambda p: p.phases + 2 * np.pi * (p.k @ c)[:, None]  # noqa: E731
     dphi = np.abs(np.angle(np.exp(1j * (at_c(est) - at_c(true)))))
     assert dphi.max() < 0.1
+    assert np.sqrt(np.mean(dphi**2)) < 0.05                         # the target, per frame (RMS)
     np.testing.assert_allclose(est.modulation, true.modulation, atol=0.08)
 
 

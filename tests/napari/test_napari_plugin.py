@@ -148,7 +148,6 @@ def test_progress_and_cancel_in_worker_thread(make_napari_viewer, qtbot):
     assert w.run_btn.enabled and not w.cancel_btn.enabled
 
 
-@pytest.mark.skipif(not _has("fluorecon.tasks.denoise"), reason="fluorecon.tasks.denoise not available yet")
 def test_denoise_widget_on_real_layer(make_napari_viewer, qtbot):
     from fluorecon.napari._widgets import DenoiseWidget
 
@@ -171,7 +170,6 @@ def test_denoise_widget_on_real_layer(make_napari_viewer, qtbot):
     assert np.mean((out.data - clean) ** 2) < 0.5 * np.mean((noisy - clean) ** 2)
 
 
-@pytest.mark.skipif(not _has("fluorecon.tasks.deconvolve"), reason="fluorecon.tasks.deconvolve not available yet")
 def test_deconvolve_widget_with_psf_layer(make_napari_viewer, qtbot):
     from scipy import ndimage
 
@@ -258,7 +256,6 @@ def test_reader_opens_ome_zarr_with_scale(tmp_path):
     assert get_reader(str(tmp_path / "x.png")) is None
 
 
-@pytest.mark.skipif(not _has("fluorecon.physics.forward"), reason="fluorecon.physics.forward not available yet")
 def test_sample_data_via_viewer(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("fluorecon", "widefield-2d")
@@ -282,7 +279,6 @@ def _tiny_bundle(tmp_path):
     return b.save(tmp_path / "bundle"), noisy
 
 
-@pytest.mark.skipif(not _has("fluorecon.learn.predict"), reason="fluorecon.learn.predict not available yet")
 def test_learn_widget_predicts_with_bundle(make_napari_viewer, qtbot, tmp_path):
     from fluorecon.learn.bundle import Bundle
     from fluorecon.learn.predict import predict
@@ -320,7 +316,6 @@ def test_learn_widget_missing_bundle_message(make_napari_viewer, monkeypatch, tm
     assert "no model bundle" in shown[-1]
 
 
-@pytest.mark.skipif(not _has("fluorecon.learn.single_image"), reason="fluorecon.learn.single_image not available yet")
 def test_learn_widget_trains_on_image(make_napari_viewer, qtbot, tmp_path):
     from fluorecon.napari._widgets import LearnWidget
 
@@ -520,3 +515,66 @@ def test_tasks_widget_hides_psf_model_fields_when_a_psf_layer_is_chosen(make_nap
     assert not w.param_ws["psf_voxel_size"][0].native.isHidden() and not w.param_ws["iterations"][0].native.isHidden()
     w.input_ws["psf"].value = None
     assert not w.param_ws["na"][0].native.isHidden()
+
+
+def test_widgets_compute_on_the_gpu_when_present(make_napari_viewer, monkeypatch, tmp_path):
+    """Every hand-written widget asks for device "auto", which is CUDA when torch sees a GPU (issue 24)."""
+    import torch
+
+    import fluorecon.learn.predict as lp
+    import fluorecon.learn.single_image as si
+    import fluorecon.tasks.deconvolve as dt
+    import fluorecon.tasks.denoise as nt
+    from fluorecon.napari import _widgets as W
+    from fluorecon.utils import resolve_device
+
+    asked = {}
+
+    def record(name):
+        def fake(*a, **k):
+            asked[name] = k.get("device")
+            raise RuntimeError("recorded")
+        return fake
+
+    monkeypatch.setattr(nt, "denoise", record("denoise"))
+    monkeypatch.setattr(dt, "deconvolve", record("deconvolve"))
+    monkeypatch.setattr(si, "denoise_single_image", record("train"))
+    monkeypatch.setattr(lp, "predict", record("predict"))
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.ones((32, 32), np.float32), name="img", scale=(0.1, 0.1))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "bundle.json").write_text("{}")
+    monkeypatch.setattr("fluorecon.learn.bundle.Bundle.load", classmethod(lambda cls, p: None))
+    for cls, mode in ((W.DenoiseWidget, None), (W.DeconvolveWidget, None), (W.LearnWidget, "train"),
+                      (W.LearnWidget, "predict")):
+        w = cls(viewer)
+        w.layer_w.value = layer
+        if mode == "predict":
+            w.mode.value = next(c for c in w.mode.choices if c.startswith("predict"))
+            w.bundle.value = str(tmp_path / "b")
+        w.prepare()
+        with pytest.raises(RuntimeError, match="recorded"):
+            w.compute(lambda f, m="": None)
+    assert asked == {"denoise": "auto", "deconvolve": "auto", "train": "auto", "predict": "auto"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"
+
+
+def test_task_widgets_start_with_the_cli_defaults(make_napari_viewer):
+    """GUI and CLI share one set of defaults: the task's Params (the CLI passes its defaults through unchanged)."""
+    from pydantic import ValidationError
+
+    from fluorecon.napari._task_widget import TaskWidget
+    from fluorecon.tasks.registry import all_tasks
+
+    viewer = make_napari_viewer()
+    checked = []
+    for task in all_tasks():
+        try:
+            defaults = task.Params()
+        except ValidationError:  # a required parameter: no default to compare
+            continue
+        tw = TaskWidget(viewer, task)
+        assert tw.params() == defaults, task.name
+        checked.append(task.name)
+    assert {"denoise", "deconvolve", "isotropic", "localize"} <= set(checked) and len(checked) >= 10

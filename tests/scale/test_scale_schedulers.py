@@ -66,3 +66,15 @@ def test_unknown_scheduler(tmp_path):
     with pytest.raises(FluoreconError, match="leaves no room"):
         run_blockwise(OP, _x(), tmp_path / "w.ome.zarr", axes="YX", levels=1, memory_limit="200MB")
     assert not (tmp_path / "w.ome.zarr").exists()
+
+
+
+def test_local_cluster_workers_are_prepared_before_the_first_block():
+    """The one-time imports happen at cluster start (counted as start-up), not in the first block of each worker."""
+    from fluorecon.scale.schedulers import get_compute
+
+    with get_compute("distributed", n_workers=1, threads_per_worker=1, memory_limit="1GB") as compute:
+        ready = compute.client.run(lambda: __import__("sys").modules.get("fluorecon.tasks.deconvolve") is not None)
+        threads = compute.client.run(lambda: __import__("torch").get_num_threads())
+    assert list(ready.values()) == [True]
+    assert all(t >= 1 for t in threads.values())

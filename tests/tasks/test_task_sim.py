@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from fluorecon.cli import app
 from fluorecon.errors import FluoreconError
-from fluorecon.io import read_image
+from fluorecon.io import read_image, write_image
 from fluorecon.tasks.registry import get
 from fluorecon.tasks.sim import frames_to_apz
 
@@ -64,3 +66,37 @@ def test_bad_input_is_refused():
         task(img.data, axes="TYX", voxel_size=(0.3, 0.3), **ex["params"])
     with pytest.raises(ValueError, match="phases"):
         task.params(phases=3, n_orders=2)
+
+
+def test_wrong_frame_order_is_detected_and_the_right_one_named():
+    task = get("sim")
+    ex = task.example()
+    img = ex["inputs"]["image"]
+    # The same frames written phase-major (all angles at phase 0, then phase 1, ...).
+    phase_major = img.data.reshape(3, 3, *img.data.shape[-2:]).transpose(1, 0, 2, 3).reshape(img.data.shape)
+    with pytest.raises(FluoreconError, match="not in the order") as err:
+        task(phase_major, axes="TYX", voxel_size=(0.08, 0.08), **ex["params"])
+    assert "--order pa" in err.value.hint
+    res = task(phase_major, axes="TYX", voxel_size=(0.08, 0.08), order="pa", **ex["params"])
+    assert res.params_used["order_consistency"]["pa"] > 0.95
+
+
+def test_missing_optics_are_refused():
+    task = get("sim")
+    ex = task.example()
+    params = {k: v for k, v in ex["params"].items() if k not in ("na", "wavelength")}
+    with pytest.raises(FluoreconError, match="--na and --wavelength"):
+        task(ex["inputs"]["image"], **params)
+
+
+def test_cli_bad_input_exits_2_with_the_reason(tmp_path):
+    ex = get("sim").example()
+    raw = tmp_path / "raw.tif"
+    write_image(raw, ex["inputs"]["image"].data, axes="TYX", voxel_size=(0.08, 0.08))
+    runner = CliRunner()
+    r = runner.invoke(app, ["sim", str(raw), "-o", str(tmp_path / "o.tif")])
+    assert r.exit_code == 2 and "--na" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["sim", str(raw), "-o", str(tmp_path / "o.tif"), "--na", "1.2", "--wavelength", "0.52",
+                            "--phases", "5"])
+    assert r.exit_code == 2 and "angles × phases" in r.output
+    assert not (tmp_path / "o.tif").exists()

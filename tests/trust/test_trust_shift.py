@@ -102,3 +102,17 @@ def test_image_level_statistic_calibrated_on_unseen_images_detects_each_kind_of_
     for kind, make in shifted.items():
         hits = sum(shift_score(make(s), st)["worst_ratio"] > 1 for s in range(300, 310))
         assert hits >= 8, (kind, hits)
+
+
+def test_conformal_image_threshold_keeps_the_false_alarm_rate_on_unseen_images():
+    """Split-conformal calibration on 39 unseen images at 10 %: fresh in-distribution images are flagged about
+    that often (Binomial(40, 0.1): 9 or fewer in 94 % of draws), and a bad rate is a clear error."""
+    train = [_image(s) for s in range(24)]
+    cal = [_image(s) for s in range(100, 139)]
+    st = training_statistics(None, train, None, patch_size=32, max_patches=64, calibration_images=cal,
+                             false_alarm=0.1)
+    assert st["calibration"]["false_alarm"] == 0.1 and st["calibration"]["n_images"] == 39
+    flagged = sum(shift_score(_image(s), st)["worst_ratio"] > 1 for s in range(400, 440))
+    assert flagged <= 9
+    with pytest.raises(FluoreconError, match="false_alarm"):
+        training_statistics(None, train, None, patch_size=32, max_patches=64, calibration_images=cal, false_alarm=0)

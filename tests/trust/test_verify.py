@@ -71,17 +71,32 @@ def test_image_level_false_alarm_rate_identity_low_counts():
     assert hits <= 15
 
 
-def test_cornish_fisher_maps_gamma_quantiles_to_normal_quantiles():
+def test_skew_normalisation_maps_gamma_quantiles_to_normal_quantiles_in_both_tails():
     k = 20.0  # standardised Gamma(k): skewness 2/sqrt(k)
-    q = np.array([0.6, 0.9, 0.99, 0.999, 0.9999, 0.99999])
+    q = np.array([1e-5, 1e-4, 1e-3, 0.01, 0.1, 0.6, 0.9, 0.99, 0.999, 0.9999, 0.99999])
     t = (stats.gamma.ppf(q, k) - k) / np.sqrt(k)
-    z = V._cornish_fisher(t, np.full_like(t, 2 / np.sqrt(k)))
-    np.testing.assert_allclose(z, stats.norm.ppf(q), atol=0.12)
-    # without the correction the heavy tail would be off by far more
-    assert abs(t[-1] - stats.norm.ppf(q[-1])) > 0.5
-    # the light tail is left alone (conservative)
-    lo = (stats.gamma.ppf([0.001], k) - k) / np.sqrt(k)
-    assert V._cornish_fisher(lo, np.full_like(lo, 2 / np.sqrt(k)))[0] == lo[0]
+    z = V._normalise_skew(t, np.full_like(t, 2 / np.sqrt(k)))
+    np.testing.assert_allclose(z, stats.norm.ppf(q), atol=0.06)
+    # without the correction both tails would be off by far more
+    assert abs(t[-1] - stats.norm.ppf(q[-1])) > 0.5 and abs(t[0] - stats.norm.ppf(q[0])) > 0.5
+    # a negative skewness mirrors it
+    np.testing.assert_allclose(V._normalise_skew(-t, np.full_like(t, -2 / np.sqrt(k))), -stats.norm.ppf(q), atol=0.06)
+
+
+def test_light_tail_of_poisson_matched_filter_is_normal_after_the_correction():
+    """0.5 counts per pixel: the lower tail of the matched-filter statistic (an ``added`` structure) is far shorter
+    than the normal one; corrected, its tail probability is close to the normal one (and not above it)."""
+    rng = np.random.default_rng(0)
+    mu = 0.5
+    g = np.arange(-5, 6) ** 2
+    t = np.exp(-0.5 * (g[:, None] + g[None, :]) / 1.2**2)
+    x = rng.poisson(mu, (40000, 11, 11)).astype(float)
+    T = ((x - mu) * t).sum((1, 2)) / np.sqrt(mu * (t * t).sum())
+    gam = mu * (t**3).sum() / (mu * (t * t).sum()) ** 1.5  # exact skewness of the weighted Poisson sum
+    z = V._normalise_skew(T, np.full_like(T, gam))
+    ref = stats.norm.cdf(-2.5)
+    assert 0.6 * ref < np.mean(z < -2.5) < 1.2 * ref
+    assert np.mean(T < -2.5) < 0.2 * ref
 
 
 def test_euler_characteristic_tail_matches_simulated_fields():
@@ -95,6 +110,32 @@ def test_euler_characteristic_tail_matches_simulated_fields():
     fwhm = np.full(2, sigma * np.sqrt(8 * np.log(2)))
     p = V._p_max(z, V._resels(np.array([64, 64]) / fwhm), 64 * 64)
     assert 0.6 * emp <= p <= 1.6 * emp + 0.01
+
+
+def test_smooth_intensity_drift_is_absorbed_by_the_scale_field_not_reported():
+    """The recording's specimen is 25 % brighter on one side and 25 % darker on the other (illumination drift)."""
+    fwd = blur_forward()
+    truth = mixed((128, 128), seed=7).astype(np.float64)
+    ramp = 1.0 + 0.25 * np.linspace(-1, 1, 128)[None, :] * np.ones((128, 1))
+    x, _ = fwd.simulate(truth * ramp, seed=8)
+    x = x.astype(np.float64)
+    fixed = verify(x, 5.0 * truth, fwd, scale_degree=0, check_forward=False)
+    res = verify(x, 5.0 * truth, fwd, check_forward=False)
+    # one global scale leaves the drift in the residual (its spread far above the noise); the field does not
+    assert fixed.misfit["spread"] > 1.5 and res.misfit["spread"] < 1.25
+    assert res.regions == [] and not res.misfit["flagged"]
+    lo, hi = res.info["scale_field"]["range"]
+    assert lo * 5 == pytest.approx(0.75, abs=0.06) and hi * 5 == pytest.approx(1.25, abs=0.06)
+    # a punctum the reconstruction adds is still found
+    fake = truth + 1.5 * blob(truth.shape, (64, 100), 1.6)
+    assert [r["kind"] for r in verify(x, fake, fwd, check_forward=False).regions][:1] == ["added"]
+
+
+def test_dark_variance_floor_is_the_recording_variance():
+    rng = np.random.default_rng(0)
+    x = rng.poisson(np.where(np.arange(256)[None, :] < 40, 1.5, 30.0) * np.ones((256, 1))).astype(float)
+    assert V._dark_variance(x) == pytest.approx(1.5, rel=0.15)  # Poisson: variance = mean in the dark part
+    assert V._dark_variance(np.full((64, 64), 3.0)) == pytest.approx(1 / 12)  # quantisation of integer data
 
 
 def test_psf_mismatch_is_detected_and_true_psf_is_not():

@@ -56,7 +56,12 @@ from fluorecon.errors import FluoreconError
 from fluorecon.physics.sampling import BlurOperator
 from fluorecon.validation import check_psf, to_numpy
 
-__all__ = ["richardson_lucy", "select_iterations", "wiener_butterworth_otf"]
+try:  # scipy's pocketfft binding: per-axis transforms written into preallocated (strided) outputs
+    from scipy.fft._pocketfft import pypocketfft as _pocketfft
+except ImportError:  # a future scipy without the private binding: fall back to BlurOperator's rfftn/irfftn
+    _pocketfft = None
+
+__all__ = ["PrunedBlur", "richardson_lucy", "select_iterations", "wiener_butterworth_otf"]
 
 
 def wiener_butterworth_otf(psf: Any, fft_shape: Sequence[int], *, alpha: float = 1e-3, beta: float = 1e-2,
@@ -99,6 +104,89 @@ def wiener_butterworth_otf(psf: Any, fft_shape: Sequence[int], *, alpha: float =
     b = np.conj(otf) / (np.abs(otf) ** 2 + alpha) * butter
     b = b / b.flat[0].real
     return b.astype(np.complex128)
+
+
+class PrunedBlur(BlurOperator):
+    """:class:`~fluorecon.physics.sampling.BlurOperator` on the CPU that skips FFT lines known to be zero.
+
+    In the zero-padded (``"skimage"``) boundary the operand fills only the image corner of the FFT
+    grid, and in every crop mode only the image region of the result is kept. The n-D transform is
+    done axis by axis (scipy's pocketfft, preallocated outputs, no temporaries): the forward
+    transform of axis ``k`` runs only over the lines whose other coordinates lie in the image (the
+    rest are zero), the inverse of axis ``k`` only over the lines the image region needs. On a
+    64×256² volume with a 17³ PSF (grid 72×270²) that is ~15 % fewer butterflies than two full
+    ``rfftn``/``irfftn`` and no per-call allocation. The product with the OTF (pre-scaled by the
+    inverse-transform normalisation) runs in torch (multi-threaded). Results equal the base class's
+    to float rounding (tested).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fluorecon.physics.psf import gaussian_psf
+    >>> psf = gaussian_psf((5, 5), 1.0)
+    >>> x = torch.rand(20, 24)
+    >>> fast = PrunedBlur(psf, (20, 24), "skimage", torch.device("cpu"), torch.float32)
+    >>> ref = BlurOperator(psf, (20, 24), "skimage", torch.device("cpu"), torch.float32)
+    >>> bool(torch.allclose(fast.forward(x).clone(), ref.forward(x), atol=1e-6))
+    True
+    """
+
+    def __init__(self, psf: np.ndarray, shape: tuple[int, ...], padding: str, device, dtype,
+                 backprojector: np.ndarray | None = None):
+        super().__init__(psf, shape, padding, device, dtype, backprojector=backprojector)
+        if not (self.cpu and self.crop and _pocketfft is not None):
+            raise FluoreconError("PrunedBlur needs the CPU, a crop boundary ('skimage' or 'reflect') and scipy's "
+                                 "pocketfft", hint="use fluorecon.physics.sampling.BlurOperator")
+        f = self.fft_shape
+        norm = 1.0 / math.prod(f)  # irfftn's 1/N, folded into the OTFs once
+        self.otf = self.otf * norm
+        if self.otf_b is not None:
+            self.otf_b = self.otf_b * norm
+        self.otf_np = self.otf_b_np = None
+        cdt = torch.complex64 if dtype == torch.float32 else torch.complex128
+        self.spec_t = torch.empty((*f[:-1], f[-1] // 2 + 1), dtype=cdt)
+        self.spec = self.spec_t.numpy()
+        self.zero_in = padding == "skimage"  # the operand is zero outside the image corner (before = 0)
+        if self.zero_in:
+            # operand buffer: image extent on the leading axes, full FFT length on the last (zero tail)
+            self.buf = torch.zeros((*self.shape[:-1], f[-1]), dtype=dtype)
+        self.obuf_t = torch.empty((*self.shape[:-1], f[-1]), dtype=dtype)
+        self.obuf = self.obuf_t
+        self.out_view = self.obuf_t[..., self.before[-1]:self.before[-1] + self.shape[-1]]
+
+    def _run(self, src, otf):
+        nd, n, b, f = self.nd, self.shape, self.before, self.fft_shape
+        w = torch.get_num_threads()
+        spec = self.spec
+        last = nd - 1
+        if self.zero_in:
+            lead = tuple(slice(0, k) for k in n[:-1])
+            _pocketfft.r2c(src.numpy(), axes=[last], forward=True, inorm=0, out=spec[lead], nthreads=w)
+            for k in range(nd - 2, -1, -1):
+                head = tuple(slice(0, n[i]) for i in range(k))
+                spec[(*head, slice(n[k], None))] = 0  # beyond the image along k: zero before transforming k
+                v = spec[head]
+                _pocketfft.c2c(v, axes=[k], forward=True, inorm=0, out=v, nthreads=w)
+        else:
+            self._fill_pad()
+            _pocketfft.r2c(src.numpy(), axes=[last], forward=True, inorm=0, out=spec, nthreads=w)
+            if nd > 1:
+                _pocketfft.c2c(spec, axes=list(range(nd - 1)), forward=True, inorm=0, out=spec, nthreads=w)
+        self.spec_t.mul_(otf)
+        for k in range(nd - 1):
+            v = spec[tuple(slice(b[i], b[i] + n[i]) for i in range(k))]
+            _pocketfft.c2c(v, axes=[k], forward=False, inorm=0, out=v, nthreads=w)
+        rows = spec[tuple(slice(b[i], b[i] + n[i]) for i in range(nd - 1))]
+        _pocketfft.c2r(rows, axes=[last], lastsize=f[-1], forward=False, inorm=0, out=self.obuf_t.numpy(), nthreads=w)
+        return self.out_view
+
+
+def _blur_operator(psf: np.ndarray, shape: tuple[int, ...], padding: str, device, dtype,
+                   backprojector: np.ndarray | None = None) -> BlurOperator:
+    """The fastest engine for the job: :class:`PrunedBlur` on the CPU with a crop boundary, else the base."""
+    if torch.device(device).type == "cpu" and padding in ("skimage", "reflect") and _pocketfft is not None:
+        return PrunedBlur(psf, shape, padding, device, dtype, backprojector=backprojector)
+    return BlurOperator(psf, shape, padding, device, dtype, backprojector=backprojector)
 
 
 def _tv_factor(x, weight: float, voxel: Sequence[float] | None):
@@ -282,7 +370,7 @@ def _rl_single(image: np.ndarray, psf: np.ndarray, n_iter: int, *, padding, back
                  else [-(pp // 2) for pp in psf.shape])
         bp = wiener_butterworth_otf(psf, blur0.fft_shape, shift=shift)
         del blur0
-    H = BlurOperator(psf, data.shape, padding, device, dtype, backprojector=bp)
+    H = _blur_operator(psf, data.shape, padding, device, dtype, backprojector=bp)
     y = H.to_tensor(data)
     del data
     bgt = None

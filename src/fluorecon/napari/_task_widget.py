@@ -30,6 +30,7 @@ import napari
 from fluorecon.errors import FluoreconError
 from fluorecon.io import ImageData, read_image
 from fluorecon.io_tables import read_table
+from fluorecon.napari._sim_overlay import add_sim_overlay
 from fluorecon.napari._widgets import _TaskWidget
 from fluorecon.tasks.contract import Result, Table, Task, as_image_data, execute
 from fluorecon.tasks.registry import all_tasks, get
@@ -253,6 +254,9 @@ class TaskWidget(_TaskWidget):
                 if pts is not None:
                     self.viewer.add_points(pts, name=label, size=3, face_color="yellow",
                                            metadata={"fluorecon": result.to_dict()})
+        if self.task.name == "sim" and like is not None:
+            add_sim_overlay(self.viewer, np.asarray(like.data), result.params_used, order=self._params.order,
+                            scale=tuple(like.scale))
         for w in result.warnings:
             napari.utils.notifications.show_warning(w)
         self.status.value = f"{self.title}: done"

@@ -551,9 +551,11 @@ class LearnWidget(_TaskWidget):
                 raise FluoreconError("choose where to write the package", hint="e.g. my_model.zip")
             if dest.suffix.lower() != ".zip":
                 dest = dest.with_suffix(".zip")
-            from fluorecon.bioimageio import export_bundle
+            from fluorecon.bioimageio import export_bundle, training_warnings
 
             out = export_bundle(self.bundle_obj, dest, name=f"fluorecon {self._layer.name}")
+            for w in training_warnings(self.bundle_obj.provenance):  # the CLI's under-training warnings
+                show_warning(f"exported model: {w}")
         except FluoreconError as e:
             self._error(str(e))
             return None

@@ -498,10 +498,16 @@ def _run_locked(op, output: Path, reader, axes_c: str, vs, src_desc: dict, sp: s
         if _stop_after is not None:  # testing hook: simulate an interruption after N chunks
             pending = pending[:_stop_after]
         tasks = []
+        # The reader and the block functions (which carry the global decisions, e.g. a PSF) become one
+        # graph node each: a distributed worker receives them once, not once per block.
+        reader_node = dask.delayed(reader, pure=False, traverse=False)
+        fn_nodes: dict[Any, Any] = {}
         for idx, out_sl in pending:
             in_key, crop, channel = _in_region(out_sl, axes_c, reader.shape, halo_full, zf)
-            tasks.append(dask.delayed(_block_task, pure=False)(reader, str(output), idx, out_sl, in_key, crop,
-                                                              blockop.fn_for(channel)))
+            if channel not in fn_nodes:
+                fn_nodes[channel] = dask.delayed(blockop.fn_for(channel), pure=False, traverse=False)
+            tasks.append(dask.delayed(_block_task, pure=False)(reader_node, str(output), idx, out_sl, in_key, crop,
+                                                              fn_nodes[channel]))
         t1 = time.perf_counter()
         if tasks:
             compute(tasks)

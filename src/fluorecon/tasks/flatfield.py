@@ -39,6 +39,7 @@ from fluorecon.tasks.contract import (
     param,
 )
 from fluorecon.tasks.registry import register
+from fluorecon.utils import resolve_device
 
 __all__ = ["FlatfieldParams", "FlatfieldTask"]
 
@@ -58,7 +59,8 @@ class FlatfieldParams(TaskParams):
                              ge=0, le=20, advanced=True)
     max_iter: int = param(500, "Iterations of each augmented-Lagrangian fit.", ge=1, le=10_000, advanced=True)
     max_reweight: int = param(10, "Re-weighting rounds (sparse residual weights).", ge=1, le=100, advanced=True)
-    device: str = param("cpu", "Torch device (cpu, cuda, auto).", widget=False)
+    device: str = param("auto", "Torch device (auto: CUDA when present, else cpu).", widget=False,
+                        choices=("auto", "cpu", "cuda"))
 
 
 @register
@@ -110,7 +112,7 @@ class FlatfieldTask(Task):
             prof = fit_flatfield(x, darkfield=params.darkfield, baseline=params.baseline != "none",
                                  lambda_flat=params.lambda_flat, lambda_dark=params.lambda_dark, working_size=ws,
                                  presmooth=params.presmooth, max_iter=params.max_iter,
-                                 max_reweight=params.max_reweight, device=params.device, progress=report.span(0, 0.9))
+                                 max_reweight=params.max_reweight, device=str(resolve_device(params.device)), progress=report.span(0, 0.9))
             fitted = True
             if x.shape[0] < 10:
                 warnings.append(f"only {x.shape[0]} tiles/frames: the flat-field is poorly determined (≥ 10 advised)")

@@ -114,7 +114,8 @@ class LocalizeParams(TaskParams):
     render_method: str = param("gaussian", "Rendering: histogram or gaussian (s.d. = each uncertainty).",
                                choices=("histogram", "gaussian"))
     seed: int = param(0, "Random seed (training).", ge=0)
-    device: str = param("cpu", "Compute device.", widget=False, choices=("auto", "cpu", "cuda"))
+    device: str = param("auto", "Compute device (auto: CUDA when present, else cpu).", widget=False,
+                        choices=("auto", "cpu", "cuda"))
 
     @field_validator("method")
     @classmethod

@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -44,7 +45,7 @@ from fluorecon.tasks.contract import (
 )
 from fluorecon.tasks.registry import register
 
-__all__ = ["SIMParams", "SIMStackForward", "SIMTask", "frames_to_apz"]
+__all__ = ["SIMParams", "SIMStackForward", "SIMTask", "check_frame_order", "frames_to_apz"]
 
 
 class SIMParams(TaskParams):
@@ -61,8 +62,10 @@ class SIMParams(TaskParams):
     angles: int = param(3, "Number of pattern orientations.", ge=1, le=12)
     phases: int = param(3, "Number of phase steps per orientation (3 for 2-beam, 5 for 3-beam SIM).", ge=3, le=15)
     order: str = param("azp", "Frame order, slowest to fastest: a = angle, z = plane, p = phase (2D: z is ignored).")
-    na: float = param(1.4, "Numerical aperture of the objective.", gt=0, le=1.7)
-    wavelength: float = param(0.52, "Emission wavelength.", unit="µm", gt=0.2, le=2.0)
+    na: float | None = param(None, "Numerical aperture of the objective (required: the OTF depends on it).",
+                             gt=0, le=1.7)
+    wavelength: float | None = param(None, "Emission wavelength (required: the OTF depends on it).", unit="µm",
+                                     gt=0.2, le=2.0)
     offset: float = param(0.0, "Camera offset (baseline) subtracted first.", unit="ADU")
     gain: float | None = param(None, "Camera gain, for the noise model of the forward model.", unit="ADU/e-", gt=0)
     read_noise: float = param(0.0, "Camera read noise.", unit="e-", ge=0)
@@ -124,6 +127,60 @@ def frames_to_apz(raw: np.ndarray, n_angles: int, n_phases: int, order: str) -> 
     return arr.reshape(nz, per, *raw.shape[-2:])
 
 
+def _frame_directions(frames: np.ndarray, k_range: tuple[float, float]) -> np.ndarray:
+    """Direction (mod π) of each frame's own pattern: the spectral peak of the frame minus the mean frame."""
+    f = np.asarray(frames, np.float64)
+    d = f - f.mean(axis=0, keepdims=True)
+    spec = np.abs(np.fft.fft2(d))
+    qy = np.fft.fftfreq(f.shape[-2])[:, None]
+    qx = np.fft.fftfreq(f.shape[-1])[None, :]
+    r = np.hypot(qy, qx)
+    spec = np.where((r >= k_range[0]) & (r <= k_range[1]), spec, 0.0)
+    flat = spec.reshape(len(f), -1).argmax(axis=1)
+    iy, ix = np.unravel_index(flat, spec.shape[-2:])
+    return np.mod(np.arctan2(qy[iy, 0], qx[0, ix]), np.pi)
+
+
+def _order_consistency(raw: np.ndarray, n_angles: int, n_phases: int, order: str,
+                       k_range: tuple[float, float]) -> float:
+    """How well the frames that ``order`` groups into one angle share one pattern direction (0…1)."""
+    apz = frames_to_apz(raw, n_angles, n_phases, order)
+    nz = apz.shape[0]
+    mid = apz[max(0, nz // 2 - 1):min(nz, nz // 2 + 2)].sum(axis=0)
+    theta = _frame_directions(mid, k_range).reshape(n_angles, n_phases)
+    return float(np.mean(np.abs(np.exp(2j * theta).mean(axis=1))))
+
+
+def check_frame_order(raw: np.ndarray, n_angles: int, n_phases: int, order: str, k_range: tuple[float, float]
+                      ) -> dict[str, float]:
+    """Refuse a frame order that the patterns contradict: the frames of one angle must share its direction.
+
+    Each frame's pattern direction is read from its own spectrum; if the frames that ``order`` puts
+    in one angle point in different directions while another order groups them consistently, the
+    stack is not in ``order`` (the error names the order that fits).
+
+    Examples
+    --------
+    >>> from fluorecon.physics.sim import SIMPattern
+    >>> frames = SIMPattern.regular(3, 3, k=0.2, angle0=0.3).illumination((32, 32))
+    >>> check_frame_order(frames, 3, 3, "ap", (0.1, 0.3))["ap"]
+    1.0
+    """
+    if n_angles < 2:
+        return {}
+    letters = "azp" if "z" in order and raw.shape[0] > n_angles * n_phases else "ap"
+    candidates = sorted({"".join(p) for p in itertools.permutations(letters)})
+    scores = {c: round(_order_consistency(raw, n_angles, n_phases, c, k_range), 3) for c in candidates}
+    given = next(c for c in candidates if c == "".join(x for x in order if x in letters))
+    best = max(scores, key=lambda c: scores[c])
+    if scores[given] < 0.8 and scores[best] > 0.95:
+        raise FluoreconError(f"the frames are not in the order --order {order}: the frames it groups as one angle "
+                             f"show different pattern directions (consistency {scores[given]:.2f}), order {best!r} "
+                             f"groups them consistently ({scores[best]:.2f})",
+                             hint=f"give --order {best} (slowest to fastest: a = angle, z = plane, p = phase)")
+    return scores
+
+
 def _apz_to_frames(apz: np.ndarray, n_angles: int, n_phases: int, order: str) -> np.ndarray:
     nz = apz.shape[0]
     letters = [c for c in order if c in "azp"]
@@ -177,9 +234,17 @@ class SIMTask(Task):
         if img.voxel_size is None:
             raise FluoreconError("SIM reconstruction needs the raw pixel size",
                                  hint="give --voxel-size Y X in µm (or a file whose metadata holds it)")
+        missing = [opt for opt, v in (("--na", params.na), ("--wavelength", params.wavelength)) if v is None]
+        if missing:
+            raise FluoreconError(f"SIM reconstruction needs the optics: {' and '.join(missing)} not given",
+                                 hint="the OTF is computed from them, e.g. --na 1.4 --wavelength 0.52 (emission, µm)")
         dx = float(img.voxel_size[-1])
         raw = np.asarray(img.data, np.float64).reshape(-1, *img.data.shape[-2:])
         apz = frames_to_apz(raw, params.angles, params.phases, params.order)
+        kc = 2 * params.na / params.wavelength * dx
+        # Direction only: any order of the pattern in the transferred annulus will do.
+        k_search = (0.25 * kc, 0.98 * kc)
+        order_scores = check_frame_order(raw, params.angles, params.phases, params.order, k_search)
         nz = apz.shape[0]
         three_d = nz > 1
         # One pattern for the stack: estimated on the sum of the central planes (most in-focus signal).
@@ -241,7 +306,7 @@ class SIMTask(Task):
                            read_noise=params.read_noise)
         fwd = SIMStackForward(plane, params.angles, params.phases, params.order, three_d)
         used = {"pattern": pattern.to_dict(), "estimate": est.info, "quality": est.quality,
-                "reconstruction": rinfo, "planes": nz}
+                "reconstruction": rinfo, "planes": nz, "order_consistency": order_scores}
         return Result(outputs={"image": out, "widefield": wf}, axes={"image": axes, "widefield": axes},
                       voxel_size={"image": vs, "widefield": vs}, params_used=used, forward=fwd, warnings=warnings)
 

@@ -24,6 +24,10 @@ Examples:
 
   fluorecon export runs/old-bundle --bioimageio old.zip --test-image sample.tif
 
+The package also carries the bundle itself (safetensors weights + bundle.json), so `fluorecon predict PACKAGE.zip` gives exactly the bundle's results without unpickling anything. No local path is written: training data appear as file name + SHA-256, and paths in the recorded command are reduced to file names.
+
+Under-trained bundles are exported with a warning (stderr, the JSON's "warnings", the package README and rdf.yaml), judged from the bundle's training history: fewer than 500 steps, a loss still falling by more than 5 % between the last two quarters of training (validation loss when recorded), or no validation loss at all.
+
 Exit codes: 0 written, 1 the package failed bioimage.io's test, 2 bad input (no bundle, no test tensors, optional packages missing).
 """
 
@@ -50,7 +54,7 @@ def register(app: typer.Typer) -> None:
             check_output(bioimageio, overwrite=overwrite, kind="file", suffixes=(".zip",))
             if not (bundle / "bundle.json").exists():
                 raise FluoreconError(f"no model bundle at {bundle}", hint="give the folder written by `fluorecon train` (it holds bundle.json)")
-            from fluorecon.bioimageio import export_bundle, validate_package
+            from fluorecon.bioimageio import export_model, spec_from_bundle, validate_package
 
             img = None
             if test_image is not None:
@@ -59,8 +63,12 @@ def register(app: typer.Typer) -> None:
                 if not test_image.exists():
                     raise FluoreconError(f"test image not found: {test_image}", hint="check the path given to --test-image")
                 img = read_image(test_image, axes=axes).data
-            out = export_bundle(bundle, bioimageio, name=name, authors=author, test_image=img)
-            result = {"output": str(out)}
+            spec = spec_from_bundle(bundle, name=name, authors=author, test_image=img)
+            out = export_model(spec, bioimageio)
+            result = {"output": str(out), "warnings": list(spec.warnings)}
+            if not quiet and not json_out:
+                for w in spec.warnings:
+                    typer.echo(f"warning: {w}", err=True)
             if validate:
                 res = validate_package(out)
                 result["bioimageio_test"] = res["status"]

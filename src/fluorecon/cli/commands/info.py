@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import typer
 
 from fluorecon.cli.common import echo_warnings, emit_json, expand_inputs, handle_errors, run_batch
-from fluorecon.cli.options import AllowIncompleteOpt, AxesOpt, InputArg, JsonOpt, QuietOpt
+from fluorecon.cli.options import AllowIncompleteOpt, AxesOpt, JsonOpt, QuietOpt
 from fluorecon.io import allow_incomplete
 
 EPILOG = """Examples:
@@ -84,8 +85,12 @@ def _print(info: dict) -> None:
     Console().print(t)
 
 
+InputsArg = Annotated[list[str], typer.Argument(help="Input image file(s), folder(s) or glob(s) (TIFF, OME-TIFF, OME-Zarr, NPY, PNG).",
+                                                metavar="INPUT...")]
+
+
 def info(
-    input: InputArg,
+    inputs: InputsArg,
     axes: AxesOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -93,7 +98,7 @@ def info(
 ) -> None:
     """Show shape, dtype, axes, voxel size (µm), value range, mean and NaN/Inf counts of images."""
     with handle_errors(), echo_warnings(), allow_incomplete(allow_incomplete_store):
-        files = expand_inputs(input)
+        files = [f for spec in inputs for f in expand_inputs(spec)]
         if len(files) == 1:
             d = describe(files[0], axes)
             if json_out:

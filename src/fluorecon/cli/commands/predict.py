@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated
 import typer
 
 from fluorecon._atomic import atomic_path, check_output
+from fluorecon.bioimageio import is_package, open_package
 from fluorecon.cli.common import expand_inputs, handle_errors, plan_outputs, run_batch
 from fluorecon.cli.options import (
     AxesOpt,
@@ -35,15 +37,26 @@ EPILOG = """Examples:
 
   fluorecon predict care_model 'raw/*.tif' -o restored/
 
+  fluorecon predict care_model a.tif b.tif -o restored/
+
   fluorecon predict care_model --verify        (recompute the bundle's stored test tensors)
+
+  fluorecon predict care.zip noisy.tif -o restored.tif      (a bioimage.io package, e.g. from fluorecon export)
+
+MODEL is a bundle folder (fluorecon train) or a bioimage.io model package (.zip, or a folder with rdf.yaml).
+Packages are read without unpickling: those written by `fluorecon export` (they carry the bundle's
+safetensors weights; results are identical to the bundle's), and others whose weights are a
+fluorecon.learn.nets.UNet state dict in .safetensors. TorchScript, pickled .pt/.pth state dicts, ONNX
+and TensorFlow weights are refused (exit 2) with the formats the package holds.
 
 --tile takes 'auto' (from free memory), 'none', or sizes per spatial axis separated by commas
 (Y,X or Z,Y,X). --uncertainty and --check write <out>_uncertainty.tif, <out>_consistency.tif and
 <out>_trust.json beside the output.
 """
 
-BundleArg = Annotated[Path, typer.Argument(help="Model bundle folder (written by fluorecon train).")]
-OptInputArg = Annotated[str | None, typer.Argument(help="Input image file, folder or glob.")]
+BundleArg = Annotated[Path, typer.Argument(help="Model bundle folder (fluorecon train) or bioimage.io package (.zip or folder with rdf.yaml).",
+                                            metavar="MODEL")]
+OptInputArg = Annotated[list[str] | None, typer.Argument(help="Input image file(s), folder(s) or glob(s).", metavar="[INPUT]...")]
 TileOpt = Annotated[str, typer.Option("--tile", help="auto | none | Y,X | Z,Y,X tile size in pixels.")]
 OverlapOpt = Annotated[int | None, typer.Option("--overlap", help="Tile overlap in pixels (default from the network's receptive field).")]
 TtaOpt = Annotated[bool, typer.Option("--tta", help="Test-time augmentation: average over 8 flips/rotations.")]
@@ -92,11 +105,13 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Restore images with a trained bundle."""
-        with handle_errors():
+        with handle_errors(), contextlib.ExitStack() as stack:
             from fluorecon.cli.common import emit_json
             from fluorecon.errors import FluoreconError
             from fluorecon.learn.bundle import Bundle
 
+            if is_package(bundle):  # read safely into a temporary bundle folder that lives for this command
+                bundle = stack.enter_context(open_package(bundle))
             b = Bundle.load(bundle)
             dev = device.value if hasattr(device, "value") else str(device)
             if verify:
@@ -106,12 +121,12 @@ def register(app: typer.Typer) -> None:
                 else:
                     typer.echo(f"bundle verify: {'OK' if res['ok'] else 'MISMATCH'} (max abs error "
                                f"{res['max_abs_error']:.3g}, tolerance {res['atol']:.3g})", err=True)
-                if input is None:
+                if not input:
                     raise typer.Exit(0 if res["ok"] else 1)
-            if input is None:
+            if not input:
                 raise FluoreconError("no INPUT given", hint="fluorecon predict BUNDLE INPUT -o OUT")
             tile_v = parse_tile(tile)
-            files = expand_inputs(input)
+            files = [f for spec in input for f in expand_inputs(spec)]
             outs = plan_outputs(files, output, overwrite=overwrite, suffix=".tif", tag="_restored", scheduler=scheduler)
             files = list(outs)
             side = (["_trust.json"] if (uncertainty or check) else []) + (["_report.html"] if report else [])

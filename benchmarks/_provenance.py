@@ -1,0 +1,153 @@
+"""Provenance record for benchmark and example results: enough to re-derive every number.
+
+``provenance(...)`` returns a JSON-ready dict with the command line, the code state (git commit read
+from ``.git`` without running git, plus a SHA-256 over the package sources so that uncommitted edits
+show), the data (``fluorecon.utils.array_hash`` for arrays, streamed SHA-256 for files), the seeds,
+the machine (CPU, cores, threads, library versions), the UTC date and the load average at the start and
+(with ``finish``) at the end.
+
+Examples
+--------
+>>> import numpy as np
+>>> p = provenance(seeds=[0, 1], data={"phantom": np.zeros(3, np.float32)}, argv=["bench.py", "--quick"])
+>>> p["command"], p["seeds"], len(p["data"]["phantom"]["sha256"])
+('bench.py --quick', [0, 1], 64)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fluorecon.utils import array_hash
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "fluorecon"
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Streamed SHA-256 of a file (constant memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def git_commit(root: Path = ROOT) -> str | None:
+    """The checked-out commit, read from ``.git`` (a file read, not a git command); None outside a clone."""
+    git = root / ".git"
+    if git.is_file():  # a worktree: ".git" holds "gitdir: <path>"
+        git = Path(git.read_text().split(":", 1)[1].strip())
+    head = git / "HEAD"
+    if not head.exists():
+        return None
+    ref = head.read_text().strip()
+    if not ref.startswith("ref:"):
+        return ref
+    name = ref.split(":", 1)[1].strip()
+    bases = [git]
+    if (git / "commondir").exists():  # linked worktrees keep refs in the common folder
+        common = Path((git / "commondir").read_text().strip())
+        bases.append(common if common.is_absolute() else git / common)
+    for base in bases:
+        f = base / name
+        if f.exists():
+            return f.read_text().strip()
+        packed = base / "packed-refs"
+        if packed.exists():
+            for line in packed.read_text().splitlines():
+                if line.endswith(" " + name):
+                    return line.split()[0]
+    return None
+
+
+def source_hash(src: Path = SRC) -> str:
+    """SHA-256 over the package's ``*.py`` files (path + bytes, sorted): changes with any edit."""
+    h = hashlib.sha256()
+    for f in sorted(src.rglob("*.py")):
+        h.update(str(f.relative_to(src)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _data_entry(value: Any) -> dict:
+    if isinstance(value, str | Path):
+        p = Path(value)
+        if p.is_dir():
+            files = sorted(q for q in p.rglob("*") if q.is_file())
+            h = hashlib.sha256()
+            for q in files:
+                h.update(str(q.relative_to(p)).encode())
+                h.update(file_sha256(q).encode())
+            return {"kind": "folder", "name": p.name, "n_files": len(files), "sha256": h.hexdigest()}
+        return {"kind": "file", "name": p.name, "bytes": p.stat().st_size, "sha256": file_sha256(p)}
+    a = np.asarray(value)
+    return {"kind": "array", "shape": list(a.shape), "dtype": str(a.dtype), "sha256": array_hash(a)}
+
+
+def provenance(*, seeds: Sequence[int] | None = None, data: Mapping[str, Any] | None = None,
+               params: Mapping[str, Any] | None = None, argv: Sequence[str] | None = None) -> dict:
+    """Everything needed to re-run a benchmark: command, code, data hashes, seeds, machine, date, load.
+
+    Parameters
+    ----------
+    seeds : sequence of int, optional
+    data : mapping, optional
+        Name → array (hashed with ``array_hash``), file or folder (SHA-256 of the bytes). Record data by
+        hash, never by local path only: paths differ between machines, hashes do not.
+    params : mapping, optional
+        Hyperparameters (anything JSON-friendly).
+    argv : sequence of str, optional
+        The command line (default ``sys.argv``).
+    """
+    import torch
+
+    args = list(sys.argv if argv is None else argv)
+    if args:
+        try:
+            args[0] = str(Path(args[0]).resolve().relative_to(ROOT))
+        except ValueError:
+            pass
+    return {
+        "command": shlex.join(args),
+        "git_commit": git_commit(),
+        "source_sha256": source_hash(),
+        "data": {k: _data_entry(v) for k, v in (data or {}).items()},
+        "seeds": [int(s) for s in seeds] if seeds is not None else None,
+        "params": dict(params or {}),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+                    "cuda": torch.cuda.is_available(),
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_start": _load(),
+    }
+
+
+def finish(record: dict, t_start_wall: float | None = None) -> dict:
+    """Add the end time and load average (call just before writing the results)."""
+    import time
+
+    record["date_utc_end"] = datetime.now(UTC).isoformat(timespec="seconds")
+    record["load_average_end"] = _load()
+    if t_start_wall is not None:
+        record["wall_s"] = round(time.time() - t_start_wall, 1)
+    return record

@@ -1,0 +1,56 @@
+"""benchmarks/_provenance.py: hashes against hashlib, the commit against the .git files."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fluorecon.utils import array_hash
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("_provenance", ROOT / "benchmarks" / "_provenance.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_record_holds_command_data_hashes_seeds_machine_and_load(tmp_path):
+    p = _module()
+    f = tmp_path / "data.bin"
+    f.write_bytes(b"fluorecon" * 1000)
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    rec = p.provenance(seeds=[0, 1, 2], data={"file": f, "arr": a, "dir": tmp_path}, params={"steps": 5},
+                       argv=["benchmarks/x.py", "--seeds", "0", "1", "2"])
+    assert rec["command"] == "benchmarks/x.py --seeds 0 1 2"
+    assert rec["data"]["file"]["sha256"] == hashlib.sha256(b"fluorecon" * 1000).hexdigest()
+    assert rec["data"]["arr"]["sha256"] == array_hash(a) and rec["data"]["arr"]["shape"] == [3, 4]
+    assert rec["data"]["dir"]["n_files"] == 1
+    assert rec["seeds"] == [0, 1, 2] and rec["params"] == {"steps": 5}
+    assert rec["machine"]["cpu_count"] >= 1 and len(rec["load_average_start"]) == 3
+    assert len(rec["source_sha256"]) == 64
+    rec = p.finish(rec, 0.0)
+    assert "date_utc_end" in rec and rec["wall_s"] > 0
+    json.dumps(rec)  # JSON-ready
+
+
+def test_git_commit_is_read_from_the_git_files(tmp_path):
+    p = _module()
+    git = tmp_path / ".git"
+    (git / "refs" / "heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    sha = "a" * 40
+    (git / "refs" / "heads" / "main").write_text(sha + "\n")
+    assert p.git_commit(tmp_path) == sha
+    (git / "refs" / "heads" / "main").unlink()
+    (git / "packed-refs").write_text(f"# pack-refs\n{'b' * 40} refs/heads/main\n")
+    assert p.git_commit(tmp_path) == "b" * 40
+    (git / "HEAD").write_text("c" * 40)  # detached
+    assert p.git_commit(tmp_path) == "c" * 40
+    assert p.git_commit(tmp_path / "nowhere") is None
