@@ -46,20 +46,36 @@ def _imports(python: Path, module: str) -> bool:
         return False
 
 
-def careamics_python(build: bool = False, log: str | Path | None = None) -> Path | None:
-    """Python of the careamics peer venv; with ``build=True`` run ``careamics-setup.sh`` if missing."""
-    venv = Path(os.environ.get(CAREAMICS_ENV, DEFAULT_CAREAMICS_VENV))
+def peer_python(env_var: str, default_venv: Path, module: str, setup: Path | None = None, build: bool = False,
+                log: str | Path | None = None) -> Path | None:
+    """Python of a peer venv that imports ``module`` (``$env_var`` overrides the venv); with ``build=True`` run
+    the ``setup`` script (``setup VENV``) when it is missing. None when there is none."""
+    venv = Path(os.environ.get(env_var, default_venv))
     py = _venv_python(venv)
-    if py.exists() and _imports(py, "careamics"):
+    if py.exists() and _imports(py, module):
         return py
-    if not build:
-        return None
-    pdir = peers_dir()
-    if pdir is None or not (pdir / "careamics-setup.sh").exists():
+    if not build or setup is None or not setup.exists():
         return None
     with open(log or os.devnull, "a") as fh:
-        subprocess.run(["bash", str(pdir / "careamics-setup.sh"), str(venv)], stdout=fh, stderr=fh, check=False)
-    return py if py.exists() and _imports(py, "careamics") else None
+        subprocess.run(["bash", str(setup), str(venv)], stdout=fh, stderr=fh, check=False)
+    return py if py.exists() and _imports(py, module) else None
+
+
+def _last_json(stdout: str) -> dict:
+    """The last line of a peer runner's stdout that parses as JSON (runners may print progress before it)."""
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return {}
+
+
+def careamics_python(build: bool = False, log: str | Path | None = None) -> Path | None:
+    """Python of the careamics peer venv; with ``build=True`` run ``careamics-setup.sh`` if missing."""
+    pdir = peers_dir()
+    return peer_python(CAREAMICS_ENV, DEFAULT_CAREAMICS_VENV, "careamics",
+                       pdir / "careamics-setup.sh" if pdir is not None else None, build, log)
 
 
 def run_careamics_n2v(python: Path, noisy: str | Path, out: str | Path, seconds: float = 120.0, seed: int = 0,
@@ -74,13 +90,7 @@ def run_careamics_n2v(python: Path, noisy: str | Path, out: str | Path, seconds:
     wall = time.perf_counter() - t0
     if p.returncode != 0 or not Path(out).exists():
         raise RuntimeError(f"careamics failed (rc {p.returncode}): {p.stderr[-2000:]}")
-    info: dict = {}
-    for line in reversed(p.stdout.strip().splitlines()):
-        try:
-            info = json.loads(line)
-            break
-        except json.JSONDecodeError:
-            continue
+    info = _last_json(p.stdout)
     info["wall_s"] = wall
     return info
 
@@ -92,16 +102,8 @@ _LOCAL_PEERS = Path(__file__).resolve().parent / "peers"
 
 def redlionfish_python(build: bool = False, log: str | Path | None = None) -> Path | None:
     """Python of the RedLionfish peer venv; with ``build=True`` run ``peers/redlionfish_setup.sh`` if missing."""
-    venv = Path(os.environ.get(REDLIONFISH_ENV, DEFAULT_REDLIONFISH_VENV))
-    py = _venv_python(venv)
-    if py.exists() and _imports(py, "RedLionfishDeconv"):
-        return py
-    if not build:
-        return None
-    with open(log or os.devnull, "a") as fh:
-        subprocess.run(["bash", str(_LOCAL_PEERS / "redlionfish_setup.sh"), str(venv)], stdout=fh, stderr=fh,
-                       check=False)
-    return py if py.exists() and _imports(py, "RedLionfishDeconv") else None
+    return peer_python(REDLIONFISH_ENV, DEFAULT_REDLIONFISH_VENV, "RedLionfishDeconv",
+                       _LOCAL_PEERS / "redlionfish_setup.sh", build, log)
 
 
 def run_redlionfish(python: Path, data: str | Path, psf: str | Path, out: str | Path, iterations: int = 10,
@@ -114,6 +116,6 @@ def run_redlionfish(python: Path, data: str | Path, psf: str | Path, out: str | 
     wall = time.perf_counter() - t0
     if p.returncode != 0 or not Path(out).exists():
         raise RuntimeError(f"redlionfish failed (rc {p.returncode}): {p.stderr[-2000:]}")
-    info = json.loads(p.stdout.strip().splitlines()[-1])
+    info = _last_json(p.stdout)
     info["wall_s"] = wall
     return info

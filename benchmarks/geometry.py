@@ -50,6 +50,8 @@ from fluorecon.io import write_image
 from fluorecon.physics import motion
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _peers import peer_python  # noqa: E402
 
 
 def _pos_errors(res, true):
@@ -109,8 +111,10 @@ def bench_real_texture() -> dict | None:
             "max_error_px": float(np.max(errs)), "median_of_max_px": float(np.median(errs))}
 
 
-PEER_VENVS = {"m2stitch": Path.home() / ".cache" / "peer-m2stitch",
-              "multiview-stitcher": Path.home() / ".cache" / "peer-mvstitcher"}
+# tool → (override variable, default venv, module it must import); built by peers/stitch_peers_setup.sh
+PEER_VENVS = {"m2stitch": ("FLUORECON_PEER_M2STITCH", Path.home() / ".cache" / "peer-m2stitch", "m2stitch"),
+              "multiview-stitcher": ("FLUORECON_PEER_MVSTITCHER", Path.home() / ".cache" / "peer-mvstitcher",
+                                     "multiview_stitcher")}
 
 
 def bench_stitch_peers(seeds: list[int]) -> dict:
@@ -130,9 +134,9 @@ def bench_stitch_peers(seeds: list[int]) -> dict:
             npz = Path(tmp) / "tiles.npz"
             np.savez(npz, tiles=np.asarray(sim["tiles"], np.float32), nominal=sim["nominal"],
                      grid_index=sim["grid_index"])
-            for tool, venv in PEER_VENVS.items():
-                py = venv / "bin" / "python"
-                if not py.exists():
+            for tool, (env_var, venv, module) in PEER_VENVS.items():
+                py = peer_python(env_var, venv, module)
+                if py is None:
                     notes.append(f"{tool}: venv {venv} missing (run benchmarks/peers/stitch_peers_setup.sh)")
                     continue
                 out = Path(tmp) / f"{tool}.json"

@@ -50,6 +50,18 @@ def seed_everything(seed: int, deterministic: bool = False) -> np.random.Generat
     return np.random.default_rng(seed)
 
 
+def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """A generator from a seed, or the generator itself (so simulators can share one stream).
+
+    Examples
+    --------
+    >>> g = np.random.default_rng(1)
+    >>> as_rng(g) is g, bool(as_rng(3).random() == np.random.default_rng(3).random())
+    (True, True)
+    """
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
 def resolve_device(device: str = "auto"):
     """Turn ``"cpu" | "cuda" | "auto"`` into a ``torch.device``.
 

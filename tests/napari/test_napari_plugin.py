@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 
 def _ensure_display() -> None:
@@ -60,8 +61,6 @@ def _has(mod: str) -> bool:
 
 def _blobs(shape=(64, 64), seed=0):
     rng = np.random.default_rng(seed)
-    from scipy import ndimage
-
     truth = np.zeros(shape, np.float32)
     idx = tuple(rng.integers(4, s - 4, 12) for s in shape)
     truth[idx] = 1.0
@@ -170,17 +169,21 @@ def test_denoise_widget_on_real_layer(make_napari_viewer, qtbot):
     assert np.mean((out.data - clean) ** 2) < 0.5 * np.mean((noisy - clean) ** 2)
 
 
-def test_deconvolve_widget_with_psf_layer(make_napari_viewer, qtbot):
-    from scipy import ndimage
-
-    from fluorecon.napari._widgets import DeconvolveWidget
-
+def _two_blurred_beads() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two point sources blurred by a Gaussian PSF (σ 2 px) on a background of 1: (truth, psf, blurred)."""
     truth = np.zeros((64, 64), np.float32)
     truth[20, 20] = truth[40, 44] = 100.0
     psf = np.zeros((15, 15), np.float32)
     psf[7, 7] = 1
     psf = ndimage.gaussian_filter(psf, 2.0)
     blurred = ndimage.convolve(truth, psf / psf.sum(), mode="constant") + 1.0
+    return truth, psf, blurred
+
+
+def test_deconvolve_widget_with_psf_layer(make_napari_viewer, qtbot):
+    from fluorecon.napari._widgets import DeconvolveWidget
+
+    truth, psf, blurred = _two_blurred_beads()
     viewer = make_napari_viewer()
     layer = viewer.add_image(blurred, name="beads", scale=(0.1, 0.1))
     psf_layer = viewer.add_image(psf, name="psf")
@@ -393,16 +396,9 @@ def test_deconvolve_widget_refuses_a_model_psf_without_voxel_size(make_napari_vi
 
 
 def test_deconvolve_widget_uses_the_psf_layer_scale(make_napari_viewer, qtbot):
-    from scipy import ndimage
-
     from fluorecon.napari._widgets import DeconvolveWidget
 
-    truth = np.zeros((64, 64), np.float32)
-    truth[20, 20] = truth[40, 44] = 100.0
-    psf = np.zeros((15, 15), np.float32)
-    psf[7, 7] = 1
-    psf = ndimage.gaussian_filter(psf, 2.0)
-    blurred = ndimage.convolve(truth, psf / psf.sum(), mode="constant") + 1.0
+    truth, psf, blurred = _two_blurred_beads()
     fine = np.zeros((31, 31), np.float32)  # the same PSF sampled twice as finely (0.05 µm)
     fine[15, 15] = 1
     fine = ndimage.gaussian_filter(fine, 4.0)

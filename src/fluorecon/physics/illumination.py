@@ -31,6 +31,7 @@ from scipy import ndimage
 
 from fluorecon.errors import FluoreconError
 from fluorecon.physics.phantoms import phantom
+from fluorecon.utils import as_rng
 
 __all__ = [
     "IlluminationForward",
@@ -41,10 +42,6 @@ __all__ = [
     "simulate_tiles",
     "vignetting",
 ]
-
-
-def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 def _check_shape(shape: Any) -> tuple[int, int]:
@@ -86,7 +83,7 @@ def vignetting(shape: tuple[int, int], strength: float = 0.4, center: tuple[floa
     ny, nx = _check_shape(shape)
     if not 0 <= strength < 1:
         raise FluoreconError(f"vignetting strength must be in [0, 1), got {strength}")
-    rng = _rng(seed)
+    rng = as_rng(seed)
     if center is None:
         center = (ny / 2 + rng.uniform(-0.1, 0.1) * ny, nx / 2 + rng.uniform(-0.1, 0.1) * nx)
     yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
@@ -111,7 +108,7 @@ def darkfield(shape: tuple[int, int], level: float = 10.0, variation: float = 0.
     (True, 5.0)
     """
     ny, nx = _check_shape(shape)
-    rng = _rng(seed)
+    rng = as_rng(seed)
     g = ndimage.gaussian_filter(rng.standard_normal((ny, nx)), sigma=max(ny, nx) / 6, mode="reflect")
     g = (g - g.mean()) / max(float(np.ptp(g)), 1e-12)
     d = level * (1.0 + variation * g)
@@ -131,7 +128,7 @@ def baseline_drift(n: int, level: float = 20.0, bleach: float = 0.5, wobble: flo
     """
     if n < 1:
         raise FluoreconError(f"baseline needs n ≥ 1 frames, got {n}")
-    rng = _rng(seed)
+    rng = as_rng(seed)
     t = np.linspace(0, 1, n)
     b = level * ((1 - bleach) + bleach * np.exp(-3 * t)) * (1 + wobble * np.sin(2 * np.pi * (t * rng.uniform(1, 2)
                                                                                           + rng.uniform())))
@@ -152,7 +149,7 @@ def shadow_mask(shape: tuple[int, int], n: int = 3, strength: float = 0.8, width
     (True, 1.0)
     """
     ny, nx = _check_shape(shape)
-    rng = _rng(seed)
+    rng = as_rng(seed)
     yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
     att = np.zeros((ny, nx))
     for _ in range(int(n)):
@@ -290,7 +287,7 @@ def simulate_tiles(n: int = 32, shape: tuple[int, int] = (64, 64), *, kind: str 
     >>> sorted(s)[:3]
     ['baseline', 'darkfield', 'expected']
     """
-    rng = _rng(seed)
+    rng = as_rng(seed)
     shp = _check_shape(shape)
     if n < 1:
         raise FluoreconError(f"need n ≥ 1 tiles, got {n}")

@@ -31,6 +31,7 @@ from scipy import ndimage
 
 from fluorecon.errors import FluoreconError
 from fluorecon.physics import phantoms
+from fluorecon.utils import as_rng
 
 __all__ = [
     "advected_movie",
@@ -44,10 +45,6 @@ __all__ = [
     "smooth_flow",
     "warp",
 ]
-
-
-def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 # --------------------------------------------------------------------------------------------- warping
@@ -195,7 +192,7 @@ def simulate_tiling(specimen: np.ndarray | None = None, grid: Sequence[int] = (3
     >>> bool(np.allclose(sim["tiles"][1][:, :3], sim["tiles"][0][:, -3:], atol=1e-3))
     True
     """
-    rng = _rng(seed)
+    rng = as_rng(seed)
     tile_shape = tuple(int(s) for s in tile_shape)
     grid = tuple(int(g) for g in grid)
     nd = len(tile_shape)
@@ -248,7 +245,7 @@ def smooth_flow(shape: Sequence[int], amplitude: float = 2.0, smoothness: float 
     >>> u.shape, round(float(np.sqrt((u**2).mean(axis=(1, 2))).mean()), 2)
     ((2, 32, 32), 1.5)
     """
-    rng = _rng(seed)
+    rng = as_rng(seed)
     shape = tuple(int(s) for s in shape)
     out = []
     for _ in shape:
@@ -289,7 +286,7 @@ def random_affine(ndim: int = 2, rotation_deg: float = 3.0, scale: float = 0.03,
     >>> random_affine(2, seed=0).shape
     (3, 3)
     """
-    rng = _rng(seed)
+    rng = as_rng(seed)
     a = np.eye(ndim)
     if ndim == 2:
         t = np.deg2rad(rng.uniform(-rotation_deg, rotation_deg))
@@ -339,7 +336,7 @@ def deformed_series(template: np.ndarray | None = None, n_frames: int = 4, shape
     >>> s["frames"].shape, s["fields"].shape
     ((2, 32, 32), (2, 2, 32, 32))
     """
-    rng = _rng(seed)
+    rng = as_rng(seed)
     if template is None:
         template = phantoms.mixed(shape, seed=int(rng.integers(1 << 30))) + 0.5 * procedural_specimen(
             (0,) * len(shape), shape, seed=int(rng.integers(1 << 30)))
@@ -387,7 +384,7 @@ def advected_movie(shape: Sequence[int] = (96, 96), n_frames: int = 4, amplitude
     >>> m["movie"].shape, m["flows"].shape
     ((3, 32, 32), (2, 2, 32, 32))
     """
-    rng = _rng(seed)
+    rng = as_rng(seed)
     shape = tuple(int(s) for s in shape)
     if n_frames < 2:
         raise FluoreconError("an advected movie needs at least 2 frames")

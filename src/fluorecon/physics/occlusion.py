@@ -37,13 +37,10 @@ from scipy import ndimage
 from fluorecon.errors import FluoreconError
 from fluorecon.physics.camera import Camera
 from fluorecon.physics.phantoms import phantom
+from fluorecon.utils import as_rng
 
 __all__ = ["OcclusionForward", "absorbers", "check_mask", "propagate_sheet", "random_shadow_mask",
            "simulate_shadows"]
-
-
-def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 def _shape2(shape: Any) -> tuple[int, int]:
@@ -98,7 +95,7 @@ def absorbers(shape: tuple[int, int], n: int = 4, radius: tuple[float, float] = 
     lo, hi = (float(v) for v in transmission)
     if not 0 < lo <= hi <= 1:
         raise FluoreconError(f"transmission range must satisfy 0 < min ≤ max ≤ 1, got {transmission}")
-    rng = _rng(seed)
+    rng = as_rng(seed)
     yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
     along, across = (xx, yy) if axis == -1 else (yy, xx)
     n_along, n_across = (nx, ny) if axis == -1 else (ny, nx)
@@ -326,7 +323,7 @@ def simulate_shadows(shape: tuple[int, ...] = (128, 128), *, kind: str = "mixed"
         raise FluoreconError(f"shape must be (Y, X) or (Z, Y, X), got {shape!r}")
     planes = shp[0] if len(shp) == 3 else 1
     yx = _shape2(shp[-2:])
-    rng = _rng(seed)
+    rng = as_rng(seed)
     cam = Camera(photons=photons, gain=gain, offset=offset, read_noise=read_noise)
     truths, masks, dens = [], [], []
     for _ in range(planes):

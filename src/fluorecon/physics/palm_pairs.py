@@ -45,6 +45,7 @@ from fluorecon.physics import phantoms
 from fluorecon.physics.camera import Camera
 from fluorecon.physics.forward import Forward
 from fluorecon.physics.smlm import Blinking, blinking_emitters, structure
+from fluorecon.utils import as_rng
 
 __all__ = [
     "MODES",
@@ -59,10 +60,6 @@ __all__ = [
 ]
 
 MODES = ("na", "sted")
-
-
-def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 @dataclass
@@ -163,7 +160,7 @@ def palm_pair(shape: tuple[int, int], *, n_frames: int = 500, k_frames: int = 50
     h, w = int(shape[0]), int(shape[1])
     if h < 1 or w < 1:
         raise FluoreconError(f"empty field {shape}")
-    rng = _rng(seed)
+    rng = as_rng(seed)
     kin = kinetics or Blinking()
     fov = (w * camera_pixel, h * camera_pixel)
     n = max(1, int(rng.poisson(labels_per_um2 * fov[0] * fov[1] / 1e6)))
@@ -283,7 +280,7 @@ def cross_modality_pair(shape: tuple[int, int], *, mode: str = "na", pixel_size:
         Camera baseline (ADU) and read noise (e-); gain 1 ADU/e-.
     seed : int or Generator
     """
-    rng = _rng(seed)
+    rng = as_rng(seed)
     s_lo, s_hi = modality_sigmas(mode, pixel_size=pixel_size, na_low=na_low, na_high=na_high,
                                  wavelength=wavelength, sted_factor=sted_factor)
     truth = np.asarray(phantoms.phantom(kind, tuple(shape), int(rng.integers(2**31 - 1))), np.float32)

@@ -35,6 +35,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fluorecon.errors import FluoreconError, validation_message
+from fluorecon.utils import as_rng
 
 __all__ = [
     "AstigmaticPSF",
@@ -50,10 +51,6 @@ __all__ = [
 ]
 
 _SQRT2 = math.sqrt(2.0)
-
-
-def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 # ------------------------------------------------------------------------------------------------ camera
@@ -192,7 +189,7 @@ class SMLMCamera(BaseModel):
         if np.any(~np.isfinite(lam.numpy())) or bool((lam < 0).any()):
             raise FluoreconError("expected photon counts must be finite and ≥ 0")
         gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(
-            int(_rng(seed).integers(2**31)))
+            int(as_rng(seed).integers(2**31)))
         n = torch.poisson(lam * self.qe, generator=gen)
         if self.em_gain:
             # Gamma(n, G) via the sum of n exponentials: torch has no seeded gamma sampler, so draw
@@ -354,7 +351,7 @@ def structure(kind: str, n: int, fov_nm: tuple[float, float], seed: int | np.ran
     >>> p.shape, bool((p[:, :2] >= 0).all() and (p[:, :2] < 3200).all())
     ((100, 3), True)
     """
-    rng = _rng(seed)
+    rng = as_rng(seed)
     w, h = float(fov_nm[0]), float(fov_nm[1])
     kind = kind.lower()
     if kind == "uniform":
@@ -429,7 +426,7 @@ def blinking_emitters(positions: np.ndarray, n_frames: int, kinetics: Blinking |
     (True, True)
     """
     k = kinetics or Blinking()
-    rng = _rng(seed)
+    rng = as_rng(seed)
     pos = np.asarray(positions, np.float64)
     if pos.ndim != 2 or pos.shape[1] not in (2, 3):
         raise FluoreconError(f"positions must be (N, 2) or (N, 3) nm, got shape {pos.shape}")
@@ -555,7 +552,7 @@ def simulate_movie(n_frames: int, shape: tuple[int, int], pixel_size: float = 10
     frames : (T, Y, X) float32 ADU
     truth : dict of columns (see :func:`blinking_emitters`), only emitters with at least 1 photon.
     """
-    rng = _rng(seed)
+    rng = as_rng(seed)
     if n_frames < 1:
         raise FluoreconError("n_frames must be ≥ 1")
     kin = kinetics or Blinking()
