@@ -71,6 +71,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _gallery import Case, save_gallery  # noqa: E402
 from _peers import careamics_python, run_careamics_n2v  # noqa: E402
 
 from fluorecon.datasets import shared_data  # noqa: E402
@@ -78,6 +79,7 @@ from fluorecon.evaluate.metrics import bootstrap_ci, psnr, ri_psnr, ssim  # noqa
 from fluorecon.io import read_image  # noqa: E402
 
 OUT_JSON = HERE / "denoise_real.json"
+FIGURES = HERE / "figures"
 FMD = ("BPAE_B", "BPAE_G", "BPAE_R", "fish", "mice")
 BACTERIA = "bacteria16"
 CLASSICAL = ("nlm", "tv", "wavelet", "bm3d", "auto")
@@ -456,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
                  "images": [p["image"] for p in pairs], "budget_s": budget, "steps": a.steps, "seeds": seeds,
                  "load_avg_start": load_avg()})
     work = Path(tempfile.mkdtemp(prefix="fluorecon-denoise-bench-"))
+    cases: dict[str, list[Case]] = {}  # method → scored results of this run, for the failure gallery
     try:
         import tifffile
 
@@ -500,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
                    "out_mean": float(np.mean(out)), "in_mean": float(np.mean(p["x"])), "extra": extra,
                    "load_avg": [la0, load_avg()], "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
             res["records"][key] = rec
+            if m != "noisy":
+                gain = rec["psnr"] - psnr(p["x"].astype(np.float64), p["g"].astype(np.float64), data_range=p["data_range"])
+                cases.setdefault(m, []).append(Case(
+                    f"{p['image']}" + ("" if seed is None else f" seed {seed}"), gain,
+                    {"recording": p["x"], "result": np.asarray(out, np.float32), "reference": p["g"]},
+                    {"image": p["image"], "seed": seed, "psnr": rec["psnr"]}))
             if seed is not None:  # a single-seed record from before seeds were recorded would count as one more seed
                 res["records"].pop(f"{p['image']}|{m}", None)
             print(f"{p['image']:10s} {m:16s} seed {'-' if seed is None else seed} PSNR {rec['psnr']:6.2f}  RI-PSNR {rec['ri_psnr']:6.2f}  "
@@ -508,6 +517,11 @@ def main(argv: list[str] | None = None) -> int:
             save_results(a.json, res)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    # failure cases (review guideline 5): per method, the three results with the smallest PSNR gain over the input
+    runs[-1]["worst_cases"] = {
+        m: save_gallery(cs, FIGURES / f"denoise_real_worst_{m}.png",
+                        f"denoise_real.py: {m}, worst 3 of this run by PSNR gain over the input (score, dB)")
+        for m, cs in cases.items()}
     runs[-1]["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     runs[-1]["load_avg_end"] = load_avg()
     res["summary"] = summarise(res)
