@@ -53,6 +53,7 @@ from fluorecon.physics.phantoms import phantom
 from fluorecon.tasks import isotropic as iso
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gallery import Case, save_gallery
 from _provenance import finish, provenance
 
 HERE = Path(__file__).resolve().parent
@@ -182,6 +183,7 @@ def run_simulated(args, data_hashes: dict) -> dict:
     if peer is None and not args.no_peer:
         print("CSBDeep peer venv not found (build it with benchmarks/peers/csbdeep_setup.sh or --build-peer)")
     kern = iso.gaussian_kernel_1d(kernel_sigma)
+    cases: dict[str, list[Case]] = {}  # method → scored volumes, for the failure gallery (XZ planes)
     for f in args.factors:
         shape = (8 * f * (2 if args.quick else 4) + 1, 64 if args.quick else 96, 64 if args.quick else 96)
         tuned = tune_rl(f, shape, kern)
@@ -219,8 +221,13 @@ def run_simulated(args, data_hashes: dict) -> dict:
                         timing["csbdeep_steps"] = timing.get("csbdeep_steps", 0) + pinfo.get("steps", 0)
                     else:
                         print("csbdeep failed:", pinfo.get("error", out.shape if out is not None else None))
+                mid = truth.shape[1] // 2
                 for name, p in preds.items():
                     m = volume_metrics(p, truth)
+                    cases.setdefault(name, []).append(Case(
+                        f"×{f} {kind} seed {seed}", m["ssim"],
+                        {"linear interp. (XZ)": preds["linear"][:, mid], "result": p[:, mid], "reference": truth[:, mid]},
+                        {"factor": f, "kind": kind, "seed": seed}))
                     d = per_volume.setdefault(name, {"ssim": [], "nrmse": [], "psnr": []})
                     for k in d:
                         d[k].append(m[k])
@@ -238,6 +245,11 @@ def run_simulated(args, data_hashes: dict) -> dict:
         print(f"factor {f}: " + ", ".join(f"{n} SSIM {row[n]['ssim']['mean']:.3f}" for n in METHODS if n in row)
               + f"; RL iterations {[tuned[k]['iterations'] for k in KINDS]} (interior: "
               f"{all(tuned[k]['interior'] for k in KINDS)})", flush=True)
+    # failure cases (review guideline 5): per method, the three volumes with the lowest SSIM to the truth
+    results["worst_cases"] = {
+        name: save_gallery(cs, HERE / "figures" / f"isotropic_worst_{name}.png",
+                           f"isotropic.py: {name}, worst 3 volumes by SSIM (XZ plane through the middle)")
+        for name, cs in cases.items()}
     return results
 
 
@@ -330,6 +342,7 @@ def main(argv=None) -> int:
     record = provenance(seeds=args.seeds, params={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                         argv=None if argv is None else ["benchmarks/isotropic.py", *argv])
     sim = run_simulated(args, hashes)
+    worst = sim.pop("worst_cases", {})
     real = None if args.skip_real else run_real(args, hashes)
     prov = finish(provenance(seeds=args.seeds, data=hashes, params=record["params"],
                              argv=None if argv is None else ["benchmarks/isotropic.py", *argv]), t0)
@@ -337,7 +350,7 @@ def main(argv=None) -> int:
     report = {"provenance": prov, "steps": args.steps, "seeds": args.seeds,
               "scaling": "none: every method's output is scored as it comes (no fit against the truth)",
               "ci": "bootstrap over independent volumes (phantom kinds × seeds), per-volume mean over XZ slices",
-              "simulated": sim, "real": real}
+              "simulated": sim, "real": real, "worst_cases": worst}
     print("\n| factor | method | SSIM (95% CI, n volumes) | ours − method SSIM (95% CI) | NRMSE | PSNR |\n|---|---|---|---|---|---|")
     for fk, row in sim.items():
         for m in [m for m in METHODS if m in row]:
