@@ -69,3 +69,18 @@ def test_stroke_characters_are_seeded_and_stay_in_their_boxes():
     assert np.array_equal(a, G.stroke_characters(5, 48, seed=1))
     assert not np.array_equal(a, G.stroke_characters(5, 48, seed=2))
     assert a[:, :, :8].max() == 0 and a[:, :, -8:].max() == 0  # two 16-px boxes centred on 48 px
+
+
+def test_training_items_sit_inside_lines_so_inner_letters_have_neighbours():
+    alone, _ = G.training_set("latin", n_words=300, max_items=60, context=1, seed=3)
+    lined, info = G.training_set("latin", n_words=300, max_items=60, context=3, seed=3)
+    assert alone.shape == lined.shape == (60, 32, 48) and info["context"] == 3
+
+    def ink_at_both_edges(x):
+        return float(np.mean((x[:, :, :3].max(axis=(1, 2)) > 0.2) & (x[:, :, -3:].max(axis=(1, 2)) > 0.2)))
+
+    assert ink_at_both_edges(alone) == 0.0  # 9-px black margins around a lone trigram
+    # the window is cut from a line of 3: the middle third of the items always has letters on both sides
+    assert ink_at_both_edges(lined) > 0.3
+    with pytest.raises(FluoreconError, match="context"):
+        G.training_set("latin", n_words=300, max_items=4, context=0)

@@ -239,13 +239,21 @@ CONDITIONS = ("latin", "no_ae", "chinese", "mix")
 
 
 def training_set(condition: str, *, n_words: int = 5000, max_items: int | None = None,
-                 exclude: tuple[str, ...] = (), grid: GlyphGrid = GlyphGrid(),
+                 exclude: tuple[str, ...] = (), grid: GlyphGrid = GlyphGrid(), context: int = 3,
                  seed: int | np.random.Generator = 0) -> tuple[np.ndarray, dict]:
     """Clean training images ``(N, height, 48)`` for one Box 5 condition, and what they hold.
 
     ``"latin"``: English trigrams; ``"no_ae"``: trigrams without a/e; ``"chinese"``: two hanzi per
     image (every GB2312 character once as the first of a pair), or procedural strokes without a CJK
     font; ``"mix"``: half latin, half chinese.
+
+    ``context``: each item is shown inside a line of ``context`` items of the same set (the others
+    drawn at random), and the 48-px window is cut around it with a jitter of up to one cell. Without it
+    (``context=1``) every trigram sits alone between black margins, and a network whose receptive field
+    is wider than a trigram never sees a letter with letters two cells away on both sides — which is
+    every inner letter of an unseen long word (measured: inner letters of "Witenagemot" restored as
+    mush, CER 0.65 against 0.39 for the generic reader; docs/box5.md). Procedural stroke characters
+    (no CJK font) are always alone.
 
     Examples
     --------
@@ -265,18 +273,47 @@ def training_set(condition: str, *, n_words: int = 5000, max_items: int | None =
             return list(stroke_characters(m, width, grid, seed=int(rng.integers(2**31)))), "procedural strokes"
         han = cjk_characters()
         pairs = [han[i] + han[(i * 7 + 3) % len(han)] for i in range(len(han))]
-        return [render_hanzi(p, width, grid, font) for p in _subset(pairs, n, rng)], f"GB2312 hanzi ({Path(font).name})"
+        chosen = _subset(pairs, n, rng)
+        if context == 1:
+            return [render_hanzi(p, width, grid, font) for p in chosen], f"GB2312 hanzi ({Path(font).name})"
+
+        def render(seq: list[str], pos: int) -> tuple[np.ndarray, float]:
+            fs = grid.font_size
+            w = fs * 2 * len(seq) + 2 * grid.margin
+            x0 = (w - fs * 2 * len(seq)) // 2
+            return render_hanzi("".join(seq), w, grid, font), x0 + fs * (2 * pos + 1)
+        return ([in_line(p, pairs, grid.font_size, render) for p in chosen],
+                f"GB2312 hanzi ({Path(font).name})")
+
+    if context < 1:
+        raise FluoreconError(f"context must be ≥ 1 item per line, got {context}", hint="use 1 (items alone) or more")
+
+    def in_line(item: str, pool: list[str], unit: int, render) -> np.ndarray:
+        others = [pool[j] for j in rng.integers(0, len(pool), context - 1)]
+        pos = int(rng.integers(context))
+        full, x_item = render([*others[:pos], item, *others[pos:]], pos)
+        x0 = int(round(x_item - width / 2 + rng.integers(-unit, unit + 1)))
+        x0 = int(np.clip(x0, 0, full.shape[1] - width))
+        return full[:, x0:x0 + width]
+
+    def latin_items(tri_all: list[str], chosen: list[str]) -> list[np.ndarray]:
+        if context == 1:
+            return [grid.render(t) for t in chosen]
+
+        def render(seq: list[str], pos: int) -> tuple[np.ndarray, float]:
+            return grid.render("".join(seq)), grid.margin + grid.cell * (3 * pos + 1.5)
+        return [in_line(t, tri_all, grid.cell, render) for t in chosen]
 
     if condition in ("latin", "no_ae"):
         tri = latin_trigrams(n_words, drop="ae" if condition == "no_ae" else "", exclude=exclude)
-        items = [grid.render(t) for t in _subset(tri, max_items, rng)]
+        items = latin_items(tri, _subset(tri, max_items, rng))
         kind = "trigrams" + (" without a, e" if condition == "no_ae" else "")
     elif condition == "chinese":
         items, kind = hanzi(max_items)
     else:
         tri = latin_trigrams(n_words, exclude=exclude)
         n = 2 * len(tri) if max_items is None else max_items
-        lat = [grid.render(t) for t in _subset(tri, n // 2, rng)]
+        lat = latin_items(tri, _subset(tri, n // 2, rng))
         cjk, ck = hanzi(n - n // 2)
         items, kind = lat + cjk, f"50/50 trigrams + {ck}"
-    return np.stack(items).astype(np.float32), {"kind": kind, "n": len(items)}
+    return np.stack(items).astype(np.float32), {"kind": kind, "n": len(items), "context": context}
