@@ -62,3 +62,34 @@ def test_sted_mode_and_bad_optics():
         modality_sigmas("na", na_low=1.4, na_high=1.2)
     with pytest.raises(FluoreconError, match="unknown modality"):
         modality_sigmas("sim")
+
+
+def test_palm_pair_gaps_remove_the_structure_around_their_centres_and_defaults_are_unchanged():
+    plain = palm_pair((16, 16), n_frames=100, k_frames=10, seed=3)
+    again = palm_pair((16, 16), n_frames=100, k_frames=10, gaps=0, spurious_per_um2=0.0, seed=3)
+    assert np.array_equal(plain.dense, again.dense) and np.array_equal(plain.widefield, again.widefield)
+    p = palm_pair((16, 16), n_frames=100, k_frames=10, gaps=3, gap_nm=400.0, seed=3)
+    centres = np.asarray(p.info["gap_centres_nm"])
+    assert centres.shape == (3, 2)
+    yy, xx = (np.mgrid[0:64, 0:64] + 0.5) * p.render_pixel            # render-pixel centres (nm)
+    for x, y in centres:
+        inner = np.hypot(xx - x, yy - y) < 200.0 - p.render_pixel       # strictly inside the hole
+        assert p.structure[inner].sum() == 0 and p.dense[inner].sum() <= 0.01 * p.dense.sum()
+    assert p.structure.sum() < plain.structure.sum() * 1.2 and p.info["spurious_localizations"] == 0
+    with pytest.raises(FluoreconError, match="whole structure"):
+        palm_pair((4, 4), n_frames=10, k_frames=5, gaps=5, gap_nm=1e5, seed=0)
+
+
+def test_palm_pair_spurious_localisations_are_uniform_and_absent_from_the_truth():
+    rate, n_frames, side = 0.5, 200, 16
+    p = palm_pair((side, side), n_frames=n_frames, k_frames=20, spurious_per_um2=rate, seed=4)
+    ref = palm_pair((side, side), n_frames=n_frames, k_frames=20, seed=4)
+    expected = rate * (side * 0.1) ** 2 * n_frames                   # Poisson mean
+    assert abs(p.info["spurious_localizations"] - expected) < 4 * np.sqrt(expected)
+    assert np.array_equal(p.structure, ref.structure) and np.array_equal(p.widefield, ref.widefield)
+    # far from the structure the dense rendering holds only the false localisations, at the uniform density
+    far = ~ndimage.binary_dilation(p.structure > 0, iterations=8)
+    assert ref.dense[far].sum() == 0
+    assert abs(p.dense[far].sum() - expected * far.mean()) < 4 * np.sqrt(expected * far.mean())
+    # and they are spread over the movie: the K-frame image holds about K/N of them
+    assert abs(p.sparse[far].sum() - p.dense[far].sum() * 20 / n_frames) < 4 * np.sqrt(p.dense[far].sum() * 0.1) + 1

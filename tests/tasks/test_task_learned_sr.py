@@ -6,13 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from scipy import ndimage
+from skimage.draw import disk, line
 from typer.testing import CliRunner
 
 from fluorecon.cli import app
 from fluorecon.errors import FluoreconError
 from fluorecon.io import ImageData, write_image
 from fluorecon.physics.palm_pairs import palm_pair
-from fluorecon.tasks.learned_sr import palm_target
+from fluorecon.tasks.learned_sr import invented_structures, palm_target
 from fluorecon.tasks.registry import get
 
 runner = CliRunner()
@@ -114,3 +116,46 @@ def test_cross_modality_l1_sharpens_towards_the_high_na_truth():
         return float(np.corrcoef(a.ravel(), high.ravel())[0, 1])
 
     assert corr(res.image) > corr(low)
+
+
+# --------------------------------------------------------------------------- the invented-structure counter
+def _lines(shape=(96, 96)):
+    t = np.zeros(shape)
+    for r0, c0, r1, c1 in ((10, 5, 12, 90), (30, 10, 85, 40), (60, 50, 62, 92)):
+        rr, cc = line(r0, c0, r1, c1)
+        t[rr, cc] = 1.0
+    return t
+
+
+def test_invented_structures_ignores_blur_gain_offset_and_small_shifts():
+    truth = _lines()
+    for pred in (ndimage.gaussian_filter(truth, 1.5) * 7 + 3,       # the target's resolution, other units
+                 ndimage.gaussian_filter(truth, 3.0),                # much blurrier: wider, not new
+                 np.roll(ndimage.gaussian_filter(truth, 1.0), 1, axis=1),   # off by one pixel
+                 ndimage.gaussian_filter(truth * (np.arange(96) < 50)[None], 1.0)):  # half missing: not invented
+        lab, n = invented_structures(pred, truth)
+        assert n == 0 and not lab.any()
+    hot = ndimage.gaussian_filter(truth, 1.0)
+    hot[80, 80] = hot.max()                                          # one hot pixel of the lines' brightness
+    assert invented_structures(hot, truth)[1] == 0
+
+
+def test_invented_structures_counts_a_blob_a_spur_and_a_bridged_gap():
+    truth = _lines()
+    pred = ndimage.gaussian_filter(truth, 1.0)
+    blob = np.zeros_like(truth, bool)
+    blob[disk((75, 75), 3, shape=truth.shape)] = True
+    spur = np.zeros_like(truth, bool)
+    rr, cc = line(12, 60, 26, 60)                                    # 14 px off the first line
+    spur[rr, cc] = True
+    bad = pred + ndimage.gaussian_filter((blob | spur).astype(float), 1.0)
+    lab, n = invented_structures(bad, truth)
+    assert n == 2 and (lab[blob] > 0).any() and (lab[spur] > 0).any()
+    assert set(np.unique(lab[blob])) - {0} != set(np.unique(lab[spur])) - {0}
+    # a 20-px gap cut into the truth, filled in the prediction: one invented bridge at the gap
+    gapped = truth.copy()
+    gapped[:, 40:60] = np.where(np.arange(96)[:, None] < 20, 0, gapped[:, 40:60])
+    lab, n = invented_structures(pred, gapped)
+    assert n == 1 and lab[10:14, 48:52].any()
+    with pytest.raises(FluoreconError, match="one shape"):
+        invented_structures(pred, truth[:50])

@@ -110,6 +110,7 @@ def palm_pair(shape: tuple[int, int], *, n_frames: int = 500, k_frames: int = 50
               render_pixel: float = 25.0, structure_kind: str = "filaments", labels_per_um2: float = 100.0,
               n_filaments: int = 3, kinetics: Blinking | None = None, psf_sigma: float = 130.0,
               min_photons: float = 300.0, widefield_photons: float = 200.0, background: float = 10.0,
+              gaps: int = 0, gap_nm: float = 500.0, spurious_per_um2: float = 0.0,
               seed: int | np.random.Generator | None = None) -> PALMPair:
     """Simulate one PALM field: K-frame and all-frame renderings, widefield image, ground truth.
 
@@ -136,6 +137,14 @@ def palm_pair(shape: tuple[int, int], *, n_frames: int = 500, k_frames: int = 50
         Expected photons per camera pixel of the widefield image at the brightest structure.
     background : float
         Widefield background (photons per pixel).
+    gaps, gap_nm : int, float
+        Cut ``gaps`` holes of diameter ``gap_nm`` into the structure (all fluorophores within
+        ``gap_nm / 2`` of a randomly chosen fluorophore are removed from the specimen, so the truth,
+        both renderings and the widefield image lack them). A network trained on continuous filaments
+        may bridge them: an opportunity to hallucinate. Centres in ``info["gap_centres_nm"]`` (x, y).
+    spurious_per_um2 : float
+        False localisations (background or noise detections) per µm² **per frame**, uniform in the
+        field and in time, rendered in both images but absent from the truth and the widefield image.
     seed : int or Generator
 
     Returns
@@ -165,6 +174,15 @@ def palm_pair(shape: tuple[int, int], *, n_frames: int = 500, k_frames: int = 50
     fov = (w * camera_pixel, h * camera_pixel)
     n = max(1, int(rng.poisson(labels_per_um2 * fov[0] * fov[1] / 1e6)))
     pos = structure(structure_kind, n, fov, rng, n_filaments=n_filaments)
+    centres = np.zeros((0, 2))
+    if gaps > 0:
+        centres = pos[rng.choice(len(pos), size=min(int(gaps), len(pos)), replace=False), :2]
+        d2 = ((pos[:, None, :2] - centres[None]) ** 2).sum(-1)
+        kept = (d2 > (gap_nm / 2) ** 2).all(1)
+        if not kept.any():
+            raise FluoreconError(f"{gaps} gaps of {gap_nm} nm remove the whole structure",
+                                 hint="use fewer or smaller gaps, or a larger field")
+        pos = pos[kept]
     em = blinking_emitters(pos, n_frames, kin, rng)
     ph = em["intensity [photon]"]
     keep = ph >= min_photons
@@ -173,16 +191,22 @@ def palm_pair(shape: tuple[int, int], *, n_frames: int = 500, k_frames: int = 50
     ly = em["y [nm]"][keep] + rng.normal(0, 1, keep.sum()) * sd
     fr = em["frame"][keep]
     fine = (h * factor, w * factor)
-    sparse = render_counts(lx[fr <= k_frames], ly[fr <= k_frames], fine, render_pixel)
-    dense = render_counts(lx, ly, fine, render_pixel)
     truth = render_counts(pos[:, 0], pos[:, 1], fine, render_pixel)
     wf_sig = ndimage.gaussian_filter(truth.astype(np.float64), psf_sigma / render_pixel, mode="constant")
     wf_sig = wf_sig.reshape(h, factor, w, factor).sum(axis=(1, 3))
     peak = max(float(np.percentile(wf_sig, 99.5)), 1e-9)
     wf = rng.poisson(widefield_photons * wf_sig / peak + background).astype(np.float32)
+    if spurious_per_um2 > 0:   # drawn last: the specimen, its localisations and the widefield image stay as without
+        n_sp = int(rng.poisson(spurious_per_um2 * fov[0] * fov[1] / 1e6 * n_frames))
+        lx = np.concatenate([lx, rng.uniform(0, fov[0], n_sp)])
+        ly = np.concatenate([ly, rng.uniform(0, fov[1], n_sp)])
+        fr = np.concatenate([fr, rng.integers(1, n_frames + 1, n_sp)])
+    sparse = render_counts(lx[fr <= k_frames], ly[fr <= k_frames], fine, render_pixel)
+    dense = render_counts(lx, ly, fine, render_pixel)
     info = {"fluorophores": int(n), "localizations": int(keep.sum()), "sparse_localizations": int(sparse.sum()),
             "n_frames": int(n_frames), "k_frames": int(k_frames), "psf_sigma_nm": float(psf_sigma),
-            "structure": structure_kind}
+            "structure": structure_kind, "gap_centres_nm": centres.tolist(), "gap_nm": float(gap_nm),
+            "spurious_localizations": int(len(lx) - keep.sum())}
     return PALMPair(sparse, dense, truth, wf, factor, float(render_pixel), float(camera_pixel), info)
 
 

@@ -60,7 +60,7 @@ from fluorecon.tasks.registry import register
 from fluorecon.trust.verify import verify
 
 __all__ = ["AnnaPalmParams", "AnnaPalmTask", "CountsForward", "CrossModalityParams", "CrossModalityTask",
-           "palm_inputs", "palm_target"]
+           "invented_structures", "palm_inputs", "palm_target"]
 
 _LOSSES = tuple(PRESETS)
 
@@ -151,6 +151,70 @@ def palm_target(dense: np.ndarray) -> np.ndarray:
     1.0
     """
     return ndimage.gaussian_filter(np.asarray(dense, np.float32), 1.0, mode="constant")
+
+
+def invented_structures(prediction: np.ndarray, truth: np.ndarray, *, smooth: float = 1.0, threshold: float = 0.3,
+                        truth_blur: float = 1.0, truth_threshold: float = 0.05, tolerance: float = 2.0,
+                        reach: float = 2.0, min_area: int = 4) -> tuple[np.ndarray, int]:
+    """Structures of a prediction that the ground truth does not hold (a hallucination counter for simulations).
+
+    The prediction, smoothed by ``smooth`` px, is thresholded at ``threshold`` × its 99.5th percentile (its
+    visible structure; gain and offset do not matter). The truth's support is the truth blurred by
+    ``truth_blur`` px above ``truth_threshold`` × its 99.5th percentile. A connected part of the visible
+    prediction lying more than ``tolerance`` px from that support is an invented structure when it covers at
+    least ``min_area`` px and reaches at least ``reach`` px beyond the tolerance: slivers along a blurred
+    edge (a wider, not a new, structure) reach no further than the blur and are not counted; an
+    isolated blob, a spur or a bridge across a gap in the truth is. Missing structure is not counted
+    (that is an error of another kind).
+
+    Parameters
+    ----------
+    prediction, truth : (Y, X) arrays of one shape
+        The image to test and the ground-truth structure (any units each).
+    smooth, threshold : float
+        Smoothing (px) and relative threshold of the prediction's visible structure.
+    truth_blur, truth_threshold : float
+        Blur (px) and relative threshold of the truth's support.
+    tolerance, reach : float
+        Position tolerance (px) and how far (px) beyond it a structure must extend.
+    min_area : int
+        Smallest counted structure (px).
+
+    Returns
+    -------
+    (labels, n) : (Y, X) int32 array, int
+        Invented structures labelled 1..n (0 elsewhere) and their number.
+
+    Examples
+    --------
+    >>> truth = np.zeros((48, 48)); truth[24, 4:44] = 1
+    >>> pred = ndimage.gaussian_filter(truth, 1.5)
+    >>> invented_structures(pred, truth)[1]
+    0
+    >>> pred[8:12, 20:24] = pred.max()                       # a blob where the truth has nothing
+    >>> invented_structures(pred, truth)[1]
+    1
+    """
+    p = np.asarray(prediction, np.float64)
+    t = np.asarray(truth, np.float64)
+    if p.ndim != 2 or p.shape != t.shape:
+        raise FluoreconError(f"prediction {p.shape} and truth {t.shape} must be two YX images of one shape",
+                             hint="compare images on the same grid")
+    ps = ndimage.gaussian_filter(p, smooth) if smooth > 0 else p
+    ps = ps - float(np.percentile(ps, 5))   # a constant offset is not structure
+    visible = ps > threshold * max(float(np.percentile(ps, 99.5)), 1e-12)
+    ts = ndimage.gaussian_filter(t, truth_blur) if truth_blur > 0 else t
+    support = ts > truth_threshold * max(float(np.percentile(ts, 99.5)), 1e-12)
+    dist = ndimage.distance_transform_edt(~support) if support.any() else np.full(p.shape, np.inf)
+    lab, n = ndimage.label(visible & (dist > tolerance))
+    out = np.zeros(p.shape, np.int32)
+    k = 0
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        comp = lab[sl] == i
+        if comp.sum() >= min_area and float(dist[sl][comp].max()) >= tolerance + reach:
+            k += 1
+            out[sl][comp] = k
+    return out, k
 
 
 def _vs_um(img: ImageData, name: str) -> float:
