@@ -82,3 +82,16 @@ def test_matches_basic_reference_wsi_brain(shared_data):
     prof = fit_flatfield(images, darkfield=False, max_reweight=4)
     err = relative_rmse(resize_field(prof.flatfield, (128, 128)), ref["wsi_brain__flatfield_flatonly"])
     assert err < 0.02, err
+
+
+def test_float32_fit_matches_float64_with_darkfield():
+    # float32 is the fast default; it must give the float64 fields (the dark-field branch once gave NaN)
+    sim = simulate_tiles(24, (64, 64), dark_level=10.0, baseline_level=20.0, seed=3)
+    p32 = fit_flatfield(sim["stack"], darkfield=True, working_size=None)
+    p64 = fit_flatfield(sim["stack"], darkfield=True, working_size=None, precision="float64")
+    assert p32.info["precision"] == "float32"
+    assert np.all(np.isfinite(p32.flatfield)) and np.all(np.isfinite(p32.darkfield))
+    assert relative_rmse(p32.flatfield, p64.flatfield) < 1e-4
+    assert np.abs(p32.darkfield - p64.darkfield).max() < 1e-3 * max(np.abs(p64.darkfield).max(), 1.0)
+    with pytest.raises(FluoreconError, match="precision"):
+        fit_flatfield(sim["stack"], precision="float16")

@@ -237,7 +237,7 @@ def _alm_fit(D: torch.Tensor, weight: torch.Tensor, lam_flat: float, lam_dark: f
     mu_bar = mu * 1e7
     rho = 1.5
     d_norm = float(torch.linalg.norm(Dm))
-    ent1, ent2 = 1.0, 10.0
+    ent2 = 10.0  # pybasic's ent1 is 1 and is left out below
     Y1 = torch.zeros_like(D)
     E1 = torch.zeros_like(D)
     W_hat = torch.zeros((p, q), dtype=D.dtype)
@@ -247,24 +247,35 @@ def _alm_fit(D: torch.Tensor, weight: torch.Tensor, lam_flat: float, lam_dark: f
     B1_offset = 0.0
     it = 0
     W_idct = idct2(W_hat)
+    # Algebra of pybasic's loop with fewer full-size passes (same iterates up to rounding): the frame mean
+    # of D − A1 − E1 + Y1/μ needs only the means of E1 and Y1; E1 = V − clip(V, ±thr) for V = D − A1 + Y1/μ;
+    # then Z1 = clip(V, ±thr) − Y1/μ and Y1 + μ·Z1 = μ·clip(V, ±thr).
+    D_mean0 = D.mean(0)
+    D_frame = D.mean((1, 2))
     for it in range(1, max_iter + 1):  # noqa: B007
         W_idct = idct2(W_hat)
-        A1 = W_idct[None] * A_coeff[:, None, None] + A_offset[None]
-        temp_W = ((D - A1 - E1 + Y1 / mu) / ent1).mean(0)
-        W_hat = _shrink(W_hat + dct2(temp_W), lam_flat / (ent1 * mu))
+        A1_mean0 = W_idct * A_coeff.mean() + A_offset
+        temp_W = D_mean0 - A1_mean0 - E1.mean(0) + Y1.mean(0) / mu
+        W_hat = _shrink(W_hat + dct2(temp_W), lam_flat / mu)
         W_idct = idct2(W_hat)
         A1 = W_idct[None] * A_coeff[:, None, None] + A_offset[None]
-        E1 = _shrink(D - A1 + Y1 / (mu * ent1), weight / (ent1 * mu))
-        R1 = D - E1
-        mean_r = R1.mean()
-        A_coeff = torch.clamp(R1.mean((1, 2)) / mean_r, min=0)
+        V = D - A1
+        V.add_(Y1, alpha=1.0 / mu)
+        thr = weight / mu
+        Cv = torch.clamp(V, min=-thr, max=thr)
+        E1 = V.sub_(Cv)
+        R_frame = D_frame - E1.mean((1, 2))
+        mean_r = R_frame.mean()
+        A_coeff = torch.clamp(R_frame / mean_r, min=0)
         if darkfield:
             valid = A_coeff < 1
             if bool(valid.any()):
-                Rv = R1[valid]
+                Rv = D[valid] - E1[valid]
                 wm = W_idct.mean()
-                hi = W_idct > wm - 1e-6
-                lo = W_idct < wm + 1e-6
+                # a flat W_idct must land in both halves; in float32 its mean is off by rounding (~eps·|wm|)
+                band = 1e-6 + (0.0 if D.dtype == torch.float64 else 8 * torch.finfo(D.dtype).eps * float(wm.abs()))
+                hi = W_idct > wm - band
+                lo = W_idct < wm + band
                 B_coeff = (Rv[:, hi].mean(1) - Rv[:, lo].mean(1)) / mean_r
                 a = A_coeff[valid]
                 k = int(valid.sum())
@@ -280,10 +291,10 @@ def _alm_fit(D: torch.Tensor, weight: torch.Tensor, lam_flat: float, lam_dark: f
                 W_off = _shrink(dct2(A_off), lam_dark / (ent2 * mu))
                 A_off = _shrink(idct2(W_off), lam_dark / (ent2 * mu))
                 A_offset = A_off + B_offset
-        Z1 = D - A1 - E1
-        Y1 = Y1 + mu * Z1
+        z_norm = float(torch.linalg.norm(Cv - Y1 / mu))
+        Y1 = Cv.mul_(mu)
         mu = min(mu * rho, mu_bar)
-        if float(torch.linalg.norm(Z1)) / d_norm < tol:
+        if z_norm / d_norm < tol:
             break
     A_offset = A_offset + B1_offset * W_idct
     return A1, E1, A_offset, it
@@ -292,8 +303,9 @@ def _alm_fit(D: torch.Tensor, weight: torch.Tensor, lam_flat: float, lam_dark: f
 
 def fit_flatfield(stack: Any, *, darkfield: bool = True, baseline: bool = False, lambda_flat: float | None = None,
                   lambda_dark: float | None = None, working_size: int | None = 128, sort_intensity: bool = True,
-                  max_iter: int = 500, tol: float = 1e-6, max_reweight: int = 10, reweight_tol: float = 1e-3,
-                  epsilon: float = 0.1, presmooth: float = 0.0, device: str = "cpu", progress: Any = None) -> FlatfieldProfile:
+                  max_iter: int = 500, tol: float = 1e-6, max_reweight: int = 10, reweight_tol: float = 1e-2,
+                  epsilon: float = 0.1, presmooth: float = 0.0, device: str = "cpu", precision: str = "float32",
+                  progress: Any = None) -> FlatfieldProfile:
     """Estimate the flat-field (and dark-field, baseline) of a stack of tiles or time-lapse frames.
 
     Parameters
@@ -316,11 +328,16 @@ def fit_flatfield(stack: Any, *, darkfield: bool = True, baseline: bool = False,
         Sort each pixel along the frames before fitting (BaSiC; removes structure).
     max_iter, tol, max_reweight, reweight_tol, epsilon
         ALM iterations and tolerance; re-weighting rounds and tolerance; ε of the weights ``1/(|E|+ε)``.
+        ``reweight_tol`` 1e-2 is BaSiCPy's default (2–3 rounds instead of 4–6 at 1e-3; the fields differ
+        from the 1e-3 ones by ≤ 0.5 %, benchmarks/README.md).
     presmooth : float
         Gaussian σ (working-size pixels) applied to every frame before sorting: cuts the noise bias of
         the sorted extremes at low photon counts (the fields are smooth, so this costs nothing).
     device : str
         Torch device.
+    precision : {"float32", "float64"}
+        Arithmetic of the fit. float32 halves the memory traffic of the ALM iterations (about 2× faster
+        on a CPU) and changes the fields by < 0.01 % (tests compare both).
     progress : callable, optional
         ``progress(fraction, message)``.
 
@@ -339,6 +356,9 @@ def fit_flatfield(stack: Any, *, darkfield: bool = True, baseline: bool = False,
     """
     t0 = time.perf_counter()
     x = _check_stack(stack)
+    if precision not in ("float32", "float64"):
+        raise FluoreconError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    dt = torch.float32 if precision == "float32" else torch.float64
     n, ny, nx = x.shape
     dev = torch.device(device)
     ws = (ny, nx) if working_size is None else (int(working_size), int(working_size))
@@ -347,7 +367,8 @@ def fit_flatfield(stack: Any, *, darkfield: bool = True, baseline: bool = False,
     if presmooth > 0:
         D = torch.as_tensor(ndimage.gaussian_filter(D.cpu().numpy(), (0, presmooth, presmooth), mode="nearest"),
                             device=dev)
-    mean_img = D.mean(0)
+    D = D.to(dt)
+    mean_img = D.double().mean(0)
     mean_img = mean_img / mean_img.mean()
     C_y = dct_matrix(ws[0]).to(dev)
     C_x = dct_matrix(ws[1]).to(dev)
@@ -355,6 +376,7 @@ def fit_flatfield(stack: Any, *, darkfield: bool = True, baseline: bool = False,
         lambda_flat = float((C_y @ mean_img @ C_x.T).abs().sum()) / 400 * 0.5
     if lambda_dark is None:
         lambda_dark = lambda_flat * 0.2
+    C_y, C_x = C_y.to(dt), C_x.to(dt)
     Ds = torch.sort(D, dim=0).values if sort_intensity else D
     weight = torch.ones_like(Ds)
     flat_last = torch.ones(ws, dtype=D.dtype, device=dev)
@@ -380,18 +402,18 @@ def fit_flatfield(stack: Any, *, darkfield: bool = True, baseline: bool = False,
         flat_last, dark_last = flat_cur, dark_cur
         if max(mad_flat, mad_dark) <= reweight_tol:
             break
-    shading = A1.mean(0) - A_off
+    shading = (A1.mean(0) - A_off).double()
     flat = _resize(shading, (ny, nx))
     flat = flat / flat.mean()
     if float(flat.min()) <= 0:
         flat = torch.clamp(flat, min=1e-3 * float(flat.max()))
-    dark = _resize(A_off, (ny, nx)) if darkfield else None
+    dark = _resize(A_off.double(), (ny, nx)) if darkfield else None
     prof = FlatfieldProfile(flat.cpu().numpy().astype(np.float32),
                             None if dark is None else dark.cpu().numpy().astype(np.float32),
                             info={"lambda_flat": lambda_flat, "lambda_dark": lambda_dark, "working_size": list(ws),
                                   "alm_iterations": iters, "reweight_rounds": rounds, "darkfield": darkfield,
                                   "sort_intensity": sort_intensity, "n_frames": n,
-                                  "presmooth": presmooth})
+                                  "presmooth": presmooth, "precision": precision})
     if baseline:
         if progress is not None:
             progress(0.85, "fitting the per-frame baseline")
