@@ -28,8 +28,9 @@ EPILOG = """Examples:
 
   fluorecon env run --policy policy/ --episodes 20 --report episodes.html
 
-Strategies: fixed (--power/--exposure indices), best-fixed (searched on training specimens, seeds
-1000…), adaptive (a heuristic), or a PPO policy file. Evaluation specimens use seeds SEED…SEED+N−1,
+Strategies: fixed (--power/--exposure indices, --passes over the tiles), best-fixed (power × exposure ×
+passes searched on training specimens, seeds 1000…), adaptive (a greedy heuristic: survey, then the tile
+and setting whose predicted gain beats its cost), or a PPO policy folder. Evaluation specimens use seeds SEED…SEED+N−1,
 never the training ones.
 """
 
@@ -38,6 +39,7 @@ EpisodesOpt = Annotated[int, typer.Option("--episodes", help="Number of evaluati
 RestoreOpt = Annotated[str, typer.Option("--restore", help="Restoration in the loop: none | denoise.")]
 PowerOpt = Annotated[int, typer.Option("--power", help="fixed: index into the power levels (0.25, 0.5, 1, 2).", min=0)]
 ExposureOpt = Annotated[int, typer.Option("--exposure", help="fixed: index into the exposure levels (0.5, 1, 2).", min=0)]
+PassesOpt = Annotated[int | None, typer.Option("--passes", help="fixed: times each tile is imaged before the shutter stays closed (default: until the budget or the horizon ends).", min=1)]
 BudgetOpt = Annotated[float, typer.Option("--budget", help="Photon budget: total dose (power × exposure) per episode.")]
 ReportFileOpt = Annotated[Path | None, typer.Option("--report", help="Write an HTML report of the last episode and the table.")]
 
@@ -46,12 +48,12 @@ def _env(restore: str, budget: float) -> SmartMicroscopeEnv:
     return SmartMicroscopeEnv(shape=(64, 64), regions=(2, 2), restore=restore, budget=budget)
 
 
-def _policy(spec: str, env: SmartMicroscopeEnv, power: int, exposure: int):
+def _policy(spec: str, env: SmartMicroscopeEnv, power: int, exposure: int, passes: int | None = None):
     if spec == "fixed":
         if power >= len(env.powers) or exposure >= len(env.exposures):
             raise FluoreconError(f"--power {power} / --exposure {exposure} are out of range",
                                  hint=f"indices below {len(env.powers)} and {len(env.exposures)}")
-        return FixedPolicy(power, exposure), None
+        return FixedPolicy(power, exposure, passes), None
     if spec == "best-fixed":
         pol, grid = best_fixed(env, seeds=range(1000, 1008))
         return pol, grid
@@ -70,7 +72,8 @@ def register(app: typer.Typer) -> None:
 
     @env_app.command("run", epilog=EPILOG)
     def run_cmd(policy: PolicyOpt = "adaptive", episodes: EpisodesOpt = 5, restore: RestoreOpt = "none",
-                power: PowerOpt = 2, exposure: ExposureOpt = 1, budget: BudgetOpt = 24.0, seed: SeedOpt = 0,
+                power: PowerOpt = 2, exposure: ExposureOpt = 1, passes: PassesOpt = None, budget: BudgetOpt = 24.0,
+                seed: SeedOpt = 0,
                 report: ReportFileOpt = None, overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
                 quiet: QuietOpt = False) -> None:
         """Run episodes of a strategy on held-out specimens; print return, quality, bleaching, dose."""
@@ -78,7 +81,7 @@ def register(app: typer.Typer) -> None:
             if report is not None:
                 check_output(report, overwrite=overwrite, suffixes=(".html",), label="--report")
             env = _env(restore, budget)
-            pol, grid = _policy(policy, env, power, exposure)
+            pol, grid = _policy(policy, env, power, exposure, passes)
             res = evaluate(env, pol, range(seed, seed + episodes))
             if grid is not None:
                 res["fixed_grid"] = grid
@@ -87,7 +90,7 @@ def register(app: typer.Typer) -> None:
                 rows = {f"episode {i} (seed {seed + i})": {k: round(v, 4) if isinstance(v, float) else v
                                                            for k, v in e.items() if k != "actions"}
                         for i, e in enumerate(res["episodes"])}
-                ref = env._reference.astype(np.float32)
+                ref = env.reference.astype(np.float32)
                 write_report(report, title=f"Simulated microscope: {res['policy']}", input=ref,
                              output=env.estimate().astype(np.float32), axes="YX",
                              params={k: v for k, v in res.items() if k != "episodes"},
@@ -98,7 +101,8 @@ def register(app: typer.Typer) -> None:
                 emit_json(res)
             elif not quiet:
                 typer.echo(f"{res['policy']}: mean return {res['mean_return']:.3f} (95 % CI {res['ci95'][0]:.3f} … "
-                           f"{res['ci95'][1]:.3f}), quality {res['mean_final_quality_db']:.2f} dB, fluorophores left "
+                           f"{res['ci95'][1]:.3f}), recovered {res['mean_final_recovered']:.3f} ({res['mean_final_quality_db']:.2f} dB), "
+                           f"bleached {res['mean_bleached']:.3f}, fluorophores left "
                            f"{res['mean_fluorophores_left']:.2f}, dose {res['mean_dose']:.1f}, over {episodes} episodes")
 
     @env_app.command("train", epilog=EPILOG)
