@@ -10,6 +10,12 @@ Simulations (widefield-like Gaussian PSF σ = 1.6 px, sCMOS camera: offset 100 A
    Detected = an ``added`` region within 2 PSF σ + 2 px of it.
 2. **Removals (missing).** The punctum is in the specimen (hence the recording) but not in the
    reconstruction. Detected = a ``missing`` region there.
+   **Oracle reference.** For each trial, the power of the likelihood-ratio test that *knows* the punctum's place
+   and amplitude (tails by saddlepoint on the exact Poisson–Gaussian cumulants), held to the local level
+   verify's scan tolerates at one place (the sum over its sizes of their local tails at their thresholds) and
+   to that of a scan with the punctum's own template alone, one kind, α = 0.05.
+   **Noise variants.** ``verify`` gets the camera through the forward model (a user knows it); the
+   "noise estimated" cells hide it (``NoCamera``), so the noise model is estimated from the recording.
 3. **False alarms.** The truth itself (any region), a converged RL result (an ``added`` region).
 4. **Baseline.** The plain intensity difference ``max |G_σ * (x − m)|`` (no noise model), its threshold
    set to the 95th percentile over the truth trials (an *empirically* calibrated 5 % false-alarm rate,
@@ -19,7 +25,8 @@ Simulations (widefield-like Gaussian PSF σ = 1.6 px, sCMOS camera: offset 100 A
    1.6·(1/1.5) ("assumed 1.5×"), and the true one.
 6. **Low counts.** The truth at 5 photons per unit signal: false-alarm rate.
 7. **Real pairs.** ``verify(raw frame, 50-frame average)`` with f = identity and an estimated noise model,
-   on ``fmd-dev-pairs`` (tuning) and ``fmd-confocal-pairs`` (reported, never tuned on).
+   on ``fmd-dev-pairs`` (tuning) and ``fmd-confocal-pairs`` (reported, never tuned on); with and without the
+   fitted global sub-pixel translation (``fit_shift``).
 8. **Timing.** 512² (2D, blur) and 64×256² (3D, blur).
 9. **Shift** (``--only shift``). A small U-Net is trained (x → truth, filaments, 30 photons, PSF σ 1.6); the shift
    statistics are calibrated on 40 *unseen* filament images (``training_statistics(..., calibration_images=)``,
@@ -52,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import optimize, stats
 from scipy.ndimage import gaussian_filter
 
 from fluorecon.classical.rl import richardson_lucy
@@ -62,6 +70,7 @@ from fluorecon.physics.camera import Camera
 from fluorecon.physics.forward import Forward
 from fluorecon.physics.phantoms import filaments, mixed, nuclei, puncta
 from fluorecon.physics.psf import gaussian_psf
+from fluorecon.trust import verify as V
 from fluorecon.trust.fragility import compare_attacks, match_psnr, torch_richardson_lucy, torch_wiener
 from fluorecon.trust.shift import shift_score, training_statistics
 from fluorecon.trust.verify import verify
@@ -128,9 +137,87 @@ def baseline_stat(x, m) -> float:
     return float(np.abs(gaussian_filter(x - m, PSF_SIGMA)).max())
 
 
+class NoCamera:
+    """The forward model without its camera: verify must estimate the noise model from the recording."""
+
+    def __init__(self, fwd: Forward):
+        self.psf = fwd.psf
+        self.expected = fwd.expected
+
+
+def _sp_lower(c: float, w: np.ndarray, lam: np.ndarray, s2: float = 0.0) -> float:
+    """P(Σ w·x ≤ c), x = Poisson(lam) + N(0, s2) independent per pixel: saddlepoint (Lugannani–Rice) on the exact
+    cumulant generating function K(t) = Σ lam·(e^{tw} − 1) + s2·t²·w²/2."""
+    big = 60.0 / float(np.abs(w).max())
+    ww = float((w * w).sum()) * s2
+
+    def k1(t):
+        return float((lam * w * np.exp(t * w)).sum()) + ww * t
+
+    if s2 == 0.0 and c <= k1(-big):  # beyond what the sum can reach (e.g. below 0 with w ≥ 0)
+        return 0.0
+    if s2 == 0.0 and c >= k1(big):
+        return 1.0
+    lo, hi = -big, big
+    while k1(lo) > c:
+        lo *= 2
+    while k1(hi) < c:
+        hi *= 2
+    th = optimize.brentq(lambda t: k1(t) - c, lo, hi)
+    k = float((lam * (np.exp(th * w) - 1)).sum()) + 0.5 * ww * th * th
+    wh = math.copysign(math.sqrt(max(2 * (th * c - k), 1e-300)), th)
+    u = th * math.sqrt(float((lam * w * w * np.exp(th * w)).sum()) + ww)
+    return float(stats.norm.cdf(wh) + stats.norm.pdf(wh) * (1 / wh - 1 / u))
+
+
+def oracle_power(lam_without: np.ndarray, lam_with: np.ndarray, s2: float, z_local: float, kind: str) -> float:
+    """Power of the likelihood-ratio test at a *known* place and amplitude, at the local level Φ(−z_local).
+
+    Pixels in electrons: Poisson(lam) plus Gaussian read noise of variance ``s2``. H0 (the reconstruction is
+    right) and H1 (the recording is as it is) are simple; the test statistic is the Poisson log-likelihood ratio
+    Σ x·log(μ0/μ1) (μ = lam + s2: the Neyman–Pearson test for the shifted-Poisson approximation), its tails
+    computed exactly by saddlepoint on the Poisson–Gaussian cumulants. A reference for what any test can do at
+    the local level a scan needs, not a proof: the exact Poisson–Gaussian optimum is not linear in x.
+    """
+    lam0, lam1 = (lam_with, lam_without) if kind == "added" else (lam_without, lam_with)
+    w = np.log((lam0 + s2) / (lam1 + s2))  # log LR of H1 over H0 is −Σ w·x + const: reject for small Σ w·x
+    m0, sd0 = float((w * lam0).sum()), float(np.sqrt((w * w * (lam0 + s2)).sum()))
+    p0 = float(stats.norm.sf(z_local))
+    lo = m0 - 20 * sd0
+    if s2 == 0.0:
+        lo = max(lo, float((lam0 * w * np.exp(-60.0 / np.abs(w).max() * w)).sum()) + 1e-9 * sd0)
+    c = optimize.brentq(lambda c: _sp_lower(c, w, lam0, s2) - p0, lo, m0 - 0.2 * sd0)
+    return 1.0 - _sp_lower(-c, -w, lam1, s2)  # P_H1(Σ w·x ≤ c)
+
+
+def oracle_bounds(fwd: Forward, mean: np.ndarray, s: np.ndarray, centre, res, kind: str) -> dict:
+    """Oracle power at two local levels: (1) verify's own at one place — the sum over its sizes of each size's
+    local tail at its α = 0.05 threshold (α split over sizes × kinds; a union bound of what verify tolerates
+    at a fixed place) — and (2) that of a scan with the punctum's own template alone, one kind, α = 0.05."""
+    g, s2 = CAM["gain"], CAM["read_noise"] ** 2
+    r = int(4 * PSF_SIGMA * 1.5) + 2
+    sl = tuple(slice(max(0, int(round(c)) - r), int(round(c)) + r + 1) for c in centre)
+    lam1 = np.asarray(fwd.variance(mean[sl]), np.float64) / g**2 - s2  # photo-electrons without the punctum
+    lam0 = lam1 + s[sl] / g
+    bd = np.array(res.info["border"])
+    box = np.array(mean.shape) - 2 * bd
+    n_box = int(np.prod(box))
+    local = 0.0
+    for v in res.null.values():
+        rs_k = V._resels(box / np.maximum(np.array(v["fwhm"]), 1.0))
+        local += float(stats.norm.sf(V._critical(0.05 / res.info["n_tests"], rs_k, n_box)))
+    z_verify = float(stats.norm.isf(local))
+    key = [k for k in res.null if k != "point"][0]  # the PSF-sized template: the punctum's own size
+    rs = V._resels(box / np.maximum(np.array(res.null[key]["fwhm"]), 1.0))
+    z_min = V._critical(0.05, rs, n_box)
+    return {"z_verify": z_verify, "z_min": z_min, "oracle_verify": oracle_power(lam1, lam0, s2, z_verify, kind),
+            "oracle_min": oracle_power(lam1, lam0, s2, z_min, kind)}
+
+
 def trial_insert(seed: int, size: int, photons: float, snr: float, kind: str, recon: str,
-                 own_noise: bool = False) -> dict:
-    """``own_noise``: the SNR counts the punctum's own shot noise (the variance of a recording that holds it)."""
+                 own_noise: bool = False, noise: str = "camera") -> dict:
+    """``own_noise``: the SNR counts the punctum's own shot noise (the variance of a recording that holds it).
+    ``noise``: "camera" (verify is given the camera through the forward model) or "estimated" (it is not)."""
     rng = np.random.default_rng(seed)
     fwd = forward(photons)
     truth = mixed((size, size), seed=int(rng.integers(1 << 30))).astype(np.float64)
@@ -146,26 +233,37 @@ def trial_insert(seed: int, size: int, photons: float, snr: float, kind: str, re
     x = x.astype(np.float64)
     base = truth if recon == "truth" else rl_result(x, fwd, 100) / fwd.camera.photons
     y = base + (amp * unit if kind == "added" else 0)
-    res = verify(x, ARB * y, fwd, alpha=ALPHA_RUN, check_forward=False)
+    res = verify(x, ARB * y, fwd if noise == "camera" else NoCamera(fwd), alpha=ALPHA_RUN, check_forward=False)
     tol = 2 * PSF_SIGMA + 2
     m = res.scale * (fwd.expected(ARB * y) - fwd.expected(0 * y)) + fwd.expected(0 * y) + res.background
-    return {"p_hit": p_near(res.regions, kind, centre, tol), "baseline": baseline_stat(x, m),
-            "seconds": res.info["seconds"]}
+    out = {"p_hit": p_near(res.regions, kind, centre, tol), "baseline": baseline_stat(x, m),
+           "seconds": res.info["seconds"], "shift": float(np.max(np.abs(res.info["shift"])))}
+    if recon == "truth" and not own_noise:
+        s = fwd.expected(truth + amp * unit) - mean
+        try:
+            out.update(oracle_bounds(fwd, mean, s, centre, res, kind))
+        except (ValueError, ZeroDivisionError) as e:  # a reference number must not stop the benchmark
+            print(f"oracle bound failed for seed {seed}: {e}", flush=True)
+            out.update(z_verify=float("nan"), z_min=float("nan"), oracle_verify=float("nan"),
+                       oracle_min=float("nan"))
+    return out
 
 
-def trial_null(seed: int, size: int, photons: float, recon: str) -> dict:
+def trial_null(seed: int, size: int, photons: float, recon: str, noise: str = "camera") -> dict:
     rng = np.random.default_rng(seed)
     fwd = forward(photons)
     truth = mixed((size, size), seed=int(rng.integers(1 << 30))).astype(np.float64)
     x, _ = fwd.simulate(truth, seed=int(rng.integers(1 << 30)))
     x = x.astype(np.float64)
     y = truth if recon == "truth" else rl_result(x, fwd, 200) / fwd.camera.photons
-    res = verify(x, ARB * y, fwd, alpha=ALPHA_RUN)
+    res = verify(x, ARB * y, fwd if noise == "camera" else NoCamera(fwd), alpha=ALPHA_RUN,
+                 check_forward=noise == "camera")
     m = res.scale * (fwd.expected(ARB * y) - fwd.expected(0 * y)) + fwd.expected(0 * y) + res.background
     return {"p_any": p_min(res.regions), "p_added": p_min(res.regions, "added"),
             "p_missing": p_min(res.regions, "missing"),
             "fm_flagged": bool(res.forward_model.get("flagged")), "baseline": baseline_stat(x, m),
-            "spread": [v["spread"] for v in res.null.values()], "seconds": res.info["seconds"]}
+            "spread": [v["spread"] for v in res.null.values()], "seconds": res.info["seconds"],
+            "shift": float(np.max(np.abs(res.info["shift"])))}
 
 
 def trial_psf(seed: int, size: int, ratio: float) -> dict:
@@ -195,7 +293,9 @@ def real_pairs(name: str) -> list[dict]:
         if x.ndim == 3:
             x, y = x[..., 0] if x.shape[-1] <= 4 else x[0], y[..., 0] if y.shape[-1] <= 4 else y[0]
         res = verify(x, y, None)
+        still = verify(x, y, None, fit_shift=False, check_forward=False)  # without the fitted translation
         out.append({"pair": f.stem, "flagged": res.flagged, "regions": len(res.regions),
+                    "shift_px": res.info["shift"], "regions_without_shift_fit": len(still.regions),
                     "added": res.n_added, "missing": res.n_missing, "scale": res.scale, "background": res.background,
                     "spread": {k: round(v["spread"], 3) for k, v in res.null.items()},
                     "noise": {k: res.noise_model.get(k) for k in ("source", "gain", "read_variance", "offset")},
@@ -211,18 +311,21 @@ def timing(quick: bool) -> dict:
     t = mixed((512, 512), seed=0)
     x, _ = fwd.simulate(t, seed=1)
     verify(x, t, fwd)  # warm-up
-    ts = []
+    ts, cs = [], []
     for _ in range(2 if quick else 3):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         verify(x, t, fwd)
         ts.append(time.perf_counter() - t0)
+        cs.append(time.process_time() - c0)
     out["2d_512"] = min(ts)
+    out["2d_512_cpu"] = min(cs)  # CPU time of all threads: survives load
     f3 = Forward(psf={"kind": "gaussian", "shape": [15, 15, 15], "sigma": [2.0, 1.6, 1.6]}, camera=Camera(photons=50, **CAM))
     t3 = mixed((64, 256, 256), seed=0)
     x3, _ = f3.simulate(t3, seed=1)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     verify(x3, t3, f3)
     out["3d_64x256x256"] = time.perf_counter() - t0
+    out["3d_64x256x256_cpu"] = time.process_time() - c0
     return out
 
 
@@ -337,6 +440,8 @@ def main() -> None:
     p.add_argument("--photons", type=float, default=30.0)
     p.add_argument("--snrs", default="", help="comma list of matched-filter SNRs (default 4,5,6,8)")
     p.add_argument("--no-sizes", action="store_true", help="skip the 192² / 512² insertion cells")
+    p.add_argument("--no-variants", action="store_true", help="insertions: only the added / missing cells (skip the "
+                                                             "estimated-noise, own-noise and into-RL cells)")
     p.add_argument("--only", default="", help="comma list of parts: insert,null,psf,lowcount,real,timing,shift,"
                                               "attack")
     p.add_argument("--train-steps", type=int, default=400, help="U-Net training steps (shift, attack)")
@@ -369,9 +474,15 @@ def main() -> None:
                             "forward_model_flagged": rate([r["fm_flagged"] for r in rows]),
                             "spread_mean": np.mean([r["spread"] for r in rows], axis=0).tolist(),
                             "baseline_p95": float(np.percentile([r["baseline"] for r in rows], 95)),
-                            "seconds_median": float(np.median([r["seconds"] for r in rows]))}
-            print(f"null {recon}: any region {nulls[recon]['any_region']}, added {nulls[recon]['added_region']}",
-                  flush=True)
+                            "seconds_median": float(np.median([r["seconds"] for r in rows])),
+                            "max_fitted_shift_px": float(max(r["shift"] for r in rows))}
+            print(f"null {recon}: any region {nulls[recon]['any_region']}, added {nulls[recon]['added_region']}, "
+                  f"max fitted shift {nulls[recon]['max_fitted_shift_px']:.3f} px", flush=True)
+        # the same truths, verify not given the camera (noise model estimated from the recording)
+        rows = [trial_null(1000 + i, a.size, a.photons, "truth", noise="estimated") for i in range(n)]
+        nulls["truth, noise estimated"] = {"any_region": at([r["p_any"] for r in rows], 0.05),
+                                           "any_region@0.1": at([r["p_any"] for r in rows], 0.1)}
+        print(f"null truth, noise estimated: any region {nulls['truth, noise estimated']['any_region']}", flush=True)
         res["null"] = nulls
         save(a.out, res)  # partial results survive an interrupted run
     if "insert" in parts:
@@ -380,22 +491,37 @@ def main() -> None:
         for kind in ("added", "missing"):
             for snr in snrs:
                 rows = [trial_insert(2000 + i, a.size, a.photons, snr, kind, "truth") for i in range(n)]
-                cell = {"verify": at([r["p_hit"] for r in rows], 0.05), "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
+                cell = {"verify": at([r["p_hit"] for r in rows], 0.05), "verify@0.1": at([r["p_hit"] for r in rows], 0.1),
+                        "max_fitted_shift_px": float(max(r["shift"] for r in rows))}
+                for key in ("z_verify", "z_min", "oracle_verify", "oracle_min"):
+                    cell[key] = float(np.nanmean([r[key] for r in rows]))
                 if thr is not None:
                     cell["baseline"] = rate([r["baseline"] > thr for r in rows])
                 ins[f"{kind}@{snr:g}"] = cell
                 print(f"{kind} SNR {snr:g}: verify {cell['verify']['rate']:.2f} (α 0.1: {cell['verify@0.1']['rate']:.2f}) "
-                      f"baseline {cell.get('baseline', {}).get('rate', float('nan')):.2f}", flush=True)
+                      f"baseline {cell.get('baseline', {}).get('rate', float('nan')):.2f}; oracle at verify's local "
+                      f"level z {cell['z_verify']:.2f}: {cell['oracle_verify']:.2f}, at a one-template, one-kind scan's "
+                      f"(z {cell['z_min']:.2f}): {cell['oracle_min']:.2f}", flush=True)
+            if 6.0 in snrs and not a.no_variants:  # verify not given the camera: noise model estimated
+                rows = [trial_insert(2000 + i, a.size, a.photons, 6.0, kind, "truth", noise="estimated")
+                        for i in range(n)]
+                ins[f"{kind}@6 noise estimated"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
+                                                    "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
+                print(f"{kind} SNR 6, noise estimated: {ins[f'{kind}@6 noise estimated']['verify']['rate']:.2f}",
+                      flush=True)
+        res["insert"] = ins
+        save(a.out, res)  # partial results survive an interrupted run
         # the same SNR counting the punctum's own shot noise (what verify's statistic sees for an added punctum)
-        rows = [trial_insert(2000 + i, a.size, a.photons, 6.0, "added", "truth", own_noise=True) for i in range(n)]
-        ins["added@6 own noise"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
-                                    "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
-        print(f"added SNR 6 incl. own shot noise: {ins['added@6 own noise']['verify']['rate']:.2f}", flush=True)
-        # insertion into a converged RL result
-        rows = [trial_insert(3000 + i, a.size, a.photons, 6.0, "added", "rl") for i in range(max(n // 2, 4))]
-        ins["added@6 into RL"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
-                                  "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
-        print(f"added SNR 6 into RL: {ins['added@6 into RL']['verify']['rate']:.2f}", flush=True)
+        if not a.no_variants:
+            rows = [trial_insert(2000 + i, a.size, a.photons, 6.0, "added", "truth", own_noise=True) for i in range(n)]
+            ins["added@6 own noise"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
+                                        "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
+            print(f"added SNR 6 incl. own shot noise: {ins['added@6 own noise']['verify']['rate']:.2f}", flush=True)
+            # insertion into a converged RL result
+            rows = [trial_insert(3000 + i, a.size, a.photons, 6.0, "added", "rl") for i in range(max(n // 2, 4))]
+            ins["added@6 into RL"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
+                                      "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
+            print(f"added SNR 6 into RL: {ins['added@6 into RL']['verify']['rate']:.2f}", flush=True)
         for sz in () if a.no_sizes else (192, 512):
             rows = [trial_insert(4000 + i, sz, a.photons, 6.0, "added", "truth") for i in range(max(n // 2, 4))]
             ins[f"added@6 size {sz}"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
@@ -424,7 +550,8 @@ def main() -> None:
         for name, rows in res["real"].items():
             print(f"{name}: not flagged {sum(not r['flagged'] for r in rows)}/{len(rows)}", flush=True)
             for r in rows:
-                print(f"   {r['pair']}: regions {r['regions']} (added {r['added']}, missing {r['missing']}), "
+                print(f"   {r['pair']}: regions {r['regions']} (added {r['added']}, missing {r['missing']}; without "
+                      f"the shift fit {r['regions_without_shift_fit']}), shift {np.round(r['shift_px'], 2)} px, "
                       f"spread {r['spread']}, scale {r['scale']:.3f}", flush=True)
     if parts & {"shift", "attack"}:
         torch.set_num_threads(1)

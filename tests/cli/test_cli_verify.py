@@ -72,3 +72,25 @@ def test_verify_bad_input_exit_2(files, recon, extra, match):
     r = runner.invoke(app, ["verify", str(files / "raw.tif"), str(files / recon), *extra])
     assert r.exit_code == 2, r.output
     assert match in r.output
+
+
+def test_verify_fits_a_global_drift_unless_told_not_to(tmp_path):
+    from scipy import ndimage
+
+    psf = gaussian_psf((15, 15), 1.6)
+    fwd = Forward(psf=psf, camera=Camera(photons=300, offset=100, read_noise=1.5, background=2))
+    truth = ndimage.gaussian_filter(mixed((96, 96), seed=3), 1.0)
+    x, _ = fwd.simulate(ndimage.shift(truth, (0.5, 0.0), order=3, mode="nearest"), seed=2)  # the stage drifted 0.5 px
+    write_image(tmp_path / "raw.tif", x)
+    write_image(tmp_path / "rec.tif", (1000 * truth).astype(np.float32))
+    write_image(tmp_path / "psf.tif", psf)
+    args = ["verify", str(tmp_path / "raw.tif"), str(tmp_path / "rec.tif"), "--psf", str(tmp_path / "psf.tif"),
+            "--gain", "1", "--offset", "100", "--read-noise", "1.5", "--json"]
+    fitted = runner.invoke(app, args)
+    assert fitted.exit_code == 0, fitted.output
+    d = json.loads(fitted.stdout)
+    assert d["info"]["shift"] == pytest.approx([0.5, 0.0], abs=0.05)
+    assert d["flagged"] is False
+    rigid = runner.invoke(app, [*args, "--no-fit-shift"])
+    assert rigid.exit_code == 0, rigid.output
+    assert json.loads(rigid.stdout)["flagged"] is True  # the drift itself is then reported as added/missing edges

@@ -140,6 +140,7 @@ def register(app: typer.Typer) -> None:
         background: Annotated[str, typer.Option("--background", help="Constant background added to the re-imaged reconstruction: auto (fitted), none, or a number (ADU).")] = "auto",
         alpha: Annotated[float, typer.Option("--alpha", help="Image-level false-alarm rate (probability of any region when the reconstruction is right).")] = 0.05,
         no_fit_scale: Annotated[bool, typer.Option("--no-fit-scale", help="Use the reconstruction's units as they are (no global scale fit).")] = False,
+        no_fit_shift: Annotated[bool, typer.Option("--no-fit-shift", help="Do not fit a global sub-pixel shift between recording and reconstruction (fitted by default, applied from 0.1 px, at most 1.5 px).")] = False,
         axes: AxesOpt = None,
         report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report with the maps to this file.")] = None,
         json_out: JsonOpt = False,
@@ -177,7 +178,7 @@ def register(app: typer.Typer) -> None:
                                 na=na, wavelength=wavelength, refractive_index=refractive_index,
                                 voxel_size=None if vs is None else tuple(vs)[-nd:])
             res = verify(x, y, fwd, axes=ax, gain=gain, offset=offset, read_noise=read_noise,
-                         background=_background(background), fit_scale=not no_fit_scale, alpha=alpha)
+                         background=_background(background), fit_scale=not no_fit_scale, fit_shift=not no_fit_shift, alpha=alpha)
             d = {"recording": recording, "reconstruction": reconstruction, "axes": ax, **res.to_dict()}
             if report is not None:
                 from fluorecon.report import write_report
