@@ -28,13 +28,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 from skimage.metrics import structural_similarity
 
 from fluorecon.classical.sim import estimate_parameters, reconstruct_sim, wiener_widefield
 from fluorecon.datasets import shared_data
 from fluorecon.evaluate.metrics import frc, psnr
 from fluorecon.io import read_image
-from fluorecon.learn.sim_net import predict_sim, train_sim_net
+from fluorecon.learn.sim_net import predict_sim, train_sim_correction, train_sim_net
 from fluorecon.physics import phantoms
 from fluorecon.physics.camera import Camera
 from fluorecon.physics.sim import SIMPattern, simulate_sim
@@ -89,8 +90,19 @@ def _pyfairsim(python: str, raw: np.ndarray) -> dict | None:
         return {"image": res["image"], "seconds": float(res["seconds"]), "k_px": res["k"].tolist()}
 
 
+def _paired(diffs: list[float], seed: int = 0) -> dict:
+    """Mean paired difference with a bootstrap 95 % CI (10,000 resamples, seeded) and a t-interval."""
+    d = np.asarray(diffs, np.float64)
+    rng = np.random.default_rng(seed)
+    boot = rng.choice(d, (10000, d.size)).mean(axis=1)
+    half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+    return {"n": int(d.size), "mean": float(d.mean()), "boot_ci95": np.percentile(boot, [2.5, 97.5]).tolist(),
+            "t_ci95": [float(d.mean() - half), float(d.mean() + half)], "positive": int((d > 0).sum())}
+
+
 def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float, learned_seeds: list[int],
-                photons: tuple[float, ...] | None = None, mods: tuple[float, ...] | None = None) -> list[dict]:
+                photons: tuple[float, ...] | None = None, mods: tuple[float, ...] | None = None,
+                correction_budget: float = 0.0) -> list[dict]:
     size = 256 if quick else 512
     if photons is None:
         photons = (100.0,) if quick else (20.0, 100.0, 1000.0)
@@ -105,6 +117,16 @@ def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float,
                                      steps=None, budget_s=learned_budget, seed=ls)
         models.append(model)
         tinfos.append(tinfo)
+    corrections = []
+    for ls in learned_seeds if correction_budget > 0 else []:
+        # Physics-informed: the classical reconstruction is an input, the network learns a correction;
+        # the budget is process CPU time (comparable under load), trained on its own simulations.
+        model, tinfo = train_sim_correction(n_angles=3, n_phases=3, pixel_size=DX, na=NA, wavelength=LAM,
+                                            steps=None, budget_s=correction_budget, cpu_budget=True, seed=ls)
+        corrections.append(model)
+        tinfos.append({"kind": "correction", **tinfo})
+        print(json.dumps({"trained_correction": ls, "steps": tinfo["steps"], "cpu_s": tinfo["seconds"],
+                          "load": os.getloadavg()[0]}), flush=True)
     rows = []
     for seed in seeds:
         for kind in kinds:
@@ -122,11 +144,11 @@ def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float,
                                          contrast=(1.0, 0.6, 0.3) if distorted else None)
                 true = SIMPattern.from_dict(info["pattern"])
                 n = raw.shape[-1]
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 est = estimate_parameters(raw, 3, 3, pixel_size=DX, na=NA, wavelength=LAM)
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 rec, _ = reconstruct_sim(raw, est, pixel_size=DX, na=NA, wavelength=LAM, wiener=0.05)
-                t2 = time.perf_counter()
+                t2, c2 = time.perf_counter(), time.process_time()
                 rec_true, _ = reconstruct_sim(raw, true, pixel_size=DX, na=NA, wavelength=LAM, wiener=0.05)
                 wf = wiener_widefield(raw, pixel_size=DX, na=NA, wavelength=LAM, wiener=0.05)
                 wf_cut = frc(wf, truth).cutoff
@@ -136,12 +158,18 @@ def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float,
                        "phase_errors_centre_rad": perr, "phase_error_centre_rad": max(perr),
                        "modulation_est": est.modulation.tolist(), "modulation_true": true.modulation.tolist(),
                        "ours_estimate_s": round(t1 - t0, 3), "ours_reconstruct_s": round(t2 - t1, 3),
+                       "ours_estimate_cpu_s": round(c1 - c0, 3), "ours_reconstruct_cpu_s": round(c2 - c1, 3),
+                       "load": os.getloadavg()[0],
                        "widefield": _scores(wf, truth, wf_cut), "ours": _scores(rec, truth, wf_cut),
                        "ours_true_pattern": _scores(rec_true, truth, wf_cut)}
                 if models:
                     per = [_scores(predict_sim(mod, raw), truth, wf_cut) for mod in models]
                     row["learned"] = {key: float(np.mean([p[key] for p in per])) for key in per[0]}
                     row["learned_per_seed"] = per
+                if corrections:
+                    per = [_scores(predict_sim(mod, raw), truth, wf_cut) for mod in corrections]
+                    row["learned_physics"] = {key: float(np.mean([p[key] for p in per])) for key in per[0]}
+                    row["learned_physics_per_seed"] = per
                 res = _pyfairsim(peer, raw) if peer else None
                 if res is not None and "image" in res:
                     row["pyfairsim"] = {**_scores(res["image"], truth, wf_cut), "seconds": res["seconds"],
@@ -150,7 +178,8 @@ def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float,
                     row["pyfairsim"] = {"error": res["error"]}
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k not in ("modulation_est", "phase_errors_centre_rad",
-                                                                            "learned_per_seed")}), flush=True)
+                                                                            "learned_per_seed",
+                                                                            "learned_physics_per_seed")}), flush=True)
     return rows if not tinfos else [*rows, {"learned_training": tinfos}]
 
 
@@ -178,6 +207,8 @@ def main() -> None:
     ap.add_argument("--pyfairsim", default="/tmp/venv-fairsim/bin/python")
     ap.add_argument("--learned-budget", type=float, default=0.0,
                     help="seconds of training per learned model (0: skip)")
+    ap.add_argument("--correction-budget", type=float, default=0.0,
+                    help="CPU seconds of training per physics-informed correction network (0: skip)")
     ap.add_argument("--learned-seeds", type=int, nargs="+", default=[1234, 1235, 1236],
                     help="training seeds of the learned models (their mean is reported, each kept in the JSON)")
     ap.add_argument("--photons", type=float, nargs="+", default=None, help="photon levels (default by --quick)")
@@ -190,7 +221,7 @@ def main() -> None:
            "load_before": os.getloadavg()[0], "seeds": args.seeds}
     out["simulations"] = simulations(args.seeds, args.quick, args.pyfairsim, args.learned_budget, args.learned_seeds,
                                      tuple(args.photons) if args.photons else None,
-                                     tuple(args.mods) if args.mods else None)
+                                     tuple(args.mods) if args.mods else None, args.correction_budget)
     out["real"] = {"skipped": "--skip-real"} if args.skip_real else real_data()
     out["load_after"] = os.getloadavg()[0]
     sims = [r for r in out["simulations"] if "ours" in r]
@@ -198,7 +229,7 @@ def main() -> None:
     for group, rows in (("nominal", [r for r in sims if not r["distorted"]]),
                         ("distorted", [r for r in sims if r["distorted"]])):
         g: dict = {}
-        for name in ("widefield", "ours", "ours_true_pattern", "learned", "pyfairsim"):
+        for name in ("widefield", "ours", "ours_true_pattern", "learned", "learned_physics", "pyfairsim"):
             have = [r[name] for r in rows if name in r and "psnr" in r[name]]
             if have:
                 g[name] = {"n": len(have), **{f"{key}_mean": float(np.mean([h[key] for h in have]))
@@ -208,6 +239,26 @@ def main() -> None:
             g[f"frc_ratio_ours_at_{int(ph)}"] = float(np.mean([r["ours"]["frc_cutoff_ratio"] for r in at]))
             g[f"frc_ratio_true_pattern_at_{int(ph)}"] = float(np.mean([r["ours_true_pattern"]["frc_cutoff_ratio"]
                                                                        for r in at]))
+        for name in ("learned", "learned_physics"):
+            for ph in sorted({r["photons"] for r in rows}):
+                at = [r for r in rows if r["photons"] == ph and name in r]
+                if not at:
+                    continue
+                for metric in ("psnr", "ssim"):
+                    # Per scene (mean of the networks) and per network × scene, paired with the classical.
+                    g[f"{name}_minus_ours_{metric}_at_{int(ph)}"] = _paired([r[name][metric] - r["ours"][metric]
+                                                                             for r in at])
+                    g[f"{name}_minus_ours_{metric}_at_{int(ph)}_per_network"] = _paired(
+                        [p[metric] - r["ours"][metric] for r in at for p in r[f"{name}_per_seed"]])
+        for ph in sorted({r["photons"] for r in rows}):
+            for m in sorted({r["modulation"] for r in rows}):
+                at = [r for r in rows if r["photons"] == ph and r["modulation"] == m]
+                if at:
+                    e = np.concatenate([r["phase_errors_centre_rad"] for r in at])
+                    g[f"estimation_at_{int(ph)}_m{m}"] = {
+                        "phase_rms": float(np.sqrt(np.mean(e**2))), "phase_p95": float(np.percentile(e, 95)),
+                        "phase_max": float(e.max()), "k_error_px_max": max(r["k_error_px"] for r in at),
+                        "frames": int(e.size)}
         if rows:
             errs = np.concatenate([r["phase_errors_centre_rad"] for r in rows])
             g["k_error_px_max"] = max(r["k_error_px"] for r in rows)
@@ -216,6 +267,8 @@ def main() -> None:
                                     "frames": int(errs.size)}
         summary[group] = g
     nominal = [r for r in sims if not r["distorted"]]
+    summary["ours_total_cpu_s_median"] = float(np.median([r["ours_estimate_cpu_s"] + r["ours_reconstruct_cpu_s"]
+                                                          for r in nominal]))
     summary["ours_total_s_median"] = float(np.median([r["ours_estimate_s"] + r["ours_reconstruct_s"] for r in nominal]))
     peer_t = [r["pyfairsim"]["seconds"] for r in nominal if "pyfairsim" in r and "seconds" in r["pyfairsim"]]
     if peer_t:

@@ -100,3 +100,16 @@ def test_cli_bad_input_exits_2_with_the_reason(tmp_path):
                             "--phases", "5"])
     assert r.exit_code == 2 and "angles × phases" in r.output
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_learned_physics_method_runs_and_starts_from_the_classical_result():
+    task = get("sim")
+    ex = task.example()
+    img = ex["inputs"]["image"]
+    classical = task(img, **ex["params"])
+    # One training step from a zero last layer: the output is (nearly) the classical reconstruction.
+    res = task(img, **{**ex["params"], "method": "learned-physics", "steps": 1, "taper": 0})
+    ref = task(img, **{**ex["params"], "taper": 0})
+    assert res.image.shape == classical.image.shape
+    assert np.corrcoef(res.image.ravel(), ref.image.ravel())[0, 1] > 0.95
+    assert any("only 1 steps" in w for w in res.warnings)

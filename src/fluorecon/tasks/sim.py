@@ -29,7 +29,7 @@ from pydantic import field_validator, model_validator
 from fluorecon.classical.sim import estimate_parameters, reconstruct_sim, wiener_widefield
 from fluorecon.errors import FluoreconError
 from fluorecon.io import ImageData
-from fluorecon.learn.sim_net import predict_sim, train_sim_net
+from fluorecon.learn.sim_net import predict_sim, train_sim_correction, train_sim_net
 from fluorecon.physics import phantoms
 from fluorecon.physics.camera import Camera
 from fluorecon.physics.sim import SIMForward, SIMPattern, otf_2d, simulate_sim
@@ -51,8 +51,10 @@ __all__ = ["SIMParams", "SIMStackForward", "SIMTask", "check_frame_order", "fram
 class SIMParams(TaskParams):
     """Parameters of :class:`SIMTask`."""
 
-    method: str = param("classical", "classical (pattern estimated, Wiener recombination) or learned (a network "
-                        "trained on simulated raw frames for these optics).", choices=("classical", "learned"))
+    method: str = param("classical", "classical (pattern estimated, Wiener recombination), learned (a network "
+                        "trained on simulated raw frames for these optics) or learned-physics (a network that "
+                        "corrects the classical reconstruction, trained likewise).",
+                        choices=("classical", "learned", "learned-physics"))
     budget_s: float = param(300.0, "Learned: training wall-time budget.", unit="s", cli="--budget", gt=0,
                             le=7 * 86400)
     steps: int | None = param(None, "Learned: train exactly this many steps instead (reproducible).", ge=1,
@@ -84,7 +86,7 @@ class SIMParams(TaskParams):
     @field_validator("method")
     @classmethod
     def _method(cls, v: str) -> str:
-        return check_choice(v, ("classical", "learned"), "method")
+        return check_choice(v, ("classical", "learned", "learned-physics"), "method")
 
     @field_validator("order")
     @classmethod
@@ -263,7 +265,7 @@ class SIMTask(Task):
         recs, wfs = [], []
         model = None
         rinfo: dict[str, Any] = {}
-        if params.method == "learned":
+        if params.method in ("learned", "learned-physics"):
             train_report = report.span(0.1, 0.8)
             total = params.steps
             t0 = time.perf_counter()
@@ -272,10 +274,16 @@ class SIMTask(Task):
                 frac = step / total if total else (time.perf_counter() - t0) / params.budget_s
                 train_report(frac, f"training step {step} (loss {loss:.3g})")
 
-            model, tinfo = train_sim_net(n_angles=params.angles, n_phases=params.phases, pixel_size=dx, na=params.na,
-                                         wavelength=params.wavelength, steps=params.steps,
-                                         budget_s=None if params.steps else params.budget_s, seed=params.seed,
-                                         upsample=params.upsample, callback=on_step)
+            common = dict(n_angles=params.angles, n_phases=params.phases, pixel_size=dx, na=params.na,
+                          wavelength=params.wavelength, steps=params.steps,
+                          budget_s=None if params.steps else params.budget_s, seed=params.seed,
+                          upsample=params.upsample, callback=on_step)
+            if params.method == "learned":
+                model, tinfo = train_sim_net(**common)
+            else:
+                # Its classical channel uses its own estimate with this Wiener parameter (no taper, no
+                # fixed modulation): what it was trained with.
+                model, tinfo = train_sim_correction(**common, wiener=params.wiener, scene=64 * params.upsample)
             rinfo = {"training": tinfo}
             if tinfo["steps"] < 200:
                 warnings.append(f"the SIM network trained for only {tinfo['steps']} steps: expect a poor result "
