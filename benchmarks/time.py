@@ -1,18 +1,24 @@
 """Benchmark of issue 21: temporally consistent restoration of time-lapses.
 
 Compares, in the same run and at equal training wall time, frame-by-frame N2V (our engine), the
-classical per-frame denoiser (self-calibrated) and the spatiotemporal models (``n2v-t``, ``deepcad``):
+classical per-frame denoiser (self-calibrated) and the spatiotemporal models (``n2v-t``, ``deepcad``,
+the recurrent ``convlstm``):
 
 - ``sim``: a simulated time-lapse (:func:`fluorecon.physics.timelapse.simulate_timelapse`: drifting,
   deforming, bleaching specimen, Poisson–Gaussian camera) with ground truth → PSNR to the noiseless
   recording, flicker against it, temporal-FRC cut-off against it;
 - ``real``: ``../shared/data/huanglab-lysosome-repeats`` (live lysosomes): every method restores the
-  even frames only; the held-out odd raw frames score it (:func:`heldout_frame_error`), plus flicker
-  against the raw temporal low-pass;
+  even frames only; the held-out odd raw frames score it (:func:`heldout_frame_error`, in place and
+  along the TV-L1 flow of the raw even frames, one flow for all methods), plus the Noise2Self
+  J-invariant held-out-pixel score on the even frames (:func:`jinv_heldout_pixel_error`, every method
+  made J-invariant by the same grid masking) and flicker against the raw temporal low-pass. Learned
+  methods run for each of ``--seeds``. Settings were chosen on ``2.tif`` (``--tune``); report others;
 - ``speed``: inference frames/s of a spatiotemporal network on 128² frames.
 
     .venv/bin/python benchmarks/time.py sim --budget 40 --frames 100
-    .venv/bin/python benchmarks/time.py real --budget 40 --file 1.tif
+    .venv/bin/python benchmarks/time.py sim --cpu-budget 30 --frames 64 --size 48 --methods n2v-frames,n2v-t,convlstm
+    .venv/bin/python benchmarks/time.py real --budget 20 --file 1.tif --seeds 0,1,2
+    .venv/bin/python benchmarks/time.py real --budget 20 --file 2.tif --tune        # settings (tuning file)
     .venv/bin/python benchmarks/time.py speed
 
 Results are appended to ``benchmarks/time.json`` with the machine load (``os.getloadavg``).
@@ -25,36 +31,91 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from fluorecon.classical.denoise import denoise_classical
 from fluorecon.datasets import shared_data
 from fluorecon.evaluate.metrics import psnr
-from fluorecon.evaluate.temporal import flicker, heldout_frame_error, temporal_frc
+from fluorecon.evaluate.temporal import flicker, heldout_frame_error, jinv_heldout_pixel_error, temporal_frc
+from fluorecon.geometry.flow import flow_tvl1
 from fluorecon.io import read_image
+from fluorecon.learn.predict import predict
 from fluorecon.learn.temporal import predict_temporal, train_temporal
 from fluorecon.physics.timelapse import simulate_timelapse
 from fluorecon.tasks.timelapse import denoise_movie
 
 OUT = Path(__file__).with_name("time.json")
-METHODS = ("classical", "n2v-frames", "n2v-t", "deepcad")
+METHODS = ("classical", "n2v-frames", "n2v-t", "deepcad", "convlstm")
 
 
-def _run(movie: np.ndarray, method: str, args: argparse.Namespace) -> tuple[np.ndarray, dict]:
+def _run(movie: np.ndarray, method: str, args: argparse.Namespace, seed: int | None = None,
+         window: int | None = None) -> tuple[np.ndarray, dict, Any]:
+    """Restore ``movie``; also return a ``restore(x)`` with every data-dependent choice frozen (for J-invariance)."""
     t0 = time.perf_counter()
-    out, info = denoise_movie(movie, "TYX", method, budget_s=args.budget, steps=args.steps, width=args.width,
-                              device="cpu")
-    info = {k: v for k, v in info.items() if k not in ("bundle", "classical")}
+    seed = args.seed if seed is None else seed
+    window = window or args.window
+    if method != "classical" and args.cpu_budget:
+        steps = _steps_for_cpu(movie, method, args, seed, window)
+        args = argparse.Namespace(**{**vars(args), "steps": steps})
+    if method == "classical":
+        out, cinfo = denoise_classical(movie, method="auto", axes="TYX")
+
+        def restore(x: np.ndarray) -> np.ndarray:
+            return denoise_classical(x, method=cinfo["method"], params=cinfo["params"], axes="TYX",
+                                     normalization=cinfo["normalization"])[0]
+
+        info: dict[str, Any] = {"method": method, "classical_method": cinfo["method"],
+                                "flicker_raw_lowpass": flicker(out, raw=movie)}
+    else:
+        out, info = denoise_movie(movie, "TYX", method, budget_s=args.budget, steps=args.steps, width=args.width,
+                                  window=window, device="cpu", seed=seed)
+        bundle = info["bundle"]
+        if method == "n2v-frames":
+            def restore(x: np.ndarray) -> np.ndarray:
+                return np.asarray(predict(bundle, x, "TYX", device="cpu"), np.float32)
+        else:
+            def restore(x: np.ndarray) -> np.ndarray:
+                return predict_temporal(bundle, x, device="cpu")
+        info = {k: v for k, v in info.items() if k not in ("bundle", "classical")}
+        info["seed"], info["window"] = seed, window
     info["wall_s"] = round(time.perf_counter() - t0, 1)
-    return out, info
+    return out, info, restore
+
+
+class _Probe(Exception):
+    pass
+
+
+def _steps_for_cpu(movie: np.ndarray, method: str, args: argparse.Namespace, seed: int, window: int) -> int:
+    """Steps that cost ``args.cpu_budget`` CPU seconds: equal CPU time survives a loaded machine, wall time does not.
+
+    Times steps 3…12 of the real training (process CPU time, from the step callback) and stops it there.
+    """
+    marks: list[float] = []
+
+    def cb(step: int, loss: float) -> None:
+        marks.append(time.process_time())
+        if step >= 12:
+            raise _Probe
+
+    try:
+        denoise_movie(movie, "TYX", method, steps=10_000, width=args.width, window=window, device="cpu", seed=seed,
+                      callback=cb)
+    except _Probe:
+        pass
+    per_step = (marks[-1] - marks[2]) / (len(marks) - 3)
+    return max(1, int(round(args.cpu_budget / per_step)))
 
 
 def _save(res: dict) -> None:
     """Append (or update, same run id) this run's results: a long run keeps what it measured so far."""
-    hist = json.loads(OUT.read_text()) if OUT.exists() else []
+    out = Path(res.get("argv", {}).get("out") or OUT)
+    hist = json.loads(out.read_text()) if out.exists() else []
     hist = [h for h in hist if h.get("run") != res["run"]] + [res]
-    OUT.write_text(json.dumps(hist, indent=1, default=float))
+    out.write_text(json.dumps(hist, indent=1, default=float))
 
 
 def bench_sim(args: argparse.Namespace, res: dict) -> None:
@@ -62,16 +123,24 @@ def bench_sim(args: argparse.Namespace, res: dict) -> None:
     movie, ref = sim["movie"], sim["expected"]
     rng = float(ref.max() - ref.min())
     rows = res.setdefault("rows", {})
-    res.update(kind="sim", frames=args.frames, size=args.size, budget_s=args.budget, steps=args.steps)
+    res.update(kind="sim", frames=args.frames, size=args.size, budget_s=args.budget, steps=args.steps, seed=args.seed)
     rows["input"] = {"psnr": psnr(movie, ref, data_range=rng), "flicker": flicker(movie, truth=ref),
                      "tfrc_cutoff": temporal_frc(movie, ref).cutoff}
     rows["temporal_mean"] = {"psnr": psnr(np.broadcast_to(movie.mean(0), movie.shape), ref, data_range=rng)}
     for m in args.methods:
-        out, info = _run(movie, m, args)
+        c0 = time.process_time()
+        out, info, _ = _run(movie, m, args)
         rows[m] = {"psnr": psnr(out, ref, data_range=rng), "flicker": flicker(out, truth=ref),
-                   "tfrc_cutoff": temporal_frc(out, ref).cutoff, **info}
+                   "tfrc_cutoff": temporal_frc(out, ref).cutoff, "cpu_s": round(time.process_time() - c0, 1), **info}
         print(m, rows[m], flush=True)
         _save(res)
+
+
+def _flows(kept: np.ndarray, sigma: float, attachment: float) -> np.ndarray:
+    from scipy import ndimage
+
+    sm = ndimage.gaussian_filter(kept, (0, sigma, sigma)) if sigma > 0 else kept
+    return flow_tvl1(sm, attachment=attachment)
 
 
 def bench_real(args: argparse.Namespace, res: dict) -> None:
@@ -83,26 +152,50 @@ def bench_real(args: argparse.Namespace, res: dict) -> None:
         movie = movie.reshape(-1, *movie.shape[-2:])
     kept, held = movie[0::2], movie[1::2]
     rows = res.setdefault("rows", {})
-    res.update(kind="real", file=args.file, frames=int(movie.shape[0]), budget_s=args.budget, steps=args.steps)
-    rows["input"] = {"heldout_mse": heldout_frame_error(kept, held), "flicker_raw": flicker(kept, raw=kept)}
-    for m in args.methods:
-        out, info = _run(kept, m, args)
-        rows[m] = {"heldout_mse": heldout_frame_error(out, held), "flicker_raw": flicker(out, raw=kept), **info}
-        print(m, rows[m], flush=True)
+    res.update(kind="real-tune" if args.tune else "real", file=args.file, frames=int(movie.shape[0]),
+               budget_s=args.budget, steps=args.steps, seeds=args.seeds, flow_sigma=args.flow_sigma)
+    if args.tune:
+        # method-independent setting: the flow's pre-smoothing and TV-L1 attachment (noisy frames need a
+        # smoother flow), chosen on the raw interpolation's error
+        for sg in (1.0, 2.0):
+            for att in (15.0, 5.0, 2.0):
+                key = f"raw_flow_sigma{sg:g}_att{att:g}"
+                rows[key] = {"heldout_mse_mc": heldout_frame_error(kept, held, _flows(kept, sg, att))}
+                print(key, rows[key], flush=True)
         _save(res)
+    fl = _flows(kept, args.flow_sigma, args.flow_attachment)
+    rows["input"] = {"heldout_mse": heldout_frame_error(kept, held), "heldout_mse_mc": heldout_frame_error(kept, held, fl),
+                     "jinv_mse": jinv_heldout_pixel_error(lambda x: x, kept), "flicker_raw": flicker(kept, raw=kept)}
+    print("input", rows["input"], flush=True)
+    _save(res)
+    windows = args.tune_windows if args.tune else (args.window,)
+    for m in args.methods:
+        for w in (windows if m in ("n2v-t", "convlstm") else (args.window,)):
+            for s in (args.seeds if m != "classical" else (0,)):
+                c0 = time.process_time()
+                out, info, restore = _run(kept, m, args, seed=s, window=w)
+                row = {"heldout_mse": heldout_frame_error(out, held), "heldout_mse_mc": heldout_frame_error(out, held, fl),
+                       "jinv_mse": jinv_heldout_pixel_error(restore, kept), "flicker_raw": flicker(out, raw=kept),
+                       "cpu_s": round(time.process_time() - c0, 1), **info}
+                key = m if m == "classical" else f"{m}/w{w}/seed{s}"
+                rows[key] = row
+                print(key, row, flush=True)
+                _save(res)
 
 
 def bench_speed(args: argparse.Namespace, res: dict) -> None:
     m = simulate_timelapse((128, 128), 64, seed=0)["movie"]
-    b = train_temporal(m, "TYX", "n2v-t", steps=1, width=args.width, device="cpu")
-    predict_temporal(b, m[:8], device="cpu")  # warm-up
-    t0 = time.perf_counter()
-    predict_temporal(b, m, device="cpu")
-    dt = time.perf_counter() - t0
-    row = {"frames": 64, "size": 128, "width": args.width, "seconds": round(dt, 2), "frames_per_s": round(64 / dt, 1),
-           "threads": torch.get_num_threads()}
-    print(row)
-    res.update(kind="speed", rows=row)
+    rows = {}
+    for scheme in ("n2v-t", "convlstm"):
+        b = train_temporal(m, "TYX", scheme, steps=1, width=args.width, device="cpu")
+        predict_temporal(b, m[:8], device="cpu")  # warm-up
+        t0, c0 = time.perf_counter(), time.process_time()
+        predict_temporal(b, m, device="cpu")
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        rows[scheme] = {"frames": 64, "size": 128, "width": args.width, "seconds": round(dt, 2),
+                        "cpu_s": round(dc, 2), "frames_per_s": round(64 / dt, 1), "threads": torch.get_num_threads()}
+        print(scheme, rows[scheme], flush=True)
+    res.update(kind="speed", rows=rows)
 
 
 def main() -> None:
@@ -115,13 +208,25 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--file", default="1.tif")
+    ap.add_argument("--seeds", default="0,1,2", help="real: seeds of the learned methods")
+    ap.add_argument("--window", type=int, default=8, help="temporal window of n2v-t / deepcad / convlstm")
+    ap.add_argument("--flow-sigma", type=float, default=1.0, help="real: Gaussian pre-smoothing of the TV-L1 flow")
+    ap.add_argument("--flow-attachment", type=float, default=2.0, help="real: TV-L1 attachment (chosen on 2.tif)")
+    ap.add_argument("--cpu-budget", type=float, default=None,
+                    help="equal CPU seconds of training per learned method (steps from a timed probe)")
+    ap.add_argument("--tune", action="store_true", help="real: also try flow smoothing and windows (tuning file)")
+    ap.add_argument("--tune-windows", default="4,8")
+    ap.add_argument("--out", default=None, help="results file (default benchmarks/time.json)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", default=",".join(METHODS))
     args = ap.parse_args()
     args.methods = tuple(args.methods.split(","))
+    args.seeds = tuple(int(v) for v in args.seeds.split(","))
+    args.tune_windows = tuple(int(v) for v in args.tune_windows.split(","))
     torch.set_num_threads(args.threads)
     res: dict = {"run": f"{args.what}-{os.getpid()}-{time.time():.0f}", "methods": list(args.methods),
                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": os.getloadavg(),
+                 "argv": vars(args),
                  "threads": args.threads, "note": "shared 2-core machine under contention: wall times inflated"}
     {"sim": bench_sim, "real": bench_real, "speed": bench_speed}[args.what](args, res)
     res["load_end"] = os.getloadavg()

@@ -9,7 +9,11 @@
 - :func:`heldout_frame_error` — a ground-truth-free score for real movies: restore the even frames
   only and compare the interpolation of neighbouring restored frames with the held-out odd raw frames
   (Noise2Noise-style: an unbiased ranking up to the noise variance and the motion between frames,
-  which are the same for every method).
+  which are the same for every method). Given optical flows between the kept frames (one set, shared
+  by all methods), the held-out frame is interpolated along the motion instead of in place.
+- :func:`jinv_heldout_pixel_error` — Noise2Self (Batson & Royer 2019) held-out *pixel* score: any
+  restoration is made J-invariant by grid masking (:func:`j_invariant`), and then
+  ``E‖f(x) − x‖² = E‖f(x) − y‖² + σ²``: lower is better, by exactly the difference in true error.
 
 Examples
 --------
@@ -28,9 +32,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from fluorecon.classical.denoise import holdout_replace
 from fluorecon.errors import FluoreconError
+from fluorecon.physics.motion import warp
 
-__all__ = ["TemporalFRC", "flicker", "flicker_per_frame", "heldout_frame_error", "temporal_frc"]
+__all__ = ["TemporalFRC", "flicker", "flicker_per_frame", "heldout_frame_error", "j_invariant", "jinv_heldout_pixel_error",
+           "jinv_mask", "midpoint_interpolation", "temporal_frc"]
 
 
 def _movie(a: Any, name: str) -> np.ndarray:
@@ -167,13 +174,54 @@ def temporal_frc(a: Any, b: Any, threshold: float = 1 / 7, remove_mean: bool = T
     return TemporalFRC(freq, curve, cutoff, float(threshold))
 
 
-def heldout_frame_error(restored_kept: Any, heldout: Any) -> float:
+def midpoint_interpolation(frames: Any, flows: Any = None) -> np.ndarray:
+    """Frames half-way between consecutive ``frames``, in place or along the motion.
+
+    Without ``flows``: ``(r[k] + r[k+1]) / 2``. With ``flows[k]`` (scikit-image convention, as
+    :mod:`fluorecon.geometry.flow` returns: content at ``x`` in frame ``k`` is at ``x + flows[k](x)``
+    in frame ``k+1``), the content at ``p`` half-way came from ``p − f/2`` and goes to ``p + f/2``:
+    ``(r[k](p − f(p)/2) + r[k+1](p + f(p)/2)) / 2`` (linear interpolation).
+
+    Parameters
+    ----------
+    frames : array-like
+        ``(K, Y, X)``.
+    flows : array-like, optional
+        ``(K − 1, 2, Y, X)`` in pixels per frame step.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(K − 1, Y, X)`` float64.
+
+    Examples
+    --------
+    >>> r = np.zeros((2, 1, 8)); r[0, 0, 2] = 1; r[1, 0, 4] = 1   # a point moving 2 px along X
+    >>> f = np.zeros((1, 2, 1, 8)); f[0, 1] = 2.0
+    >>> int(np.argmax(midpoint_interpolation(r, f)[0, 0])), float(midpoint_interpolation(r)[0, 0, 3])
+    (3, 0.0)
+    """
+    r = _movie(frames, "frames")
+    if flows is None:
+        return 0.5 * (r[:-1] + r[1:])
+    fl = np.asarray(flows, np.float32)
+    if r.ndim != 3 or fl.shape != (r.shape[0] - 1, 2, *r.shape[1:]):
+        raise FluoreconError(f"flows of shape {fl.shape} do not fit frames of shape {r.shape}",
+                             hint="give one (2, Y, X) flow per pair of consecutive frames: (K − 1, 2, Y, X)")
+    return np.stack([0.5 * (warp(r[k], -0.5 * fl[k]) + warp(r[k + 1], 0.5 * fl[k]))
+                     for k in range(r.shape[0] - 1)]).astype(np.float64)
+
+
+def heldout_frame_error(restored_kept: Any, heldout: Any, flows: Any = None) -> float:
     """MSE of held-out raw frames against the interpolation of the restored kept frames around them.
 
     Restore ``movie[0::2]`` (the kept frames) with any method that never sees ``movie[1::2]``; frame
-    ``2k+1`` is predicted by ``(r[k] + r[k+1]) / 2``. With independent noise the expected value is the
-    restoration's error + the noise variance + the interpolation's motion error — the last two equal
-    for every method, so lower is better and differences are differences of true error.
+    ``2k+1`` is predicted by ``(r[k] + r[k+1]) / 2``, or along the motion when ``flows`` between the
+    kept frames are given (:func:`midpoint_interpolation`). With independent noise the expected value
+    is the restoration's error + the noise variance + the interpolation's motion error — the last two
+    equal for every method when every method is scored with the same ``flows``, so lower is better
+    and differences are differences of true error. Motion compensation shrinks the motion term, which
+    otherwise rewards methods that change the data least.
 
     Parameters
     ----------
@@ -181,6 +229,9 @@ def heldout_frame_error(restored_kept: Any, heldout: Any) -> float:
         ``(K, ...)`` restoration of the kept (even) frames.
     heldout : array-like
         ``(M, ...)`` raw held-out (odd) frames, ``M ≥ K − 1``; the first ``K − 1`` are used.
+    flows : array-like, optional
+        ``(K − 1, 2, Y, X)`` optical flow between consecutive kept frames (e.g.
+        :func:`fluorecon.geometry.flow.flow_tvl1` of the raw kept frames), the same for every method.
 
     Returns
     -------
@@ -198,5 +249,85 @@ def heldout_frame_error(restored_kept: Any, heldout: Any) -> float:
     if h.shape[0] < k or h.shape[1:] != r.shape[1:]:
         raise FluoreconError(f"held-out frames {h.shape} do not fit the restored kept frames {r.shape}",
                              hint="pass movie[1::2] for a restoration of movie[0::2]")
-    pred = 0.5 * (r[:-1] + r[1:])
+    pred = midpoint_interpolation(r, flows)
     return float(np.mean((pred - h[:k]) ** 2))
+
+
+def jinv_mask(shape: Any, grid: int, offset: tuple[int, int]) -> np.ndarray:
+    """Held-out pixels of one J-invariant pass on a ``(T, Y, X)`` movie: ``y ≡ a``, ``x + t ≡ b`` (mod grid).
+
+    In every frame the held-out pixels are ``grid`` ≥ 3 apart, so the 5×5 median that replaces one
+    (:func:`fluorecon.classical.denoise.holdout_replace`) never reads another; the grid shifts by one
+    pixel per frame, so a held-out pixel's neighbours in time at the same place are not held out
+    (a temporal method can use them, as in training).
+
+    Examples
+    --------
+    >>> m = jinv_mask((4, 4, 4), 4, (0, 0))
+    >>> [np.argwhere(m[t])[0].tolist() for t in range(2)], int(m.sum())   # (y, x) in frames 0 and 1
+    ([[0, 0], [0, 3]], 4)
+    """
+    t, ny, nx = (int(v) for v in shape)
+    if grid < 3:
+        raise FluoreconError(f"J-invariant grid must be ≥ 3, got {grid}", hint="grid=4")
+    yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    return np.stack([(yy % grid == offset[0] % grid) & ((xx + k) % grid == offset[1] % grid) for k in range(t)])
+
+
+def j_invariant(restore: Any, movie: Any, grid: int = 4) -> np.ndarray:
+    """The J-invariant version of any restoration (Noise2Self's grid masking), on a ``(T, Y, X)`` movie.
+
+    For each of the ``grid``² passes, the pixels of :func:`jinv_mask` are replaced by the median of
+    their 5×5 neighbourhood in the same frame, the movie is restored, and the output is kept at those
+    pixels only. The output at a pixel therefore never depends on that pixel's noisy value.
+
+    Parameters
+    ----------
+    restore : callable
+        ``restore(movie) -> movie`` (a classical denoiser with fixed parameters, a trained network).
+    movie : array-like
+        ``(T, Y, X)``.
+    grid : int
+        Grid spacing (``grid``² restorations).
+
+    Returns
+    -------
+    numpy.ndarray
+        Float32 ``(T, Y, X)``.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    >>> y = j_invariant(lambda m: m, x)      # the identity becomes a 5×5 ring median: not x itself
+    >>> bool(np.allclose(y, x)), y.shape
+    (False, (3, 8, 8))
+    """
+    x = np.asarray(movie, np.float32)
+    if x.ndim != 3:
+        raise FluoreconError(f"J-invariant masking needs a (T, Y, X) movie, got shape {x.shape}")
+    out = np.empty_like(x)
+    for a in range(grid):
+        for b in range(grid):
+            m = jinv_mask(x.shape, grid, (a, b))
+            y = np.asarray(restore(holdout_replace(x, m)), np.float32)
+            out[m] = y[m]
+    return out
+
+
+def jinv_heldout_pixel_error(restore: Any, movie: Any, grid: int = 4) -> float:
+    """Noise2Self held-out-pixel score: ``mean (J(restore)(x) − x)²`` (lower is better).
+
+    For a J-invariant ``f`` and noise independent between pixels with zero mean,
+    ``E‖f(x) − x‖² = E‖f(x) − y‖² + Σσ²`` (Batson & Royer 2019): the score minus the noise variance
+    is the MSE to the unknown truth, so differences between methods are differences of true error.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.full((4, 32, 32), 10.0)
+    >>> x = y + rng.normal(0, 1, y.shape)
+    >>> round(jinv_heldout_pixel_error(lambda m: np.full_like(m, 10.0), x), 1)   # a perfect f: σ² = 1
+    1.0
+    """
+    x = np.asarray(movie, np.float32)
+    return float(np.mean((j_invariant(restore, x, grid).astype(np.float64) - x) ** 2))
