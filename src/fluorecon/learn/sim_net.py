@@ -80,6 +80,17 @@ def simulate_training_pair(rng: np.random.Generator, *, n_angles: int, n_phases:
     return x, y
 
 
+def _l1_step(model: torch.nn.Module, opt: torch.optim.Optimizer, xs: np.ndarray, ys: np.ndarray) -> float:
+    """One clipped Adam step on the L1 loss of a batch (targets get a channel axis); returns the loss."""
+    model.train()
+    loss = F.l1_loss(model(torch.from_numpy(xs)), torch.from_numpy(ys)[:, None])
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return float(loss.detach())
+
+
 def train_sim_net(*, n_angles: int, n_phases: int, pixel_size: float, na: float, wavelength: float,
                   steps: int | None = 500, budget_s: float | None = None, patch: int = 96, batch_size: int = 8,
                   width: int = 32, depth: int = 3, lr: float = 1e-3, seed: int = 0, upsample: int = 2,
@@ -109,16 +120,8 @@ def train_sim_net(*, n_angles: int, n_phases: int, pixel_size: float, na: float,
         xs, ys = zip(*(simulate_training_pair(rng, n_angles=n_angles, n_phases=n_phases, pixel_size=pixel_size,
                                               na=na, wavelength=wavelength, patch=raw_patch * upsample,
                                               upsample=upsample) for _ in range(batch_size)), strict=True)
-        x = torch.from_numpy(np.stack(xs))
-        y = torch.from_numpy(np.stack(ys))[:, None]
-        model.train()
-        loss = F.l1_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        lv = _l1_step(model, opt, np.stack(xs), np.stack(ys))
         step += 1
-        lv = float(loss.detach())
         losses.append(lv)
         if callback is not None:
             callback(step, lv)
@@ -241,16 +244,8 @@ def train_sim_correction(*, n_angles: int, n_phases: int, pixel_size: float, na:
             win = (..., slice(oy, oy + crop), slice(ox, ox + crop))
             xs.append(_dihedral(data[i][0][win], code))
             ys.append(_dihedral(data[i][1][win], code))
-        x = torch.from_numpy(np.stack(xs))
-        y = torch.from_numpy(np.stack(ys))[:, None]
-        model.train()
-        loss = F.l1_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        lv = _l1_step(model, opt, np.stack(xs), np.stack(ys))
         step += 1
-        lv = float(loss.detach())
         losses.append(lv)
         if callback is not None:
             callback(step, lv)
