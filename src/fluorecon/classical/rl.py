@@ -25,8 +25,10 @@ Examples
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -62,6 +64,31 @@ except ImportError:  # a future scipy without the private binding: fall back to 
     _pocketfft = None
 
 __all__ = ["PrunedBlur", "richardson_lucy", "select_iterations", "wiener_butterworth_otf"]
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child must not reuse its parent's
+
+
+def _slabs(fn: Callable[[slice], Any], n0: int, workers: int) -> None:
+    """Run ``fn(slab)`` on ``workers`` slabs of axis 0 (``0:n0``) in parallel, the first in this thread.
+
+    The CPU engine's elementwise work between pocketfft calls goes through numpy on these threads
+    (numpy releases the GIL), not through torch: torch's OpenMP workers keep spinning after each op
+    and compete with pocketfft's threads for the cores. Each element is computed by one thread in the
+    same way whatever the split, so results do not depend on ``workers``.
+    """
+    global _POOL
+    workers = max(1, min(workers, n0))
+    edges = [n0 * i // workers for i in range(workers + 1)]
+    if workers == 1:
+        fn(slice(0, n0))
+        return
+    if _POOL is None or _POOL[0] != os.getpid():  # after a fork the parent's worker threads do not exist
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
+                                                 thread_name_prefix="fluorecon-rl"))
+    futs = [_POOL[1].submit(fn, slice(a, b)) for a, b in zip(edges[1:-1], edges[2:], strict=True)]
+    fn(slice(edges[0], edges[1]))
+    for f in futs:
+        f.result()
 
 
 def wiener_butterworth_otf(psf: Any, fft_shape: Sequence[int], *, alpha: float = 1e-3, beta: float = 1e-2,
@@ -115,9 +142,14 @@ class PrunedBlur(BlurOperator):
     transform of axis ``k`` runs only over the lines whose other coordinates lie in the image (the
     rest are zero), the inverse of axis ``k`` only over the lines the image region needs. On a
     64×256² volume with a 17³ PSF (grid 72×270²) that is ~15 % fewer butterflies than two full
-    ``rfftn``/``irfftn`` and no per-call allocation. The product with the OTF (pre-scaled by the
-    inverse-transform normalisation) runs in torch (multi-threaded). Results equal the base class's
-    to float rounding (tested).
+    ``rfftn``/``irfftn`` and no per-call allocation. The OTFs are pre-scaled by the inverse
+    transform's ``1/N`` and computed the same pruned way (only the lines through the PSF's support
+    are non-zero). Results equal the base class's to float rounding (tested).
+
+    :meth:`estimate_view` gives Richardson–Lucy's estimate a home in a zero-tailed buffer that
+    :meth:`forward` transforms in place (no copy into the FFT buffer per iteration). A constant
+    background is *not* folded into the DC bin: the per-voxel ``+ ε`` is what guards the ratio
+    against exact zeros, and rounding would absorb it there.
 
     Examples
     --------
@@ -133,26 +165,81 @@ class PrunedBlur(BlurOperator):
 
     def __init__(self, psf: np.ndarray, shape: tuple[int, ...], padding: str, device, dtype,
                  backprojector: np.ndarray | None = None):
-        super().__init__(psf, shape, padding, device, dtype, backprojector=backprojector)
-        if not (self.cpu and self.crop and _pocketfft is not None):
+        if not (torch.device(device).type == "cpu" and padding in ("skimage", "reflect") and _pocketfft is not None):
             raise FluoreconError("PrunedBlur needs the CPU, a crop boundary ('skimage' or 'reflect') and scipy's "
                                  "pocketfft", hint="use fluorecon.physics.sampling.BlurOperator")
+        super().__init__(psf, shape, padding, device, dtype, backprojector=backprojector)  # OTFs via self._otf
         f = self.fft_shape
-        norm = 1.0 / math.prod(f)  # irfftn's 1/N, folded into the OTFs once
-        self.otf = self.otf * norm
-        if self.otf_b is not None:
-            self.otf_b = self.otf_b * norm
-        self.otf_np = self.otf_b_np = None
+        if backprojector is not None:  # given unscaled: fold irfftn's 1/N in as _otf does
+            self.otf_b = self.otf_b * (1.0 / math.prod(f))
+        self.otf_np = self.otf.numpy()
+        self.otf_b_np = None if self.otf_b is None else self.otf_b.numpy()
         cdt = torch.complex64 if dtype == torch.float32 else torch.complex128
         self.spec_t = torch.empty((*f[:-1], f[-1] // 2 + 1), dtype=cdt)
         self.spec = self.spec_t.numpy()
         self.zero_in = padding == "skimage"  # the operand is zero outside the image corner (before = 0)
         if self.zero_in:
-            # operand buffer: image extent on the leading axes, full FFT length on the last (zero tail)
-            self.buf = torch.zeros((*self.shape[:-1], f[-1]), dtype=dtype)
+            # operand buffer: image extent on the leading axes, full FFT length on the last (zero tail);
+            # allocated on first use (plain RL writes its ratio into ``obuf`` and never needs it)
+            self._buf_shape = (*self.shape[:-1], f[-1])
+            self._buf = None
+        self.xbuf = None  # the estimate's zero-tailed home (estimate_view)
         self.obuf_t = torch.empty((*self.shape[:-1], f[-1]), dtype=dtype)
         self.obuf = self.obuf_t
         self.out_view = self.obuf_t[..., self.before[-1]:self.before[-1] + self.shape[-1]]
+
+    @property
+    def buf(self):
+        """The zero-tailed operand buffer (allocated on first use in the ``"skimage"`` boundary)."""
+        if self._buf is None:
+            self._buf = torch.zeros(self._buf_shape, dtype=self.dtype)
+        return self._buf
+
+    @buf.setter
+    def buf(self, value):
+        self._buf = value
+
+    def _otf(self, psf: np.ndarray, shift: Sequence[int]):
+        """Half-spectrum OTF of the PSF wrapped to ``shift``, scaled by ``1/N`` (pruned: zero lines skipped)."""
+        f, nd = self.fft_shape, psf.ndim
+        w = torch.get_num_threads()
+        idx = [(np.arange(p) + sh) % fk for p, sh, fk in zip(psf.shape, shift, f, strict=True)]
+        a = np.zeros((*psf.shape[:-1], f[-1]), dtype=np.float64 if self.dtype == torch.float64 else np.float32)
+        a[..., idx[-1]] = psf * (1.0 / math.prod(f))
+        s = _pocketfft.r2c(a, axes=[nd - 1], forward=True, inorm=0, nthreads=w)
+        for k in range(nd - 2, -1, -1):
+            full = np.zeros((*s.shape[:k], f[k], *s.shape[k + 1:]), dtype=s.dtype)
+            full[(slice(None),) * k + (idx[k],)] = s
+            s = _pocketfft.c2c(full, axes=[k], forward=True, inorm=0, out=full, nthreads=w)
+        return torch.from_numpy(s)
+
+    def estimate_view(self):
+        """A view (image shape) into a zero-tailed buffer that :meth:`forward` transforms without a copy.
+
+        Only in the ``"skimage"`` boundary (``None`` otherwise). Keep the estimate there and update it
+        in place (``x.mul_(...)``) so that every forward transform reads it directly.
+        """
+        if not self.zero_in:
+            return None
+        if self.xbuf is None:
+            self.xbuf = torch.zeros(self._buf_shape, dtype=self.dtype)
+        return self.xbuf[..., :self.shape[-1]]
+
+    def forward(self, x):
+        """``H x`` on the image region (a view, valid until the next call)."""
+        if self.xbuf is not None and x.data_ptr() == self.xbuf.data_ptr() and tuple(x.shape) == self.shape:
+            return self._run(self.xbuf, self.otf)
+        return super().forward(x)
+
+    def adjoint(self, r):
+        """``Hᵀ r``; ``r`` may be ``obuf`` itself once the caller has zeroed its tail (no copy)."""
+        if self.zero_in and r.data_ptr() == self.obuf_t.data_ptr() and r.shape == self.obuf_t.shape:
+            return self._run(self.obuf_t, self.otf if self.otf_b is None else self.otf_b)
+        return super().adjoint(r)
+
+    def fft_pair(self, product: bool = True) -> None:
+        """One forward and one inverse transform as an iteration does them; ``product=False``: the FFTs alone."""
+        self._run(self.buf, self.otf if product else None)
 
     def _run(self, src, otf):
         nd, n, b, f = self.nd, self.shape, self.before, self.fft_shape
@@ -172,7 +259,10 @@ class PrunedBlur(BlurOperator):
             _pocketfft.r2c(src.numpy(), axes=[last], forward=True, inorm=0, out=spec, nthreads=w)
             if nd > 1:
                 _pocketfft.c2c(spec, axes=list(range(nd - 1)), forward=True, inorm=0, out=spec, nthreads=w)
-        self.spec_t.mul_(otf)
+        if otf is not None:
+            # numpy, not torch: torch's complex×real product promotes the OTF to complex (a temporary per call)
+            o = self.otf_np if otf is self.otf else self.otf_b_np
+            _slabs(lambda sl: np.multiply(spec[sl], o[sl], out=spec[sl]), f[0], w)
         for k in range(nd - 1):
             v = spec[tuple(slice(b[i], b[i] + n[i]) for i in range(k))]
             _pocketfft.c2c(v, axes=[k], forward=False, inorm=0, out=v, nthreads=w)
@@ -187,6 +277,28 @@ def _blur_operator(psf: np.ndarray, shape: tuple[int, ...], padding: str, device
     if torch.device(device).type == "cpu" and padding in ("skimage", "reflect") and _pocketfft is not None:
         return PrunedBlur(psf, shape, padding, device, dtype, backprojector=backprojector)
     return BlurOperator(psf, shape, padding, device, dtype, backprojector=backprojector)
+
+
+def _ratio(dest: np.ndarray, y: np.ndarray, conv: np.ndarray, add: float, workers: int, valid: int) -> None:
+    """``dest = y / (conv + add)`` on whole zero-tailed buffers, then ``dest[..., valid:] = 0``; slab-parallel.
+
+    Contiguous operands keep numpy on its vectorised loops (about 2× faster than on the image-region
+    views); the tail beyond ``valid`` may hold 0/0 and is reset to zero for the next transform.
+    ``conv`` keeps the ``+ add``.
+    """
+    def slab(sl):
+        c = conv[sl]
+        if add:
+            np.add(c, add, out=c)
+        with np.errstate(divide="ignore", invalid="ignore"):  # the tail (discarded) may divide 0 by 0
+            np.divide(y[sl], c, out=dest[sl])
+        dest[sl][..., valid:] = 0
+    _slabs(slab, y.shape[0], workers)
+
+
+def _mul_into(x: np.ndarray, a: np.ndarray, workers: int) -> None:
+    """``x *= a``, slab-parallel (see :func:`_slabs`)."""
+    _slabs(lambda sl: np.multiply(x[sl], a[sl], out=x[sl]), x.shape[0], workers)
 
 
 def _tv_factor(x, weight: float, voxel: Sequence[float] | None):
@@ -344,7 +456,7 @@ def _rl_single(image: np.ndarray, psf: np.ndarray, n_iter: int, *, padding, back
     data = image.astype(np.float64 if dtype == torch.float64 else np.float32, copy=False)
     if offset:
         data = data - offset
-    n_neg = int((data < 0).sum())
+    n_neg = int((data < 0).sum()) if float(data.min()) < 0 else 0  # the count only when there is one
     if padding != "skimage" and n_neg:
         data = np.clip(data, 0, None, out=data if data is not image else None)  # RL needs y ≥ 0 (read noise)
     if isinstance(background, str):
@@ -379,14 +491,20 @@ def _rl_single(image: np.ndarray, psf: np.ndarray, n_iter: int, *, padding, back
     bg_scalar = 0.0 if bg_arr is not None else float(bg)
     eps = _EPS_SKIMAGE if padding == "skimage" else 1e-12 * max(float(y.abs().max()), 1e-30)
 
-    # initial estimate
+    # initial estimate; with the pruned engine it lives in a buffer the forward transform reads in place
+    pruned = isinstance(H, PrunedBlur)
+    home = H.estimate_view() if pruned else None
+    y_full = None
+    if home is not None:  # the data zero-tailed like the estimate: the ratio then runs on contiguous buffers
+        y_full = torch.zeros_like(H.xbuf)
+        y = y_full[..., :y.shape[-1]].copy_(y)
     if isinstance(init, str):
         if init != "mean":
             raise FluoreconError(f"unknown init {init!r}", hint="use 'mean', a number or an array")
         level = 0.5 if padding == "skimage" else max(float(y.mean()) - bg_scalar, 1e-6 * float(y.max()))
-        x = torch.full_like(y, level)
+        x = home.fill_(level) if home is not None else torch.full_like(y, level)
     elif np.ndim(init) == 0:
-        x = torch.full_like(y, float(init))
+        x = home.fill_(float(init)) if home is not None else torch.full_like(y, float(init))
     else:
         x = H.to_tensor(np.asarray(init)).clone()
 
@@ -422,7 +540,9 @@ def _rl_single(image: np.ndarray, psf: np.ndarray, n_iter: int, *, padding, back
         conv = H.forward(xk)
         if bgt is not None:
             conv.add_(bgt)
-        if bg_scalar or eps:
+        # plain RL on the pruned engine: "+ b + ε" and the ratio in numpy on whole buffers (see _slabs, _ratio)
+        fused = y_full is not None and holdout is None and rule != "discrepancy" and not filter_epsilon
+        if (bg_scalar or eps) and not fused:
             conv.add_(bg_scalar + eps)
         if holdout is not None:
             holdout.update(conv)
@@ -443,8 +563,11 @@ def _rl_single(image: np.ndarray, psf: np.ndarray, n_iter: int, *, padding, back
                 stopped_at = k - 1
                 break
         mask = conv < filter_epsilon if filter_epsilon else None
-        dest = H.input_view()
-        if dest is None:
+        dest = None if fused else H.input_view()
+        if fused:  # in place in the forward's output buffer, which then feeds the adjoint
+            full = H.obuf_t.numpy()
+            _ratio(full, y_full.numpy(), full, bg_scalar + eps, torch.get_num_threads(), y.shape[-1])
+        elif dest is None:
             dest = conv.reciprocal_().mul_(y)
         else:
             torch.div(y, conv, out=dest)
@@ -453,7 +576,7 @@ def _rl_single(image: np.ndarray, psf: np.ndarray, n_iter: int, *, padding, back
             del mask
         if H.crop:
             conv = None  # the forward output is no longer needed: free it before the adjoint allocates
-        conv = H.adjoint(H.buf if H.crop else dest)
+        conv = H.adjoint(H.obuf_t if fused else H.buf if H.crop else dest)
         if backprojector is not None:
             conv.clamp_(min=0)  # the WB back-projector has negative lobes: keep the estimate ≥ 0
         if tv > 0:
@@ -475,7 +598,11 @@ def _rl_single(image: np.ndarray, psf: np.ndarray, n_iter: int, *, padding, back
         else:
             if rule == "change":
                 change = float(torch.linalg.vector_norm(x * (conv - 1))) / max(float(torch.linalg.vector_norm(x * conv)), 1e-30)
-            x.mul_(conv)
+            if home is not None and x.data_ptr() == home.data_ptr():
+                # whole buffers: the estimate's zero tail stays zero (0 × the adjoint's finite tail)
+                _mul_into(H.xbuf.numpy(), H.obuf_t.numpy(), torch.get_num_threads())
+            else:
+                x.mul_(conv)
         if rule == "change":
             info["criterion"].append(change)
         if callback is not None:
