@@ -12,8 +12,12 @@ What is measured
   write, pyramid). The in-memory path (``richardson_lucy`` on a numpy volume that fits, torch on the
   same number of threads) gives the reference throughput.
 * (a') learned denoising (tiny untrained 2D UNet; throughput only) out of core.
-* (b) the same RL job on a smaller volume with 1 and with 2 workers (1 thread each): speed-up of
-  the block phase (cluster start-up excluded; it is reported separately in the JSON).
+* (sched) the same RL job out of core with the threads scheduler (2 threads) and a LocalCluster
+  (2 workers × 1 thread), alternated, best of 2, on ``--sched-shape`` (64×1024² by default: big
+  enough that the per-run fixed costs do not dominate).
+* (b) the same RL job with 1 and with 2 workers (1 thread each, 1 torch/FFT thread each): speed-up
+  of the processing phase. Cluster start-up (one-time imports) and the warm-up of every worker on a
+  small block are excluded; they are reported separately in the JSON.
 Out-of-core throughput is reported for the processing phase (reading, RL, writing, pyramid) and end
 to end (adding the LocalCluster start and the global decisions, which read the volume once).
 The machine is shared with other engineers while this runs: timings are noisy and the 1→2 worker
@@ -153,7 +157,11 @@ def main():
     ap.add_argument("--worker-memory", default="512MiB", help="per-worker limit, or 'none'")
     ap.add_argument("--big-shape", default="128,2048,2048")
     ap.add_argument("--fit-shape", default="128,512,512")
-    ap.add_argument("--speedup-shape", default="32,1024,1024")
+    ap.add_argument("--sched-shape", default="64,1024,1024",
+                    help="volume of the threads-vs-LocalCluster comparison (large enough that the per-run fixed "
+                         "costs do not dominate: ~6 s of blocks on 2 quiet cores)")
+    ap.add_argument("--speedup-shape", default="64,1024,1024")
+    ap.add_argument("--block-xy", type=int, default=256, help="Y/X size of the blocks in the sched/speedup parts")
     ap.add_argument("--learned-shape", default="4,1024,1024")
     ap.add_argument("--tmp", default=None, help="scratch folder (default: a temp dir, removed at the end)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: big,fit,sched,learned,speedup")
@@ -161,9 +169,10 @@ def main():
     a = ap.parse_args()
     if a.quick:
         a.big_shape, a.fit_shape, a.speedup_shape, a.learned_shape = "64,512,512", "64,256,256", "32,512,512", "8,256,256"
+        a.sched_shape = "32,512,512"
         a.worker_memory = "768MiB"
     skip = set(a.skip.split(",")) - {""}
-    shp = {k: tuple(int(v) for v in getattr(a, k).split(",")) for k in ("big_shape", "fit_shape", "speedup_shape", "learned_shape")}
+    shp = {k: tuple(int(v) for v in getattr(a, k).split(",")) for k in ("big_shape", "fit_shape", "sched_shape", "speedup_shape", "learned_shape")}
     from dask.utils import parse_bytes
 
     # 'none': no per-worker limit (the LocalCluster then also drops dask's malloc-trim setting)
@@ -219,9 +228,11 @@ def main():
             save()
         # ---------------------------------------------------------------- threads vs LocalCluster, same job
         if "sched" not in skip:
+            sh = shp["sched_shape"]
+            bxy = (sh[0], a.block_xy, a.block_xy)
             sv = tmp / "sched.ome.zarr"
-            make_volume(sv, shp["fit_shape"], (shp["fit_shape"][0], 128, 128))
-            nvox = int(np.prod(shp["fit_shape"]))
+            make_volume(sv, sh, (sh[0], 128, 128))
+            nvox = int(np.prod(sh))
             runs: dict = {}
             # alternate the schedulers so that a change of machine load hits both alike
             for _rep in range(2):
@@ -230,18 +241,20 @@ def main():
                     kw = ({"n_workers": a.workers, "threads_per_worker": 1, "memory_limit": mem}
                           if sched == "distributed" else {"n_workers": a.workers})
                     info, dt, _ = run_ooc("deconvolve", sv, tmp / f"sched-{sched}.ome.zarr", params, scheduler=sched,
-                                          chunks=(shp["fit_shape"][0], 128, 128), **kw)
+                                          chunks=bxy, **kw)
                     tm = info["timing"]
                     runs.setdefault(sched, []).append({"blocks_s": tm["blocks_s"], "pyramid_s": tm["pyramid_s"],
                                                        "start_s": tm["scheduler_start_s"], "setup_s": tm["setup_s"],
                                                        "end_to_end_s": dt, "load_avg_1min_before": load})
             best = {k: min(v, key=lambda r: r["blocks_s"] + r["pyramid_s"]) for k, v in runs.items()}
             thr = {k: nvox / (b["blocks_s"] + b["pyramid_s"]) for k, b in best.items()}
-            res["schedulers"] = {"shape": shp["fit_shape"], "chunks": [shp["fit_shape"][0], 128, 128], "runs": runs,
+            res["schedulers"] = {"shape": sh, "chunks": list(bxy), "runs": runs,
                                  "voxels_per_s": thr, "distributed_over_threads": thr["distributed"] / thr["threads"],
+                                 "load_avg_end": os.getloadavg()[0],
                                  "note": "processing phase (blocks + pyramid), best of 2 per scheduler; LocalCluster "
-                                         f"{a.workers} workers x 1 thread, threads scheduler {a.workers} threads; "
-                                         "cluster start (incl. one-time imports in each worker) reported as start_s"}
+                                         f"{a.workers} workers x 1 thread (1 torch/FFT thread each), threads scheduler "
+                                         f"{a.workers} threads; cluster start (one-time imports) and the warm-up of "
+                                         "every worker on a small block are reported as start_s / setup_s"}
             print(f"threads {thr['threads'] / 1e6:.2f} Mvox/s, LocalCluster {thr['distributed'] / 1e6:.2f} Mvox/s: "
                   f"{res['schedulers']['distributed_over_threads']:.0%}", flush=True)
             save()
@@ -268,17 +281,27 @@ def main():
             save()
         # ---------------------------------------------------------------- (b) 1 vs 2 workers
         if "speedup" not in skip:
-            sv = tmp / "speed.ome.zarr"
-            make_volume(sv, shp["speedup_shape"], (shp["speedup_shape"][0], 256, 256))
-            times = {}
-            for n in (1, 2):
-                load = os.getloadavg()[0]
-                info, dt, _ = run_ooc("deconvolve", sv, tmp / f"speed-{n}.ome.zarr", params, scheduler="distributed",
-                                      n_workers=n, threads_per_worker=1, memory_limit=mem,
-                                      chunks=(shp["speedup_shape"][0], 256, 256))
-                times[n] = {"seconds": info["timing"]["blocks_s"], "end_to_end_s": dt, "load_avg_1min_before": load}
-            res["speedup"] = {"shape": shp["speedup_shape"], "times": times, "speedup": times[1]["seconds"] / times[2]["seconds"],
-                              "load_avg_end": os.getloadavg()[0]}
+            sh = shp["speedup_shape"]
+            bxy = (sh[0], a.block_xy, a.block_xy)
+            sv = tmp / "sched.ome.zarr"
+            if "sched" in skip or sh != shp["sched_shape"] or not sv.exists():
+                sv = tmp / "speed.ome.zarr"
+                make_volume(sv, sh, (sh[0], 128, 128))
+            runs = {}
+            # 1 thread per worker (and 1 torch/FFT thread): the speed-up of adding a worker, not of
+            # letting a lone worker's FFTs use both cores; alternated, best of 2
+            for _rep in range(2):
+                for n in (1, 2):
+                    load = os.getloadavg()[0]
+                    info, dt, _ = run_ooc("deconvolve", sv, tmp / f"speed-{n}.ome.zarr", params, scheduler="distributed",
+                                          n_workers=n, threads_per_worker=1, memory_limit=mem, chunks=bxy)
+                    tm = info["timing"]
+                    runs.setdefault(n, []).append({"seconds": tm["blocks_s"] + tm["pyramid_s"], "end_to_end_s": dt,
+                                                   "start_s": tm["scheduler_start_s"], "setup_s": tm["setup_s"],
+                                                   "load_avg_1min_before": load})
+            times = {n: min(v, key=lambda r: r["seconds"]) for n, v in runs.items()}
+            res["speedup"] = {"shape": sh, "chunks": list(bxy), "times": times, "runs": runs,
+                              "speedup": times[1]["seconds"] / times[2]["seconds"], "load_avg_end": os.getloadavg()[0]}
             print(f"1→2 workers: {res['speedup']['speedup']:.2f}×", flush=True)
             save()
     finally:

@@ -11,6 +11,21 @@ The machine is shared: the table reports the CPU time our process got (cpu_s / w
 is visible; steps are counted, not only seconds.
 
 Usage: python benchmarks/train_throughput.py [--seconds 20] [--peer] [--threads 2]
+
+Two more parts (issue 14, prediction speed against careamics):
+
+* ``--predict-peer``: prediction of one 1024² image (the four 512² noisy images of
+  ``fmd-dev-pairs``' BPAE confocal/two-photon set, tiled 2×2) with the N2V network of
+  ``fluorecon denoise --method n2v`` (UNet depth 2, width 32, with its normaliser): one plain pass,
+  exact blind-spot inference (16 passes, the default of ``denoise --method n2v``) and first-order
+  corrected inference (``predict_j_invariant(mode="linear")``), side by side with careamics'
+  ``CAREamist.predict`` on the same image in its own venv (``peers/careamics_predict_time.py``).
+  Wall time (best of ``--repeats``) and CPU time; run it on a quiet machine. Writes
+  ``train_throughput_predict.json``.
+* ``--jinv-tune``: quality of those inference modes on the tuning pairs ``fmd-dev-pairs`` (never on
+  the FMD benchmark images): an N2V network is trained on each noisy image (``--tune-steps``
+  steps, seeds ``--seeds``) and every mode's PSNR to the averaged ground truth is reported, with the
+  paired difference to exact blind-spot inference. Writes ``train_throughput_jinv.json``.
 """
 
 from __future__ import annotations
@@ -106,13 +121,152 @@ def _peer(seconds: float) -> dict | None:
     return {"what": "careamics N2V (peer)", "error": r.stderr[-500:]}
 
 
+def _fmd_dev(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from skimage.io import imread
+
+    from fluorecon.datasets import shared_data
+
+    root = shared_data("fmd-dev-pairs")
+    if root is None:
+        raise SystemExit("fmd-dev-pairs is not in ../shared/data (set FLUORECON_SHARED_DATA)")
+    noisy = imread(root / "noisy" / f"{name}.png").astype(np.float32)
+    gt = imread(root / "gt" / f"{name}.png").astype(np.float32)
+    return (noisy[..., 0] if noisy.ndim == 3 else noisy), (gt[..., 0] if gt.ndim == 3 else gt)
+
+
+def _modes(bundle, x: np.ndarray) -> dict:
+    from fluorecon.learn.predict import predict, predict_j_invariant
+
+    return {"plain (1 pass)": lambda: predict(bundle, x, "YX", tile="auto", device="cpu"),
+            "exact blind spot (16 passes)": lambda: predict_j_invariant(bundle, x, "YX", mode="exact", device="cpu"),
+            "linear-corrected": lambda: predict_j_invariant(bundle, x, "YX", mode="linear", bins=1, device="cpu"),
+            "linear-corrected, 4 bins": lambda: predict_j_invariant(bundle, x, "YX", mode="linear", bins=4,
+                                                                   device="cpu")}
+
+
+def predict_peer(repeats: int, threads: int) -> dict:
+    """Quiet-machine timing: our inference modes vs careamics' predict on one 1024² image."""
+    import tempfile
+
+    from fluorecon.learn.bundle import Bundle
+    from fluorecon.learn.nets import UNet
+    from fluorecon.learn.normalize import PercentileNormalizer
+
+    names = ["Confocal_BPAE_B_1", "Confocal_BPAE_G_1", "TwoPhoton_BPAE_B_1", "TwoPhoton_BPAE_G_1"]
+    tiles = [_fmd_dev(n)[0] for n in names]
+    x = np.block([[tiles[0], tiles[1]], [tiles[2], tiles[3]]]).astype(np.float32)
+    torch.manual_seed(0)
+    # the weights do not change the cost of a forward pass: an untrained network of the n2v size
+    bundle = Bundle(UNet(dim=2, depth=2, width=32, residual=False).eval(), PercentileNormalizer(1, 99.8).fit(x),
+                    config={"axes": "YX"})
+    with open("/proc/loadavg") as fh:
+        load0 = fh.read().split()[:3]
+    rows = {}
+    _modes(bundle, x[:256, :256])["plain (1 pass)"]()  # first-call allocations
+    for name, fn in _modes(bundle, x).items():
+        walls, cpus = [], []
+        for _ in range(repeats if "16" not in name else 1):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+        rows[name] = {"wall_s": [round(w, 3) for w in walls], "cpu_s": [round(c, 2) for c in cpus]}
+        print(name, rows[name], flush=True)
+    peer = None
+    from _peers import careamics_python
+
+    py = careamics_python(build=False)
+    if py is not None:
+        with tempfile.TemporaryDirectory() as td:
+            np.save(Path(td) / "x.npy", x)
+            r = subprocess.run([str(py), str(Path(__file__).parent / "peers" / "careamics_predict_time.py"),
+                                str(Path(td) / "x.npy"), "--repeats", str(repeats), "--threads", str(threads)],
+                               capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)),
+                               timeout=900, cwd=td)
+        for line in reversed(r.stdout.strip().splitlines()):
+            try:
+                peer = json.loads(line)
+                break
+            except json.JSONDecodeError:
+                continue
+        if peer is None:
+            peer = {"error": r.stderr[-1000:]}
+        print("careamics", peer, flush=True)
+    with open("/proc/loadavg") as fh:
+        load1 = fh.read().split()[:3]
+    res = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "image": "1024x1024 (fmd-dev-pairs "
+           + ", ".join(names) + " tiled 2x2)", "threads": threads, "torch": torch.__version__, "ours": rows,
+           "careamics": peer, "loadavg_start": load0, "loadavg_end": load1,
+           "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, no GPU"}
+    if peer and "wall_s" in peer:
+        best_peer = min(peer["wall_s"])
+        res["speedup_vs_careamics_best"] = {k: round(best_peer / min(v["wall_s"]), 2) for k, v in rows.items()}
+        res["speedup_vs_careamics_first_call"] = {k: round(peer["wall_s"][0] / min(v["wall_s"]), 2)
+                                                  for k, v in rows.items()}
+        print(res["speedup_vs_careamics_best"], flush=True)
+    Path(__file__).with_name("train_throughput_predict.json").write_text(json.dumps(res, indent=2))
+    return res
+
+
+def jinv_tune(names: list[str], seeds: list[int], steps: int, out: Path) -> dict:
+    """PSNR of the inference modes on the tuning pairs (fmd-dev-pairs), N2V trained per image and seed."""
+    from fluorecon.learn.single_image import denoise_single_image
+
+    res = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    for name in names:
+        x, gt = _fmd_dev(name)
+        rng = float(gt.max() - gt.min())
+        for seed in seeds:
+            _, info = denoise_single_image(x, "YX", steps=steps, seed=seed, device="cpu", progress=False,
+                                           blind_spot_inference=False)
+            row = {"image": name, "seed": seed, "steps": steps, "data_range": rng,
+                   "noisy_psnr": round(float(10 * np.log10(rng**2 / np.mean((x - gt) ** 2))), 3)}
+            for mode, fn in _modes(info["bundle"], x).items():
+                c0 = time.process_time()
+                y = fn()
+                row[mode] = round(float(10 * np.log10(rng**2 / np.mean((y - gt) ** 2))), 3)
+                row[mode + " cpu_s"] = round(time.process_time() - c0, 2)
+            print(row, flush=True)
+            res["rows"] = [r for r in res["rows"] if not (r["image"] == name and r["seed"] == seed)] + [row]
+            out.write_text(json.dumps(res, indent=2))
+    ex = "exact blind spot (16 passes)"
+    summ = {}
+    for mode in ("plain (1 pass)", "linear-corrected", "linear-corrected, 4 bins"):
+        d = np.array([r[mode] - r[ex] for r in res["rows"]])
+        if len(d) > 1:
+            half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+            summ[mode] = {"mean_minus_exact_db": round(float(d.mean()), 3), "ci95": [round(float(d.mean() - half), 3),
+                                                                                  round(float(d.mean() + half), 3)],
+                          "n": int(len(d))}
+    res["paired_vs_exact"] = summ
+    res["date"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    out.write_text(json.dumps(res, indent=2))
+    print(summ)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peer", action="store_true")
+    ap.add_argument("--predict-peer", action="store_true", help="1024² prediction: our modes vs careamics (quiet)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--jinv-tune", action="store_true", help="quality of the inference modes on fmd-dev-pairs")
+    ap.add_argument("--images", default="Confocal_BPAE_R_1,Confocal_FISH_1,TwoPhoton_MICE_1")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--tune-steps", type=int, default=300)
+    ap.add_argument("--jinv-out", default=None, help="JSON of --jinv-tune (default train_throughput_jinv.json; "
+                                                      "merged, so runs split by image can share one file in turn)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.predict_peer:
+        predict_peer(a.repeats, a.threads)
+        return
+    if a.jinv_tune:
+        jinv_tune(a.images.split(","), [int(v) for v in a.seeds.split(",")], a.tune_steps,
+                  Path(a.jinv_out) if a.jinv_out else Path(__file__).with_name("train_throughput_jinv.json"))
+        return
     rows = []
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for dev in devices:

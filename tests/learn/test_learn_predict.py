@@ -92,3 +92,59 @@ def test_bad_inputs():
         predict(UNet(depth=1, width=4, in_channels=2, out_channels=2), np.zeros((3, 8, 8)), "CYX", device="cpu")
     with pytest.raises(FluoreconError):
         predict(net, np.zeros((8, 8)), "YX", device="cpu", return_scale=True)
+
+
+# ------------------------------------------------------------------------- J-invariant (blind-spot) inference
+def _ring_median(x: np.ndarray) -> np.ndarray:
+    """Lower median of the 24 neighbours in the 5×5 window (independent of holdout_replace)."""
+    xp = np.pad(x, 2, mode="symmetric")
+    ny, nx = x.shape
+    v = np.stack([xp[2 + dy:2 + dy + ny, 2 + dx:2 + dx + nx] for dy in range(-2, 3) for dx in range(-2, 3) if dy or dx])
+    return np.sort(v, axis=0)[11]
+
+
+def test_exact_blind_spot_output_never_depends_on_the_pixel_itself():
+    from fluorecon.learn.predict import predict_j_invariant
+
+    torch.manual_seed(0)
+    net = _randomised(UNet(depth=1, width=4))
+    x = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    y = predict_j_invariant(net, x, "YX", grid=4, mode="exact", tile=None)
+    for p in [(5, 7), (16, 16), (30, 1)]:
+        x2 = x.copy()
+        x2[p] += 5.0
+        y2 = predict_j_invariant(net, x2, "YX", grid=4, mode="exact", tile=None)
+        assert abs(float(y2[p] - y[p])) < 1e-5
+        # the plain prediction does respond to the pixel: the test would see a leak
+        assert abs(float(predict(net, x2, "YX", tile=None)[p] - predict(net, x, "YX", tile=None)[p])) > 1e-3
+
+
+def test_blind_spot_modes_match_the_analytic_result_for_a_linear_network():
+    """For a 5×5 convolution k, blind-spot inference is exactly k⋆x − k_centre·(x − ring median)."""
+    from scipy import ndimage
+
+    from fluorecon.learn.predict import predict_j_invariant
+
+    k = np.random.default_rng(1).random((5, 5)).astype(np.float32)
+    conv = torch.nn.Conv2d(1, 1, 5, padding=2, padding_mode="reflect", bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(k)[None, None])
+    x = np.random.default_rng(2).gamma(3.0, 10.0, (96, 80)).astype(np.float32)
+    ref = ndimage.correlate(x.astype(np.float64), k.astype(np.float64), mode="mirror") - k[2, 2] * (x - _ring_median(x))
+    inner = (slice(2, -2), slice(2, -2))  # torch's reflect and the ring's symmetric padding differ at the border
+    exact = predict_j_invariant(conv.eval(), x, "YX", mode="exact", tile=None)
+    lin, info = predict_j_invariant(conv.eval(), x, "YX", mode="linear", calib_size=48, tile=None, return_info=True)
+    np.testing.assert_allclose(exact[inner], ref[inner], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(lin[inner], ref[inner], rtol=1e-4, atol=1e-3)
+    assert info["gain"][0] == pytest.approx(float(k[2, 2]), rel=1e-3)
+    assert info["passes"] < 2 < predict_j_invariant(conv.eval(), x, "YX", return_info=True)[1]["passes"]
+
+
+def test_blind_spot_bad_arguments():
+    from fluorecon.learn.predict import predict_j_invariant
+
+    x = np.zeros((16, 16), np.float32)
+    with pytest.raises(FluoreconError, match="mode"):
+        predict_j_invariant(UNet(depth=1, width=4), x, "YX", mode="fast")
+    with pytest.raises(FluoreconError, match="grid must be ≥ 3"):
+        predict_j_invariant(UNet(depth=1, width=4), x, "YX", grid=2)

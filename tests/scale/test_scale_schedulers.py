@@ -78,3 +78,42 @@ def test_local_cluster_workers_are_prepared_before_the_first_block():
         threads = compute.client.run(lambda: __import__("torch").get_num_threads())
     assert list(ready.values()) == [True]
     assert all(t >= 1 for t in threads.values())
+
+
+def test_local_cluster_torch_threads_follow_threads_per_worker():
+    """An explicit threads_per_worker is the worker's core count: its FFTs must not spread over more cores."""
+    from fluorecon.scale.schedulers import get_compute, torch_threads_per_worker
+
+    with get_compute("distributed", n_workers=1, threads_per_worker=1) as compute:
+        threads = compute.client.run(lambda: __import__("torch").get_num_threads())
+    assert list(threads.values()) == [1]
+    assert torch_threads_per_worker(1, None, cores=4) == 4 and torch_threads_per_worker(2, None, cores=4) == 2
+    assert torch_threads_per_worker(1, 2, cores=4) == 1
+
+
+def test_local_cluster_workers_are_warmed_on_a_small_block_before_the_blocks(tmp_path):
+    """Every worker runs the block function once on a small block (start-up), then the real blocks."""
+    import os
+
+    log = tmp_path / "calls"
+    log.mkdir()
+
+    def record(block, folder):
+        (folder / f"{os.getpid()}-{time.perf_counter_ns()}-{'x'.join(map(str, block.shape))}").touch()
+        return ndimage.gaussian_filter(block, 1.0)
+
+    op = BlockOp("gauss", functools.partial(record, folder=log), halo=(4, 4))
+    x = np.random.default_rng(0).random((96, 96)).astype(np.float32)
+    run_blockwise(op, x, tmp_path / "w.ome.zarr", axes="YX", chunks=(48, 48), levels=1, scheduler="distributed",
+                  n_workers=2, threads_per_worker=1)
+    calls: dict[str, list] = {}
+    for f in log.iterdir():
+        pid, t, shape = f.name.split("-")
+        calls.setdefault(pid, []).append((int(t), tuple(int(v) for v in shape.split("x"))))
+    assert len(calls) == 2  # both workers were warmed, whichever ran the blocks
+    blocks = [s for c in calls.values() for _, s in c if s != (24, 24)]
+    assert len(blocks) == 4 and all(s == (52, 52) for s in blocks)  # 48 + one 4-px halo side (edge blocks)
+    for c in calls.values():
+        assert sorted(c)[0][1] == (24, 24)  # the warm-up block (2·halo + 16) came first in each worker
+    out = np.asarray(zarr.open_group(str(tmp_path / "w.ome.zarr"))["0"][...])
+    np.testing.assert_allclose(out[4:-4, 4:-4], ndimage.gaussian_filter(x, 1.0)[4:-4, 4:-4], atol=1e-5)

@@ -21,7 +21,7 @@ from typing import Any
 
 from fluorecon.errors import FluoreconError
 
-__all__ = ["SCHEDULERS", "get_compute", "parse_memory"]
+__all__ = ["SCHEDULERS", "get_compute", "parse_memory", "torch_threads_per_worker"]
 
 SCHEDULERS = ("threads", "processes", "distributed", "sync")
 
@@ -55,16 +55,50 @@ def _prepare_worker(torch_threads: int) -> dict[str, Any]:
     """Run once in every worker process when a cluster is connected (``client.run``).
 
     A fresh worker process has imported nothing: the first block it receives would otherwise pay for
-    importing torch and discovering every task (~3–4 CPU-s each), inside the block phase. It also sizes
-    torch's thread pool to the worker's share of the cores (the nanny sets ``OMP_NUM_THREADS=1``).
+    importing torch, every task and zarr (~3–4 CPU-s), inside the block phase. It also sizes torch's
+    (and the FFT engine's) thread pool to the worker's share of the cores.
     """
     import torch
+    import zarr  # noqa: F401  (the reader and the chunk writer need it in every block)
 
+    import fluorecon.scale.ome_zarr_out  # noqa: F401
     from fluorecon.tasks import registry
 
     registry.all_tasks()
     torch.set_num_threads(max(1, int(torch_threads)))
     return {"pid": os.getpid(), "torch_threads": torch.get_num_threads()}
+
+
+def _warm_block(fn: Callable[[Any], Any], block: Any) -> bool:
+    """Run ``fn`` once on a small block in a worker (see :func:`get_compute`'s ``compute.warm``).
+
+    Returns False when ``fn`` fails: warming is an optimisation, and a block function that cannot
+    take a small block may still take the real ones, which report their own errors.
+    """
+    try:
+        fn(block)
+    except Exception:
+        return False
+    return True
+
+
+def torch_threads_per_worker(n_workers: int, threads_per_worker: int | None, cores: int | None = None) -> int:
+    """Intra-op (torch / FFT) threads each worker gets on a LocalCluster.
+
+    An explicit ``threads_per_worker`` is the number of cores a worker may use: its dask threads run
+    blocks side by side, so each uses one intra-op thread. Without it, the cores are shared out
+    between the workers (one worker on 2 cores runs its FFTs on 2 threads).
+
+    Examples
+    --------
+    >>> torch_threads_per_worker(1, 1, cores=2), torch_threads_per_worker(1, None, cores=2)
+    (1, 2)
+    >>> torch_threads_per_worker(2, None, cores=2)
+    1
+    """
+    if threads_per_worker is not None:
+        return 1
+    return max(1, int(cores or os.cpu_count() or 1) // max(1, int(n_workers)))
 
 
 def _looks_like_address(s: str) -> bool:
@@ -83,11 +117,18 @@ def get_compute(scheduler: str = "threads", *, n_workers: int | None = None, thr
         ``"threads"`` (default; ``n_workers`` threads), ``"processes"`` (``n_workers`` processes),
         ``"sync"`` (debugging), ``"distributed"`` (starts a ``dask.distributed.LocalCluster`` with
         ``n_workers`` × ``threads_per_worker`` and ``memory_limit`` per worker) or the address of a
-        running dask scheduler (``tcp://host:8786``).
+        running dask scheduler (``tcp://host:8786``). On a LocalCluster every worker imports the
+        tasks once at start, and runs torch / FFTs on :func:`torch_threads_per_worker` threads.
     timeout : float
         Seconds to wait for a scheduler address to answer before a :class:`FluoreconError`.
     progress : bool
         Show a progress bar on stderr.
+
+    Yields
+    ------
+    callable
+        ``compute(tasks) -> list``; with a dask cluster it also has ``client`` and
+        ``warm(fn, block)``, which runs ``fn(block)`` once in every worker (start-up work).
 
     Examples
     --------
@@ -150,8 +191,10 @@ def get_compute(scheduler: str = "threads", *, n_workers: int | None = None, thr
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
         if mem is None:
             environ = {k: v for k, v in environ.items() if not k.startswith("MALLOC_")}
+        # The worker's statistical profiler samples every thread's stack every 10 ms: CPU taken from
+        # the blocks on a machine whose cores are all busy with them, for a dashboard nobody watches here.
         with dask.config.set({"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
-                              "distributed.worker.memory.pause": False,
+                              "distributed.worker.memory.pause": False, "distributed.worker.profile.enabled": False,
                               "distributed.nanny.pre-spawn-environ": environ}):
             cluster = LocalCluster(n_workers=int(n_workers or 1), threads_per_worker=int(threads_per_worker or 1),
                                    memory_limit=mem if mem is not None else "auto", processes=True,
@@ -168,11 +211,15 @@ def get_compute(scheduler: str = "threads", *, n_workers: int | None = None, thr
                              hint="use threads, processes, distributed or the address of a dask scheduler (tcp://host:8786)")
     try:
         # one-time imports in every worker, counted as start-up, not as block work
-        tpw = int(threads_per_worker or 1)
         local = cluster is not None
-        nw = int(n_workers or 1)
-        torch_threads = max(1, (os.cpu_count() or 1) // (nw * tpw)) if local else 1
+        torch_threads = torch_threads_per_worker(int(n_workers or 1), threads_per_worker) if local else 1
         client.run(_prepare_worker, torch_threads)
+
+        def warm(fn: Callable[[Any], Any], block: Any) -> None:
+            # The first call of a block function in a fresh process pays for lazy imports, thread
+            # pools, FFT plans and the first faults of its heap: done here, on a small block, in every
+            # worker, so that it is start-up and not block time.
+            client.run(_warm_block, fn, block)
 
         def compute(tasks: list) -> list:
             if not tasks:
@@ -185,6 +232,7 @@ def get_compute(scheduler: str = "threads", *, n_workers: int | None = None, thr
             return client.gather(futures)
 
         compute.client = client  # type: ignore[attr-defined]
+        compute.warm = warm  # type: ignore[attr-defined]
         yield compute
     finally:
         client.close()
