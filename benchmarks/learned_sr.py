@@ -48,7 +48,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from statistics import NormalDist
@@ -71,7 +75,7 @@ from fluorecon.physics.palm_pairs import (
     widefield_forward,
 )
 from fluorecon.tasks.deconvolve import deconvolve
-from fluorecon.tasks.learned_sr import invented_structures, palm_inputs, palm_target
+from fluorecon.tasks.learned_sr import invented_structures, palm_inputs, palm_target, rl_channel
 from fluorecon.trust.verify import verify
 
 OUT = Path(__file__).with_suffix(".json")
@@ -150,9 +154,10 @@ def hallucination(img: np.ndarray, truth: np.ndarray, recording: np.ndarray, can
     return rec
 
 
-def _train(preset: str, xs, ys, steps: int, seed: int, residual: bool = False) -> tuple[torch.nn.Module, dict]:
+def _train(preset: str, xs, ys, steps: int, seed: int, residual: bool = False,
+           base_channel: int | None = None, w_frc: float = 0.0) -> tuple[torch.nn.Module, dict]:
     cfg = GANConfig.preset(preset, steps=steps, batch_size=8, patch=64, width=16, depth=2, seed=seed, d_width=16,
-                           residual=residual)
+                           residual=residual, base_channel=base_channel, w_frc=w_frc)
     t0, c0 = time.perf_counter(), time.process_time()
 
     def tick(step: int, losses: dict) -> None:
@@ -168,7 +173,31 @@ def _train(preset: str, xs, ys, steps: int, seed: int, residual: bool = False) -
                           "config": cfg.model_dump()}
 
 
-def run_palm(k_pct: float, seed: int, steps: int, quick: bool) -> dict:
+def care_predict(peer_py: str, xs: list, ys: list, tests: list, seed: int, cpu_s: float,
+                 n_patches: int = 2048) -> tuple[list[np.ndarray], dict]:
+    """Train CSBDeep's CARE (its own venv, ``peers/csbdeep_care_sr.py``) on patches of our training fields and
+    predict ``tests``; the patches are drawn by our sampler (same fields, normalisation, flips/rotations)."""
+    bx, by = array_sampler(xs, ys, 64)(np.random.default_rng([3000, seed]), n_patches)
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "data.npz", Path(tmp) / "out.npz"
+        np.savez(data, train_x=bx, train_y=by[:, 0], **{f"test_{i}": t for i, t in enumerate(tests)})
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"}
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run = subprocess.run([peer_py, str(Path(__file__).parent / "peers" / "csbdeep_care_sr.py"), str(data),
+                              str(out), "--cpu-seconds", str(cpu_s), "--seed", str(seed)], capture_output=True,
+                             text=True, env=env)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if run.returncode:
+            raise RuntimeError(f"CSBDeep peer failed (rc {run.returncode}): {run.stderr[-2000:]}")
+        with np.load(out, allow_pickle=False) as d:
+            preds = [d[f"pred_{i}"] for i in range(len(tests))]
+    info = json.loads(run.stdout.strip().splitlines()[-1])
+    info["process_cpu_s"] = round(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime, 1)
+    return preds, info
+
+
+def run_palm(k_pct: float, seed: int, steps: int, quick: bool, peer: str | None = None, peer_cpu_s: float = 600.0,
+             ) -> dict:
     k = max(1, int(round(N_FRAMES * k_pct / 100)))
     n_train, n_test, side = (2, 1, 16) if quick else (12, 4, 32)
     t0 = time.perf_counter()
@@ -184,21 +213,29 @@ def run_palm(k_pct: float, seed: int, steps: int, quick: bool) -> dict:
     xs = [palm_inputs(p.sparse, p.widefield, p.factor, scale) for p in train]
     ys = [d / np.float32(d.mean() * scale) for d in dense]
     nets, models = {}, {}
-    for preset in PRESETS:
-        nets[preset], models[preset] = _train(preset, xs, ys, steps, seed)
+    peer_pred: dict = {}
+    if peer is None:
+        for preset in PRESETS:
+            nets[preset], models[preset] = _train(preset, xs, ys, steps, seed)
+    else:   # the peer alone: our U-Nets' rows on the same fields are in runs/palm/K<k>/s<seed>
+        tests = [palm_inputs(p.sparse, p.widefield, p.factor, scale) for f in sets.values() for p in f]
+        preds, models["care"] = care_predict(peer, xs, ys, tests, seed, peer_cpu_s)
+        it = iter(preds)
+        peer_pred = {name: [next(it) for _ in f] for name, f in sets.items()}
     fwd = widefield_forward(1.3)
     res: dict = {"part": "palm", "K_frames": k, "K_percent": k_pct, "N": N_FRAMES, "seed": seed,
                  "sim_s": round(sim_s, 1), "models": models, "counter": PALM_COUNTER, "sets": {}}
     for name, fields in sets.items():
         per: dict[str, list] = {}
-        for p in fields:
+        for fi, p in enumerate(fields):
             target = palm_target(p.dense)
             truth = ndimage.gaussian_filter(p.structure, 1.0)
             area = (p.sparse.shape[0] * p.render_pixel / 1000) ** 2
             gap_px = [(int(y / p.render_pixel), int(x / p.render_pixel)) for x, y in p.info["gap_centres_nm"]]
             x = palm_inputs(p.sparse, p.widefield, p.factor, scale)
             rows = {"naive K-frame": p.sparse, "K-frame blurred 1 px": ndimage.gaussian_filter(p.sparse, 1.0),
-                    **{f"U-Net {q}": np.clip(predict_gan(nets[q], x), 0, None) for q in PRESETS},
+                    **({f"U-Net {q}": np.clip(predict_gan(nets[q], x), 0, None) for q in PRESETS} if peer is None
+                       else {"CSBDeep CARE": np.clip(peer_pred[name][fi], 0, None)}),
                     "control: N-frame rendering": target, "control: fluorophore density": truth}
             for row, img in rows.items():
                 rec = {**quality(img, target), "ms_ssim_structure": quality(img, truth)["ms_ssim"],
@@ -211,40 +248,52 @@ def run_palm(k_pct: float, seed: int, steps: int, quick: bool) -> dict:
         seeds=[seed], data={"train_inputs": np.stack(xs), "train_targets": np.stack(ys),
                             **{f"{n}_sparse": np.stack([p.sparse for p in f]) for n, f in sets.items()},
                             **{f"{n}_widefield": np.stack([p.widefield for p in f]) for n, f in sets.items()}},
-        params={"steps": steps, "K": k, "N": N_FRAMES, "scale": scale, "quick": quick})
+        params={"steps": steps, "K": k, "N": N_FRAMES, "scale": scale, "quick": quick, "peer": peer is not None,
+                "peer_cpu_s": peer_cpu_s if peer else None})
     return res
 
 
-def run_xmod(seed: int, steps: int, quick: bool) -> dict:
+def run_xmod(seed: int, steps: int, quick: bool, physics: bool = False, test_base: tuple[int, int] = (6000, 7000),
+             w_frc: float = 0.0) -> dict:
+    """Low → high NA. ``physics``: the generator sees [low, RL(low)] and predicts RL + a learned correction
+    (last layer zero-initialised: untrained it returns the RL row exactly); otherwise low → low + correction.
+    ``w_frc``: weight of the ring-FRC loss term added to both presets (:func:`fluorecon.learn.gan.frc_loss`)."""
     px = 0.05
     s_lo, s_hi = modality_sigmas("na", pixel_size=px)
     n_train, n_test, side = (2, 1, 64) if quick else (16, 4, 128)
     rng = np.random.default_rng([2000, seed])
+
+    def inputs(lo: np.ndarray, s: float) -> np.ndarray:
+        chans = [lo / s] + ([rl_channel(lo, s_lo, s_hi) / s] if physics else [])
+        return np.stack(chans).astype(np.float32)
+
     xs, ys = [], []
     for _ in range(n_train):
         lo, hi, _ = cross_modality_pair((96, 96), pixel_size=px, kind="mixed", offset=0.0, seed=rng)
         s = float(np.percentile(lo, 99.8))
-        xs.append((lo / s)[None].astype(np.float32))
+        xs.append(inputs(lo, s))
         ys.append((hi / s).astype(np.float32))
-    sets = {"held-out": [cross_modality_pair((side, side), pixel_size=px, kind="mixed", offset=0.0, seed=6000 + i)
-                         for i in range(n_test)],
+    sets = {"held-out": [cross_modality_pair((side, side), pixel_size=px, kind="mixed", offset=0.0,
+                                             seed=test_base[0] + i) for i in range(n_test)],
             "shift": [cross_modality_pair((side, side), pixel_size=px, kind="mixed", offset=0.0, photons=15.0,
-                                          seed=7000 + i) for i in range(n_test)]}
+                                          seed=test_base[1] + i) for i in range(n_test)]}
+    base = 1 if physics else None
     nets, models = {}, {}
     for preset in PRESETS:
-        nets[preset], models[preset] = _train(preset, xs, ys, steps, seed, residual=True)  # as the task
+        nets[preset], models[preset] = _train(preset, xs, ys, steps, seed, residual=not physics, base_channel=base,
+                                              w_frc=w_frc)
     fwd = consistency_forward(s_lo, s_hi)
     counter = {**PALM_COUNTER, "truth_blur": s_hi, "min_area": 4}
-    res: dict = {"part": "xmod", "seed": seed, "sigma_low_px": s_lo, "sigma_high_px": s_hi, "models": models,
-                 "counter": counter, "sets": {}}
+    res: dict = {"part": "xmod", "physics_input": physics, "w_frc": w_frc, "test_seeds": list(test_base), "seed": seed,
+                 "sigma_low_px": s_lo, "sigma_high_px": s_hi, "models": models, "counter": counter, "sets": {}}
     for name, fields in sets.items():
         per: dict[str, list] = {}
         for lo, hi, truth in fields:
             s = float(np.percentile(lo, 99.8))
+            x = inputs(lo, s)
             rows = {"low-NA input": lo,
                     "RL (20 it, residual PSF)": deconvolve(lo, "YX", psf=fwd.psf, method="rl", iterations=20)[0],
-                    **{f"U-Net {q}": np.clip(predict_gan(nets[q], (lo / s)[None].astype(np.float32)), 0, None)
-                       * np.float32(s) for q in PRESETS},
+                    **{f"U-Net {q}": np.clip(predict_gan(nets[q], x, base), 0, None) * np.float32(s) for q in PRESETS},
                     "control: high-NA truth": hi}
             for row, img in rows.items():
                 img = np.asarray(img, np.float32)
@@ -259,7 +308,8 @@ def run_xmod(seed: int, steps: int, quick: bool) -> dict:
     res["provenance"] = provenance(
         seeds=[seed], data={"train_inputs": np.stack(xs), "train_targets": np.stack(ys),
                             **{f"{n}_low": np.stack([f[0] for f in fs]) for n, fs in sets.items()}},
-        params={"steps": steps, "quick": quick})
+        params={"steps": steps, "quick": quick, "physics_input": physics, "w_frc": w_frc,
+                "test_seeds": list(test_base)})
     return res
 
 
@@ -424,11 +474,94 @@ def _fmt(t: tuple[float, float, float], d: int = 3) -> str:
     return f"{t[0]:+.{d}f} [{t[1]:+.{d}f}, {t[2]:+.{d}f}]"
 
 
-def report(data: dict, quick: bool = False) -> str:
-    runs = data.get("quick_runs" if quick else "runs", {})
+def hallucination_table(runs: dict) -> list[str]:
+    """One line per task × set: L1 vs L1 + GAN invented structures /100 µm² (thresholds 0.3 / 0.1), the paired
+    GAN − L1 difference per field at 0.1, verify's detection of them and gaps bridged (pooled over seeds)."""
     groups: dict[str, list[dict]] = {}
     for key, r in sorted(runs.items()):
-        groups.setdefault(key.rsplit("/", 1)[0], []).append(r)
+        if not key.startswith("care/"):
+            groups.setdefault(key.rsplit("/", 1)[0], []).append(r)
+    lines = ["\n### Hallucination table (pooled seeds; invented /100 µm² at thresholds 0.3 / 0.1; verify detected = "
+             "invented structures (0.1) inside an `added` region)\n",
+             "| task, set | seeds | L1 invented | GAN invented | GAN − L1 per field at 0.1 [CI] | verify detected L1; GAN |"
+             " gaps bridged at 0.1 L1; GAN | best simple baseline at 0.1 |", "|---" * 8 + "|"]
+    for g, rs in groups.items():
+        for set_name in ("held-out", "shift"):
+            rs10 = [r for r in rs if "invented_t0.1" in r["sets"][set_name]["U-Net l1"][0]]
+            cells = []
+            for q in PRESETS:
+                row = f"U-Net {q}"
+                a = [np.nanmean(100 * _mat(sub, set_name, row, k) / _mat(sub, set_name, row, "area_um2"))
+                     if sub else np.nan for k, sub in (("invented", rs), ("invented_t0.1", rs10))]
+                cells.append(f"{a[0]:.1f} / {a[1]:.1f}")
+            if rs10:
+                d = boot2(_mat(rs10, set_name, "U-Net gan", "invented_t0.1") - _mat(rs10, set_name, "U-Net l1",
+                                                                                   "invented_t0.1"))
+                cells.append(f"{d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}]")
+                det = [f"{int(np.nansum(_mat(rs10, set_name, f'U-Net {q}', 'detected_t0.1')))}/"
+                       f"{int(np.nansum(_mat(rs10, set_name, f'U-Net {q}', 'invented_t0.1')))}" for q in PRESETS]
+                cells.append("; ".join(det))
+                gaps = ([f"{int(np.nansum(_mat(rs10, set_name, f'U-Net {q}', 'gaps_bridged_t0.1')))}/"
+                         f"{int(np.nansum(_mat(rs10, set_name, f'U-Net {q}', 'gaps_t0.1')))}" for q in PRESETS]
+                        if "gaps_t0.1" in rs10[0]["sets"][set_name]["U-Net l1"][0] else ["–"])
+                cells.append("; ".join(gaps))
+            else:
+                cells += ["–", "–", "–"]
+            base = "K-frame blurred 1 px" if rs[0]["part"] == "palm" else "RL (20 it, residual PSF)"
+            if rs10:   # baselines do not depend on the training seed
+                b10 = 100 * _mat(rs10[:1], set_name, base, "invented_t0.1") / _mat(rs10[:1], set_name, base, "area_um2")
+                cells.append(f"{np.nanmean(b10):.1f}")
+            else:
+                cells.append("–")
+            seeds = [r["seed"] for r in rs]
+            s10 = [r["seed"] for r in rs10]
+            lines.append(f"| {g}, {set_name} | {seeds}" + (f" (0.1: {s10})" if s10 != seeds else "") + " | "
+                         + " | ".join(cells) + " |")
+    return lines
+
+
+def peer_report(runs: dict) -> list[str]:
+    """CSBDeep CARE's runs (``care/palm/K<k>/s<seed>``) against our U-Nets of the same K and seed, same fields."""
+    lines: list[str] = []
+    groups: dict[str, list[tuple[dict, dict]]] = {}
+    for key, r in sorted(runs.items()):
+        if key.startswith("care/") and key[5:] in runs:
+            groups.setdefault(key[5:].rsplit("/", 1)[0], []).append((r, runs[key[5:]]))
+    for g, pairs in groups.items():
+        care, ours = [p[0] for p in pairs], [p[1] for p in pairs]
+        steps = [r["models"]["care"]["steps"] for r in care]
+        cpu = [r["models"]["care"]["process_cpu_s"] for r in care]
+        lines.append(f"\n### CSBDeep CARE vs ours, {g}: seeds {[r['seed'] for r in care]}, CARE {min(steps)}–"
+                     f"{max(steps)} steps × batch 16, {min(cpu):.0f}–{max(cpu):.0f} CPU-s (process incl. TF start)\n")
+        for set_name in ("held-out", "shift"):
+            lines.append(f"\n{set_name}:\n")
+            lines.append("| image | MS-SSIM | PSNR | MS-SSIM to structure | HF ratio | invented /100 µm² (thr. 0.3 / 0.1) |"
+                         " images flagged |")
+            lines.append("|---" * 7 + "|")
+            for row, rs in (("CSBDeep CARE", care), ("U-Net l1", ours), ("U-Net gan", ours)):
+                inv = [100 * _mat(rs, set_name, row, k) / _mat(rs, set_name, row, "area_um2")
+                       for k in ("invented", "invented_t0.1")]
+                lines.append(f"| {row} ({len(rs)} seed{'s' * (len(rs) > 1)}) | {_mat(rs, set_name, row, 'ms_ssim').mean():.3f} | "
+                             f"{_mat(rs, set_name, row, 'psnr').mean():.1f} | "
+                             f"{_mat(rs, set_name, row, 'ms_ssim_structure').mean():.3f} | "
+                             f"{_mat(rs, set_name, row, 'hf_ratio').mean():.2f} | "
+                             f"{np.nanmean(inv[0]):.1f} / {np.nanmean(inv[1]):.1f} | "
+                             f"{int(np.nansum(_mat(rs, set_name, row, 'flagged')))}/{inv[0].size} |")
+            parts = []
+            for key, lab in (("ms_ssim", "MS-SSIM"), ("psnr", "PSNR (dB)")):
+                c = _mat(care, set_name, "CSBDeep CARE", key)
+                for row in ("U-Net l1", "U-Net gan", "K-frame blurred 1 px"):
+                    parts.append(f"{lab} CARE − {row} {_fmt(boot2(c - _mat(ours, set_name, row, key)))}")
+            lines.append("\nPaired over seeds × fields: " + "; ".join(parts))
+    return lines
+
+
+def report(data: dict, store: str = "runs") -> str:
+    runs = data.get(store, {})
+    groups: dict[str, list[dict]] = {}
+    for key, r in sorted(runs.items()):
+        if not key.startswith("care/"):   # the peer's runs: see peer_report
+            groups.setdefault(key.rsplit("/", 1)[0], []).append(r)
     lines: list[str] = []
     for g, rs in groups.items():
         palm = rs[0]["part"] == "palm"
@@ -494,6 +627,8 @@ def report(data: dict, quick: bool = False) -> str:
                 d = _mat(rs, set_name, "U-Net gan", key) - _mat(rs, set_name, "U-Net l1", key)
                 parts.append(f"**gan−l1 {_fmt(boot2(d))}**")
                 lines.append(f"- {lab}: " + "; ".join(parts))
+    lines += peer_report(runs)
+    lines += hallucination_table(runs)
     for key, r in sorted(data.get("injected", {}).items()):
         lines.append(f"\n### {key}: verify's power on injected invented structures (Wilson 95 % CI)\n")
         lines.append("| brightness | PALM bridges detected | PALM isolated detected | PALM chance overlap | "
@@ -522,6 +657,19 @@ def main() -> None:
     ap.add_argument("--k-percent", type=float, default=10.0, help="PALM: K as a percentage of the N = 500 frames")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--xmod-input", default="low", choices=("low", "rl"),
+                    help="xmod generator: 'low' (low-NA → low + correction, the first variant) or 'rl' "
+                         "(physics-informed: [low, RL(low)] → RL + correction; stored under 'xmod-rl/...')")
+    ap.add_argument("--w-frc", type=float, default=0.0,
+                    help="xmod: weight of the ring-FRC loss term (both presets; stored under '<part>-frc<w>/...'; "
+                         "0.1 was chosen on tuning fields 8000+ with training seed 10)")
+    ap.add_argument("--tune", action="store_true",
+                    help="xmod: evaluate on the tuning fields (seeds 8000+/8100+) instead of the reported "
+                         "held-out ones (stored under 'tune/...')")
+    ap.add_argument("--care", default=None, metavar="PEER_PY",
+                    help="palm: train and evaluate only CSBDeep's CARE with this interpreter (the peer venv of "
+                         "peers/csbdeep_setup.sh), stored under 'care/palm/...'")
+    ap.add_argument("--care-cpu-s", type=float, default=600.0, help="CARE's training budget in CPU seconds")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (stored under 'quick/...')")
     ap.add_argument("--report", action="store_true", help="print the pooled tables of the stored runs")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -530,7 +678,7 @@ def main() -> None:
     global SAVE_DIR
     SAVE_DIR = a.save_models
     if a.report:
-        print(report(json.loads(a.out.read_text()), a.quick))
+        print(report(json.loads(a.out.read_text()), "quick_runs" if a.quick else "tune_runs" if a.tune else "runs"))
         return
     torch.set_num_threads(1)
     t0 = time.time()
@@ -538,12 +686,21 @@ def main() -> None:
     if a.part == "inject":
         r = run_inject(a.quick)
     else:
-        r = run_palm(a.k_percent, a.seed, a.steps, a.quick) if a.part == "palm" else run_xmod(a.seed, a.steps, a.quick)
+        r = (run_palm(a.k_percent, a.seed, a.steps, a.quick, a.care, a.care_cpu_s) if a.part == "palm" else
+             run_xmod(a.seed, a.steps, a.quick, a.xmod_input == "rl", (8000, 8100) if a.tune else (6000, 7000),
+                      a.w_frc))
     r["provenance"].update(date_utc=start["date_utc"], load_average_start=start["load_average_start"])
     finish(r["provenance"], t0)
-    key = ("quick/" if a.quick else "") + (f"palm/K{a.k_percent:g}" if a.part == "palm" else a.part) + f"/s{a.seed}"
+    part = a.part + ("-rl" if a.part == "xmod" and a.xmod_input == "rl" else "") + (
+        f"-frc{a.w_frc:g}" if a.part == "xmod" and a.w_frc > 0 else "")
+    key = ("quick/" if a.quick else "") + (f"palm/K{a.k_percent:g}" if a.part == "palm" else part) + f"/s{a.seed}"
+    if a.tune:
+        key = f"{key}-steps{a.steps}"
+    if a.care:
+        key = "care/" + key
     out = json.loads(a.out.read_text()) if a.out.exists() else {}   # re-read: another run may have finished
-    out.setdefault("injected" if a.part == "inject" else "runs" if not a.quick else "quick_runs", {})[key] = r
+    store = "injected" if a.part == "inject" else "quick_runs" if a.quick else "tune_runs" if a.tune else "runs"
+    out.setdefault(store, {})[key] = r
     a.out.write_text(json.dumps(out, indent=1, default=float))
     print(json.dumps({k: v for k, v in r.items() if k != "sets"}, indent=1, default=float))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from fluorecon.errors import FluoreconError
@@ -14,6 +15,7 @@ from fluorecon.learn.gan import (
     GANConfig,
     PatchDiscriminator,
     array_sampler,
+    frc_loss,
     ms_ssim,
     predict_gan,
     ssim_torch,
@@ -115,3 +117,48 @@ def test_bad_input_is_refused():
         predict_gan(b.model, np.zeros((2, 32, 32), np.float32))
     with pytest.raises(FluoreconError, match="multiple"):
         train_gan(GANConfig(steps=1, batch_size=1, patch=30, width=4, depth=2), array_sampler(xs, ys, 30))
+
+
+def test_physics_informed_generator_starts_at_its_base_channel_and_learns_a_correction():
+    rng = np.random.default_rng(2)
+    raw = [rng.random((40, 40)).astype(np.float32) for _ in range(3)]
+    base = [ndimage.gaussian_filter(r, 1.0) for r in raw]          # a "classical estimate": close but off
+    ys = [0.5 * b + 0.3 for b in base]
+    xs = [np.stack([r, b]) for r, b in zip(raw, base, strict=True)]
+    untrained, _ = train_gan(GANConfig(steps=1, batch_size=2, patch=32, width=4, depth=1, lr=1e-12, base_channel=1),
+                             array_sampler(xs, ys, 32))
+    # a zero-initialised last layer: the output is the base channel itself (not the raw channel)
+    assert np.allclose(predict_gan(untrained.model, xs[0], base_channel=1), base[0], atol=1e-6)
+    cfg = GANConfig.preset("l1", steps=30, batch_size=4, patch=32, width=8, depth=1, lr=3e-3, base_channel=1)
+    bundle, _ = train_gan(cfg, array_sampler(xs, ys, 32))
+    pred = predict_gan(bundle.model, xs[0], base_channel=bundle.config["gan"]["base_channel"])
+    assert np.abs(pred - ys[0]).mean() < 0.7 * np.abs(base[0] - ys[0]).mean()
+    with pytest.raises(FluoreconError, match="base_channel 2"):
+        train_gan(GANConfig(steps=1, batch_size=1, patch=32, width=4, depth=1, base_channel=2),
+                  array_sampler(xs, ys, 32))
+    with pytest.raises(FluoreconError, match="base_channel 3"):
+        predict_gan(bundle.model, xs[0], base_channel=3)
+
+
+def _lowpass(t: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(ndimage.gaussian_filter(t.numpy(), (0, 0, 2.0, 2.0), mode="wrap"))
+
+
+def test_frc_loss_ignores_ring_wise_gains_and_sees_uncorrelated_detail():
+    g = torch.Generator().manual_seed(1)
+    y = torch.rand(2, 1, 64, 64, generator=g)
+    assert float(frc_loss(y, 2.0 * y + 0.3).max()) == pytest.approx(0.0, abs=1e-6)
+    # an isotropic blur is (nearly) a gain per ring: the correlation survives, as in an FRC
+    blurred = torch.from_numpy(ndimage.gaussian_filter(y.numpy(), (0, 0, 1.0, 1.0), mode="wrap"))
+    assert float(frc_loss(blurred, y).max()) < 0.1
+    # independent noise: the rings are uncorrelated, ring FRCs scatter around 0 (SD ~ 1/sqrt(ring size))
+    other = torch.rand(2, 1, 64, 64, generator=g)
+    assert float(frc_loss(other, y).min()) == pytest.approx(1.0, abs=0.1)
+    # the same image with noise added at the high frequencies only: in between
+    noisy = y + 0.5 * (other - _lowpass(other))
+    assert 0.05 < float(frc_loss(noisy, y).mean()) < 0.9
+    p = y.clone().requires_grad_(True)
+    frc_loss(p + 0.1 * other, y).sum().backward()
+    assert p.grad is not None and float(p.grad.abs().sum()) > 0
+    with pytest.raises(FluoreconError, match="one shape"):
+        frc_loss(y, y[..., :32])

@@ -56,11 +56,12 @@ from fluorecon.physics.palm_pairs import (
 )
 from fluorecon.physics.smlm import Blinking
 from fluorecon.tasks.contract import InputSpec, OutputSpec, Result, Task, TaskParams, as_progress, param
+from fluorecon.tasks.deconvolve import deconvolve
 from fluorecon.tasks.registry import register
 from fluorecon.trust.verify import verify
 
 __all__ = ["AnnaPalmParams", "AnnaPalmTask", "CountsForward", "CrossModalityParams", "CrossModalityTask",
-           "invented_structures", "palm_inputs", "palm_target"]
+           "invented_structures", "palm_inputs", "palm_target", "rl_channel"]
 
 _LOSSES = tuple(PRESETS)
 
@@ -140,6 +141,25 @@ def palm_inputs(sparse: np.ndarray, widefield: np.ndarray | None, factor: int, s
         w = np.kron(w, np.ones((factor, factor), np.float32))
         chans.append(w / np.float32(max(float(w.mean()), 1e-6) * scale))
     return np.stack(chans).astype(np.float32)
+
+
+def rl_channel(low: np.ndarray, sigma_low: float, sigma_high: float, iterations: int = 20) -> np.ndarray:
+    """Richardson–Lucy of a low-resolution image with the residual Gaussian √(σ_low² − σ_high²).
+
+    The classical answer to the cross-modality problem (it deconvolves exactly the blur that separates
+    the two modalities); the physics-informed generator takes it as a second input and learns a
+    correction to it (:attr:`fluorecon.learn.gan.GANConfig.base_channel`).
+
+    Examples
+    --------
+    >>> low, _, _ = cross_modality_pair((32, 32), pixel_size=0.05, offset=0.0, seed=0)
+    >>> r = rl_channel(low, 2.73, 1.56)
+    >>> r.shape, r.dtype, bool(r.min() >= 0)
+    ((32, 32), dtype('float32'), True)
+    """
+    psf = consistency_forward(sigma_low, sigma_high).psf
+    return np.asarray(deconvolve(np.asarray(low, np.float32), "YX", psf=psf, method="rl", iterations=iterations)[0],
+                      np.float32)
 
 
 def palm_target(dense: np.ndarray) -> np.ndarray:
@@ -241,9 +261,11 @@ def _load_model(path: Any, scheme: str) -> Bundle:
     return b
 
 
-def _gan_config(p: _TrainParams, residual: bool = False) -> GANConfig:
+def _gan_config(p: _TrainParams, residual: bool = False, base_channel: int | None = None,
+                w_frc: float = 0.0) -> GANConfig:
     return GANConfig.preset(p.loss, steps=p.steps, batch_size=p.batch_size, patch=p.patch, width=p.width,
-                            depth=p.depth, seed=p.seed, d_width=max(4, p.width), ms_ssim_scales=3, residual=residual)
+                            depth=p.depth, seed=p.seed, d_width=max(4, p.width), ms_ssim_scales=3, residual=residual,
+                            base_channel=base_channel, w_frc=w_frc)
 
 
 def _train(cfg: GANConfig, xs: list[np.ndarray], ys: list[np.ndarray], report: Any, scheme: str,
@@ -379,6 +401,13 @@ class AnnaPalmTask(Task):
 
 
 # -------------------------------------------------------------------------------------------- cross-modality
+def _xmod_inputs(low: np.ndarray, s_lo: float, s_hi: float, physics: bool) -> np.ndarray:
+    """Generator input: the low-resolution image (and its RL deconvolution) over its 99.8th percentile."""
+    s = max(float(np.percentile(low, 99.8)), 1e-6)
+    chans = [low / s] + ([rl_channel(low, s_lo, s_hi) / s] if physics else [])
+    return np.stack(chans).astype(np.float32)
+
+
 class CrossModalityParams(_TrainParams):
     """Parameters of :class:`CrossModalityTask`."""
 
@@ -393,6 +422,10 @@ class CrossModalityParams(_TrainParams):
                            gt=0)
     phantom: str = param("mixed", "Structures of the training simulations.",
                          choices=("filaments", "puncta", "membranes", "nuclei", "mixed"))
+    physics: bool = param(False, "Physics-informed generator: it also sees the Richardson–Lucy deconvolution of the "
+                          "input (residual PSF, 20 iterations) and learns a correction to it; untrained it returns RL.")
+    frc_weight: float = param(0.1, "With --physics: weight of the ring-FRC loss term (fine detail correlated with "
+                              "the target at every frequency; 0 = off).", ge=0, le=10, advanced=True)
 
     @model_validator(mode="after")
     def _nas(self) -> CrossModalityParams:
@@ -451,10 +484,11 @@ class CrossModalityTask(Task):
                                                 na_high=params.na_high, wavelength=params.wavelength,
                                                 sted_factor=params.sted_factor, photons=params.photons,
                                                 kind=params.phantom, offset=0.0, seed=rng)
-                s = max(float(np.percentile(lo, 99.8)), 1e-6)
-                xs.append((lo / s)[None].astype(np.float32))
-                ys.append((hi / s).astype(np.float32))
-            bundle, tinfo = _train(_gan_config(params, residual=True), xs, ys, report.span(0.1, 0.9), "cross-modality",
+                xs.append(_xmod_inputs(lo, s_lo, s_hi, params.physics))
+                ys.append((hi / max(float(np.percentile(lo, 99.8)), 1e-6)).astype(np.float32))
+            cfg = _gan_config(params, residual=not params.physics, base_channel=1 if params.physics else None,
+                              w_frc=params.frc_weight if params.physics else 0.0)
+            bundle, tinfo = _train(cfg, xs, ys, report.span(0.1, 0.9), "cross-modality",
                                    {"optics": {"mode": params.mode, "sigma_low_px": s_lo, "sigma_high_px": s_hi,
                                                "pixel_um": px}, "loss": params.loss})
             used["training"] = {"steps": tinfo["steps"], "seconds": round(tinfo["seconds"], 2),
@@ -462,8 +496,11 @@ class CrossModalityTask(Task):
             if params.steps < 200:
                 warnings.append(f"the network trained for only {params.steps} steps: expect a poor result")
         report(0.9, "predicting")
+        base = bundle.config.get("gan", {}).get("base_channel")
+        used["physics"] = base is not None
         s = max(float(np.percentile(x, 99.8)), 1e-6)
-        pred = np.clip(predict_gan(bundle.model, (x / s)[None]), 0, None) * np.float32(s)
+        pred = np.clip(predict_gan(bundle.model, _xmod_inputs(x, s_lo, s_hi, base is not None), base), 0, None)
+        pred = pred * np.float32(s)
         report(1.0, "done")
         return Result(outputs={"image": pred.astype(np.float32)}, params_used=used,
                       forward=consistency_forward(s_lo, s_hi), warnings=warnings, extras={"bundle": bundle})
