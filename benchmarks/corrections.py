@@ -46,6 +46,11 @@ from _peers import _last_json, peer_python  # noqa: E402
 BASICPY_ENV = "FLUORECON_PEER_BASICPY"  # override: path of the venv (or of its python)
 LEICA_BANDS = [(500, 520), (520, 540), (540, 560), (560, 580), (520, 540), (540, 560), (560, 580), (580, 600),
                (560, 580), (580, 600), (600, 620), (620, 640)]  # nm, ch00…ch11 (3 excitations × 4 bands)
+# PMT high voltages of the four SP detectors, identical in all three sequential settings (03.txt, "PMT n (HV)").
+# The band-integrated library spectra assume equal detector sensitivity; a PMT's gain grows as V^(k·n)
+# (n dynodes, k ≈ 0.7–0.75): with k·n ≈ 7 PMT3/4 at 550 V have ≈ 2.5× the gain of PMT1 at 482 V.
+LEICA_PMT_HV = (481.535756, 504.103165, 550.117233, 550.117233)
+LEICA_PMT_EXPONENTS = (5.0, 7.0, 9.0)  # 7: k·n for a 10-dynode tube; 5 and 9 show the sensitivity
 
 
 def _load() -> str:
@@ -182,6 +187,9 @@ def _smoothed_nnls(x: np.ndarray, S: np.ndarray, ph: float, sigma: float) -> np.
     return unmix_nnls(xs / ph, S, floor=1 / ph)
 
 
+UNMIX_CASES: list[tuple[int, int]] | None = None  # --unmix-cases: run a subset (K × C)
+
+
 def unmix_simulation(quick: bool = False) -> dict[str, Any]:
     """Abundance RMSE on simulated mixtures: learned (3 training seeds) vs per-pixel NNLS (Poisson-weighted,
     unweighted), Poisson ML and a spatially regularised NNLS (channels smoothed by a Gaussian whose σ is
@@ -190,6 +198,8 @@ def unmix_simulation(quick: bool = False) -> dict[str, Any]:
     steps = 400 if quick else 800
     seeds = (0, 1, 2)
     cases = ((3, 8, 20.0), (5, 12, 20.0)) if quick else ((3, 8, 20.0), (5, 12, 20.0), (3, 8, 5.0), (5, 12, 5.0))
+    if UNMIX_CASES:
+        cases = tuple(c for c in cases if (c[0], c[1]) in UNMIX_CASES)
     for K, C, ph in cases:
         S = gaussian_spectra(K, C, width_um=0.03, seed=1)
         tests = [simulate_mixture(S, (96, 96), photons=ph, seed=100 + s) for s in range(3)]
@@ -251,6 +261,56 @@ def _angles(W: np.ndarray, R: np.ndarray) -> tuple[list[float], list[int]]:
     return [float(cost[order[j], j]) for j in range(R.shape[1])], order.tolist()
 
 
+def _leica_references(spec: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Reference matrices (12 × 3: A488, A532, EtBr) to score the blind spectra against."""
+    lib = np.stack([spec["Alexa_Fluor_488.emn"], spec["Alexa_Fluor_532.emn"], spec["Ethidium_bromide.emn"]], 1)
+    mir = np.stack([spec["Alexa_Fluor_488.emn"], spec["A532_mirror_554"], spec["Ethidium_bromide.emn"]], 1)
+    refs = {"library_as_is": lib, "a532_mirror_emission": mir}
+    hv = np.asarray(LEICA_PMT_HV)
+    for e in LEICA_PMT_EXPONENTS:
+        g = np.tile((hv / hv[0]) ** e, 3)[:, None]  # channel order: PMT1…4 in each excitation block
+        refs[f"a532_mirror_pmt_gain_hv^{e:g}"] = mir * g
+        refs[f"library_as_is_pmt_gain_hv^{e:g}"] = lib * g
+    return refs
+
+
+def _score_leica(out: dict[str, Any], spec: dict[str, np.ndarray], found: dict[str, np.ndarray]) -> None:
+    for variant, R in _leica_references(spec).items():
+        for who, Wx in found.items():
+            ang, order = _angles(Wx, R)
+            out.setdefault(who, {})[variant] = {"angles_deg": dict(zip(("A488", "A532", "EtBr"), ang, strict=True)),
+                                                "mean_deg": float(np.mean(ang)), "order": order}
+
+
+def _leica_library(root: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    lib = root / "reference-spectra"
+    spec, notes = {}, {}
+    for name in ("Alexa_Fluor_488.emn", "Alexa_Fluor_532.emn", "Ethidium_bromide.emn"):
+        d = np.loadtxt(lib / name)
+        spec[name] = band_integrate(d[:, 0], d[:, 1], LEICA_BANDS)
+        notes[name] = {"peak_nm": float(d[np.argmax(d[:, 1]), 0]), "range_nm": [float(d[0, 0]), float(d[-1, 0])]}
+    d = np.loadtxt(lib / "Alexa_Fluor_532.emn")
+    # mirror-image rule: emission ≈ absorption mirrored about the midpoint of the two maxima (528 → 554 nm)
+    spec["A532_mirror_554"] = band_integrate(528 + 554 - d[:, 0], d[:, 1], LEICA_BANDS)
+    return spec, notes
+
+
+def leica_rescore(quick: bool = False) -> dict[str, Any]:
+    """Re-score the blind spectra stored by the last full ``leica`` run (same NMF code) against the
+    corrected references (A532 mirrored, PMT gains from the metadata); no NMF is re-run."""
+    root = shared_data("poissonnmf-leica-spectral")
+    prev = json.loads((HERE / "corrections.json").read_text()).get("leica", {}) if (HERE / "corrections.json").exists() \
+        else {}
+    if root is None or "ours" not in prev:
+        return {"skipped": "no data or no stored leica run"}
+    spec, _ = _leica_library(root)
+    out: dict[str, Any] = {"source": "spectra of the stored full-resolution leica run (binned: "
+                           f"{prev.get('binned')}), 4-decimal rounding", "pmt_hv": list(LEICA_PMT_HV)}
+    found = {who: np.asarray(prev[who]["spectra"], np.float64).T for who in ("ours", "sklearn")}
+    _score_leica(out, spec, found)
+    return out
+
+
 def unmix_leica(quick: bool = False) -> dict[str, Any]:
     import tifffile
     from sklearn.decomposition import NMF
@@ -261,16 +321,7 @@ def unmix_leica(quick: bool = False) -> dict[str, Any]:
     X = np.stack([tifffile.imread(root / f"03_Series004_z000_ch{i:02d}.tif") for i in range(12)]).astype(np.float64)
     if quick:  # 2×2 binning: sums of Poisson counts are Poisson
         X = X.reshape(12, 256, 2, 256, 2).sum((2, 4))
-    lib = root / "reference-spectra"
-    spec = {}
-    notes = {}
-    for name in ("Alexa_Fluor_488.emn", "Alexa_Fluor_532.emn", "Ethidium_bromide.emn"):
-        d = np.loadtxt(lib / name)
-        spec[name] = band_integrate(d[:, 0], d[:, 1], LEICA_BANDS)
-        notes[name] = {"peak_nm": float(d[np.argmax(d[:, 1]), 0]), "range_nm": [float(d[0, 0]), float(d[-1, 0])]}
-    d = np.loadtxt(lib / "Alexa_Fluor_532.emn")
-    # mirror-image rule: emission ≈ absorption mirrored about the midpoint of the two maxima (528 → 554 nm)
-    spec["A532_mirror_554"] = band_integrate(528 + 554 - d[:, 0], d[:, 1], LEICA_BANDS)
+    spec, notes = _leica_library(root)
     # 8-bit data with a per-channel floor (offset, autofluorescence): subtract each channel's 1st percentile
     # (both methods get the same data); without this the mean angle is ~6° worse (see docs/corrections.md)
     offsets = np.percentile(X.reshape(12, -1), 1, axis=1)
@@ -292,14 +343,7 @@ def unmix_leica(quick: bool = False) -> dict[str, Any]:
     Ws = m.components_.T
     Ws = Ws / Ws.sum(0, keepdims=True)
     out["sklearn"] = {"seconds": round(time.perf_counter() - t0, 1), "spectra": (Ws / Ws.max(0)).T.round(4).tolist()}
-    for variant, names in {"library_as_is": ("Alexa_Fluor_488.emn", "Alexa_Fluor_532.emn", "Ethidium_bromide.emn"),
-                           "a532_mirror_emission": ("Alexa_Fluor_488.emn", "A532_mirror_554",
-                                                    "Ethidium_bromide.emn")}.items():
-        R = np.stack([spec[n] for n in names], 1)
-        for who, Wx in (("ours", W), ("sklearn", Ws)):
-            ang, order = _angles(Wx, R)
-            out[who][variant] = {"angles_deg": dict(zip(("A488", "A532", "EtBr"), ang, strict=True)),
-                                 "mean_deg": float(np.mean(ang)), "order": order}
+    _score_leica(out, spec, {"ours": W, "sklearn": Ws})
     print(json.dumps({k: v for k, v in out.items() if k not in ("library",)}, default=str)[:2000], flush=True)
     return out
 
@@ -312,22 +356,54 @@ def _contrast(img: np.ndarray, truth: np.ndarray) -> float:
 
 
 def dehaze_simulation(quick: bool = False) -> dict[str, Any]:
+    """Flux and contrast per depth on simulated depth-dependent haze (``HazeForward`` defaults: α 0.3→1.5,
+    σ 6→16 px, β 0→2; 4 planes of 128², 100 photons), 3 phantom kinds × 3 scene seeds (100–102; the
+    estimator was designed on seeds 1–4). Flux error = Σ estimate / Σ haze-free truth − 1 per plane (the
+    truth is the in-focus signal ``y`` of ``x = y + α·G_σ*y + β``; the simulation has no PSF, so ``y`` is
+    already the truth "imaged by the same optics"). Classical: the scattering-model fit (default, unclipped)
+    and the lower envelope (the earlier estimator, clipped at 0 as it was); learned: 3 training seeds."""
     out: dict[str, Any] = {}
-    t0 = time.perf_counter()
-    net, info = train_dehaze_net(steps=300 if quick else 800, patch=96, batch=8, budget_s=150 if quick else 400, seed=0)
-    out["learned_training"] = {**info, "load": _load(), "wall_s": round(time.perf_counter() - t0, 1)}
+    seeds = (0, 1, 2)
+    scenes = (100, 101, 102)
+    nets = []
+    for seed in seeds:
+        c0 = time.process_time()
+        net, info = train_dehaze_net(steps=300 if quick else 800, patch=96, batch=8, budget_s=150 if quick else 400,
+                                     seed=seed)
+        nets.append(net)
+        out[f"learned_training_seed{seed}"] = {**info, "cpu_s": round(time.process_time() - c0, 1), "load": _load()}
     for kind in ("mixed", "nuclei", "filaments"):
-        sim = simulate_haze((4, 128, 128), kind=kind, photons=100, seed=1)
-        x, y = sim["recording"], sim["truth"]
-        methods = {"none": x, "classical": dehaze(x, "ZYX", factor=8)[0], "learned": dehaze_learned(net, x)}
-        for name, est in methods.items():
-            c = [_contrast(est[z], y[z]) / _contrast(y[z], y[z]) for z in range(4)]
-            f = [float(est[z].sum() / y[z].sum() - 1) for z in range(4)]
-            out[f"{kind}_{name}"] = {"contrast_ratio_by_depth": np.round(c, 3).tolist(),
-                                     "flux_error_by_depth": np.round(f, 3).tolist(),
-                                     "worst_contrast_dev": float(np.max(np.abs(np.array(c) - 1))),
-                                     "worst_flux_err": float(np.max(np.abs(f)))}
+        acc: dict[str, dict[str, list]] = {}
+        for sc in scenes:
+            sim = simulate_haze((4, 128, 128), kind=kind, photons=100, seed=sc)
+            x, y = sim["recording"], sim["truth"]
+            c0 = time.process_time()
+            est_model, info_model = dehaze(x, "ZYX")
+            t_model = time.process_time() - c0
+            methods = {"none": x, "classical_model": est_model,
+                       "classical_envelope": dehaze(x, "ZYX", method="envelope", factor=8)[0],
+                       **{f"learned_seed{s}": dehaze_learned(n, x) for s, n in zip(seeds, nets, strict=True)}}
+            for name, est in methods.items():
+                c = [_contrast(est[z], y[z]) / _contrast(y[z], y[z]) for z in range(4)]
+                f = [float(est[z].sum() / y[z].sum() - 1) for z in range(4)]
+                acc.setdefault(name, {"c": [], "f": []})
+                acc[name]["c"].append(c)
+                acc[name]["f"].append(f)
+            out[f"{kind}_scene{sc}_model_fit"] = {"alpha": info_model["alpha"], "sigma": info_model["size"],
+                                                  "beta": info_model["beta"], "cpu_s": round(t_model, 2),
+                                                  "true": [list(sim["forward"].params_at(z / 3)) for z in range(4)]}
+        for name, v in acc.items():
+            c, f = np.asarray(v["c"]), np.asarray(v["f"])
+            out[f"{kind}_{name}"] = {"contrast_ratio_by_depth_mean": np.round(c.mean(0), 3).tolist(),
+                                     "flux_error_by_depth_mean": np.round(f.mean(0), 3).tolist(),
+                                     "flux_error_by_depth_worst": np.round(f[np.abs(f).argmax(0), range(4)], 3).tolist(),
+                                     "worst_contrast_dev": round(float(np.max(np.abs(c - 1))), 3),
+                                     "worst_flux_err": round(float(np.max(np.abs(f))), 3),
+                                     "planes_within_5pct_flux": f"{int((np.abs(f) <= 0.05).sum())}/{f.size}",
+                                     "planes_within_10pct_contrast": f"{int((np.abs(c - 1) <= 0.10).sum())}/{c.size}"}
             print(kind, name, out[f"{kind}_{name}"], flush=True)
+    out["settings"] = {"scenes": list(scenes), "learned_seeds": list(seeds), "photons": 100, "shape": [4, 128, 128],
+                       "load": _load()}
     return out
 
 
@@ -401,7 +477,7 @@ def inpaint_simulation(quick: bool = False) -> dict[str, Any]:
 
 
 PARTS = {"flatfield": flatfield_reference, "flatfield_sim": flatfield_simulation, "basicpy": flatfield_basicpy, "unmix": unmix_simulation,
-         "leica": unmix_leica, "dehaze": dehaze_simulation, "inpaint": inpaint_simulation}
+         "leica": unmix_leica, "leica_rescore": leica_rescore, "dehaze": dehaze_simulation, "inpaint": inpaint_simulation}
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -422,7 +498,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="reduced sizes/steps")
     ap.add_argument("--parts", default=",".join(PARTS), help="comma-separated: " + ",".join(PARTS))
     ap.add_argument("--out", default=str(HERE / "corrections"), help="output stem (.json and .md are written)")
+    ap.add_argument("--unmix-cases", default="", help="unmix part: only these dyes×channels, e.g. 3x8,5x12")
     args = ap.parse_args()
+    global UNMIX_CASES
+    if args.unmix_cases:
+        UNMIX_CASES = [tuple(int(v) for v in c.split("x")) for c in args.unmix_cases.split(",")]  # type: ignore[misc]
     torch.set_num_threads(1)
     stem = Path(args.out)
     res: dict[str, Any] = {}

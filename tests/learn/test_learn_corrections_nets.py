@@ -28,6 +28,18 @@ def test_unmix_net_trains_and_reduces_loss():
         unmix_learned(net, x[:3], photons=20)
 
 
+def test_untrained_unmix_net_returns_the_smoothed_nnls_start():
+    from scipy import ndimage
+
+    from fluorecon.learn.unmix_net import UnmixNet
+
+    S = gaussian_spectra(3, 8, width_um=0.03, seed=1)
+    sim = simulate_mixture(S, (32, 32), photons=20, seed=4)
+    net = UnmixNet(S, width=8, photons=20, sigma=1.0)
+    ref = unmix_nnls(ndimage.gaussian_filter(sim["recording"] / 20, [0, 1, 1], mode="reflect"), S, weighting="none")
+    np.testing.assert_allclose(unmix_learned(net, sim["recording"], photons=20), ref, atol=1e-5)
+
+
 def test_unmix_net_beats_per_pixel_nnls_at_low_counts():
     # ground truth from the forward model; the network must use the spatial prior NNLS cannot
     S = gaussian_spectra(3, 8, width_um=0.03, seed=1)
@@ -36,7 +48,7 @@ def test_unmix_net_beats_per_pixel_nnls_at_low_counts():
     a, x = sim["abundances"], sim["recording"]
     err_net = np.sqrt(np.mean((unmix_learned(net, x, photons=20) - a) ** 2))
     err_nnls = np.sqrt(np.mean((unmix_nnls(x / 20, S, floor=1 / 20) - a) ** 2))
-    assert err_net < 0.95 * err_nnls, (err_net, err_nnls)  # 200 steps: ≈ 0.89×; the benchmark trains longer
+    assert err_net < 0.7 * err_nnls, (err_net, err_nnls)  # 200 steps: 0.50× (smoothed-NNLS start + residual)
 
 
 def test_dehaze_net_shapes():

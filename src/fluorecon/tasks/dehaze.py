@@ -1,7 +1,8 @@
 """Scattered-light haze removal as a registered task (``fluorecon dehaze``).
 
-Classical: non-linear (clipped) low-pass background estimation with the size chosen from the data
-(:func:`fluorecon.classical.dehaze.dehaze`). Learned: a network trained on the scattering forward
+Classical: the scattering model ``x = y + α·G_σ * y + β`` fitted to each plane (α, σ, β from the data)
+and the haze reassigned (:func:`fluorecon.classical.dehaze.dehaze`, method "model"); "envelope": the
+non-linear (clipped) low-pass background, which also removes true low-frequency signal. Learned: a network trained on the scattering forward
 model (:mod:`fluorecon.physics.scattering`) predicts the haze. The result's forward model is
 ``recording = result + removed haze`` (the haze map is an output).
 
@@ -32,13 +33,14 @@ __all__ = ["DehazeParams", "DehazeTask"]
 
 
 class DehazeParams(TaskParams):
-    method: str = param("classical", "classical (clipped low-pass background, size from the data) or learned "
-                                     "(network trained on the haze forward model).", choices=("classical", "learned"))
-    size: float = param(0.0, "Classical: background σ in pixels (0 = factor × the structure size found in the data).",
+    method: str = param("classical", "classical (scattering model fitted per plane, haze reassigned), envelope "
+                                     "(clipped low-pass background, size from the data) or learned (network trained "
+                                     "on the haze forward model).", choices=("classical", "envelope", "learned"))
+    size: float = param(0.0, "Classical: halo σ in pixels; envelope: background σ (0 = from the data).",
                         unit="px", ge=0, le=2048)
-    factor: float = param(8.0, "Classical: background σ as a multiple of the structure size.", gt=0, le=100,
+    factor: float = param(8.0, "Envelope: background σ as a multiple of the structure size.", gt=0, le=100,
                           advanced=True)
-    iterations: int = param(30, "Classical: rounds of the clipped low-pass.", ge=1, le=1000, advanced=True)
+    iterations: int = param(30, "Envelope: rounds of the clipped low-pass.", ge=1, le=1000, advanced=True)
     steps: int = param(600, "Learned: training steps on simulated haze.", ge=1, le=1_000_000)
     budget_s: float | None = param(None, "Learned: training time limit.", unit="s", gt=0)
     seed: int = param(0, "Random seed of the training.", ge=0)
@@ -74,11 +76,14 @@ class DehazeTask(Task):
         x = np.asarray(img.data, np.float32)
         used: dict[str, Any] = params.to_json()
         warnings: list[str] = []
-        if params.method == "classical":
+        if params.method in ("classical", "envelope"):
             report(0.1, "estimating the haze")
-            out, info = dehaze(x, img.axes, size=params.size if params.size > 0 else "auto", factor=params.factor,
+            out, info = dehaze(x, img.axes, method="model" if params.method == "classical" else "envelope",
+                               size=params.size if params.size > 0 else "auto", factor=params.factor,
                                iterations=params.iterations)
             used["size_used"] = info["size"]
+            if "alpha" in info:
+                used.update(alpha_used=info["alpha"], background_used=info["beta"])
         else:
             net, info = train_dehaze_net(steps=params.steps, budget_s=params.budget_s, seed=params.seed,
                                          progress=report.span(0.0, 0.9))
