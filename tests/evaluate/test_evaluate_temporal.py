@@ -138,3 +138,16 @@ def test_noise2self_score_is_true_error_plus_noise_variance():
 
         true_mse = float(np.mean((j_invariant(f, x) - truth) ** 2))
         assert jinv_heldout_pixel_error(f, x) == pytest.approx(true_mse + sigma ** 2, abs=0.03)
+
+
+def test_j_invariant_chunk_equals_the_whole_movie_away_from_its_cut():
+    # a spatiotemporal filter reaching one frame either side: the masks of a chunk starting at frame 5
+    # are the whole movie's passes renamed, so inside the chunk the J-invariant result is the whole one's
+    x = np.random.default_rng(1).random((24, 16, 16)).astype(np.float32)
+
+    def f(m):
+        return ndimage.uniform_filter(m, (3, 3, 3), mode="nearest")
+
+    whole = j_invariant(f, x)
+    np.testing.assert_allclose(j_invariant(f, x[5:20])[1:-1], whole[6:19], atol=1e-6)
+    assert np.abs(j_invariant(f, x[5:20])[0] - whole[5]).max() > 1e-3   # at the cut it is not (the check has teeth)

@@ -6,6 +6,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import tifffile
 import zarr
 from typer.testing import CliRunner
 
@@ -13,10 +14,13 @@ from fluorecon.cli import app
 from fluorecon.errors import FluoreconError
 from fluorecon.evaluate.temporal import flicker
 from fluorecon.io import ImageData, read_image, write_image
+from fluorecon.learn.bundle import Bundle
 from fluorecon.learn.temporal import RecurrentBundle, predict_recurrent, predict_temporal
 from fluorecon.physics.timelapse import simulate_timelapse
+from fluorecon.scale.blockwise import time_chunk_runs
+from fluorecon.scale.taskop import run_task_out_of_core
 from fluorecon.tasks.registry import get
-from fluorecon.tasks.timelapse import denoise_movie, denoise_movie_chunked, needed_frames
+from fluorecon.tasks.timelapse import denoise_movie, denoise_movie_chunked, needed_frames, temporal_inference
 
 # Small tensors: one torch thread (two threads on a loaded 2-core machine are much slower).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -140,3 +144,84 @@ def test_chunked_peak_memory_does_not_grow_with_the_movie(tmp_path):
     movie_bytes = 512 * 64 * 64 * 4
     # 8× the frames, about the same peak (one 32-frame chunk and its working copies), well under the 8 MiB movie
     assert peaks[512] < 1.25 * peaks[64] and peaks[512] < 0.5 * movie_bytes, peaks
+
+
+# ------------------------------------------------------------------ out of core from the CLI (chunks in T)
+def _resolved(path):
+    return dict(zarr.open_group(str(path), mode="r").attrs)["fluorecon"]["scale_run"]["resolved"]
+
+
+@pytest.fixture(scope="module")
+def long_movie(tmp_path_factory):
+    sim = simulate_timelapse((32, 32), n_frames=100, speed=0.1, photons=10.0, seed=8)
+    path = tmp_path_factory.mktemp("movie") / "movie.tif"
+    tifffile.imwrite(path, sim["movie"], metadata={"axes": "TYX"})
+    return path, sim
+
+
+@pytest.mark.parametrize("inference", ["plain", "fused"])
+def test_cli_runs_a_long_movie_in_time_chunks_equal_to_the_whole(long_movie, tmp_path, inference):
+    path, sim = long_movie
+    out = tmp_path / "clean.ome.zarr"
+    r = CliRunner().invoke(app, ["denoise-movie", str(path), "--axes", "TYX", "-o", str(out), "--method", "n2v-t",
+                                 "--steps", "2", "--width", "4", "--patch-size", "16", "--train-frames", "16",
+                                 "--chunk-frames", "48", "--inference", inference, "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    res = _resolved(out)
+    assert res["margin"] == 10 and res["train_frames"] == 16 and res["inference"] == inference
+    y = read_image(out).data
+    assert y.shape == (100, 32, 32)
+    # the whole movie at once, with the network the run trained (saved beside the output)
+    b = Bundle.load(res["model"])
+    whole, _ = temporal_inference(lambda f: predict_temporal(b, f, window=100, device="cpu"), sim["movie"],
+                                  inference, fusion=res.get("fusion"))
+    np.testing.assert_allclose(y, whole, atol=1e-4 * np.abs(whole).max())
+
+
+def test_cli_time_chunks_of_the_recurrent_net_match_the_whole(long_movie, tmp_path):
+    path, sim = long_movie
+    out = tmp_path / "clean.ome.zarr"
+    r = CliRunner().invoke(app, ["denoise-movie", str(path), "--axes", "TYX", "-o", str(out), "--method", "convlstm",
+                                 "--steps", "20", "--width", "4", "--patch-size", "16", "--train-frames", "32",
+                                 "--chunk-frames", "64", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    res = _resolved(out)
+    whole = predict_recurrent(RecurrentBundle.load(res["model"]), sim["movie"], chunk=100, device="cpu")
+    y = read_image(out).data
+    err = np.sqrt(np.mean((whole - sim["expected"]) ** 2))
+    # the recurrent state is cut at run edges: negligible next to the restoration's own error
+    assert np.sqrt(np.mean((y - whole) ** 2)) < 1e-3 * err
+
+
+def test_out_of_core_peak_memory_is_flat_in_t(tmp_path):
+    task = get("denoise-movie")
+    params = task.params(method="classical", classical_method="tv", train_frames=16, chunk_frames=32)
+    peaks = {}
+    for t in (40, 64, 512):   # the first run pays one-time allocations
+        movie = simulate_timelapse((64, 64), n_frames=t, speed=0.02, photons=10.0, seed=5)["movie"]
+        tifffile.imwrite(tmp_path / f"m{t}.tif", movie, metadata={"axes": "TYX"})
+        del movie
+        tracemalloc.start()
+        info = run_task_out_of_core(task, tmp_path / f"m{t}.tif", tmp_path / f"o{t}.ome.zarr", params, axes="TYX",
+                                    quiet=True, levels=1)
+        peaks[t] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert info["complete"] and info["runs"] == (1 if t <= 32 else len(time_chunk_runs(t, 32, 8)))
+    movie_bytes = 512 * 64 * 64 * 4
+    assert peaks[512] < 1.25 * peaks[64] and peaks[512] < 0.5 * movie_bytes, peaks
+    # per frame (margin 0): the runs equal the in-memory per-frame result, calibrated on the same frames
+    ref, _ = denoise_movie_chunked(read_image(tmp_path / "m512.tif").data, None, "classical", classical_method="tv",
+                                   train_frames=16, chunk=32)
+    np.testing.assert_allclose(read_image(tmp_path / "o512.ome.zarr").data, ref, atol=1e-4 * np.abs(ref).max())
+
+
+def test_cli_out_of_core_refuses_a_movie_without_t(long_movie, tmp_path):
+    path, _ = long_movie
+    r = CliRunner().invoke(app, ["denoise-movie", str(path), "--axes", "ZYX", "-o", str(tmp_path / "o.ome.zarr"),
+                                 "--method", "classical"])
+    assert r.exit_code == 2 and "TYX" in r.output, r.output
+    short = tmp_path / "short.tif"
+    tifffile.imwrite(short, read_image(path).data[:6], metadata={"axes": "TYX"})
+    r = CliRunner().invoke(app, ["denoise-movie", str(short), "--axes", "TYX", "-o", str(tmp_path / "s.ome.zarr"),
+                                 "--method", "n2v-t", "--steps", "1"])
+    assert r.exit_code == 2 and "8 that n2v-t" in r.output, r.output

@@ -259,7 +259,9 @@ def jinv_mask(shape: Any, grid: int, offset: tuple[int, int]) -> np.ndarray:
     In every frame the held-out pixels are ``grid`` ≥ 3 apart, so the 5×5 median that replaces one
     (:func:`fluorecon.classical.denoise.holdout_replace`) never reads another; the grid shifts by one
     pixel per frame, so a held-out pixel's neighbours in time at the same place are not held out
-    (a temporal method can use them, as in training).
+    (a temporal method can use them, as in training). Starting a movie at another frame only renames
+    the passes (frame ``k + s`` of pass ``b`` is frame ``k`` of pass ``b − s``), so a chunk of frames
+    gets the same J-invariant restoration as inside the whole movie.
 
     Examples
     --------

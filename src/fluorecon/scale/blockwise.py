@@ -41,7 +41,8 @@ import numpy as np
 
 from fluorecon.errors import FluoreconError
 
-__all__ = ["BlockOp", "choose_chunks", "map_blocks_halo", "run_blockwise", "sample_view"]
+__all__ = ["BlockOp", "TimeChunkOp", "choose_chunks", "map_blocks_halo", "run_blockwise", "run_time_chunks", "sample_view",
+           "time_chunk_runs"]
 
 SPATIAL = "ZYX"
 
@@ -508,6 +509,12 @@ def _run_locked(op, output: Path, reader, axes_c: str, vs, src_desc: dict, sp: s
                 fn_nodes[channel] = dask.delayed(blockop.fn_for(channel), pure=False, traverse=False)
             tasks.append(dask.delayed(_block_task, pure=False)(reader_node, str(output), idx, out_sl, in_key, crop,
                                                               fn_nodes[channel]))
+        warm = getattr(compute, "warm", None)
+        if warm is not None and pending:  # a fresh worker's first-call costs, paid on a small real block
+            k0, _, c0 = _in_region(pending[0][1], axes_c, reader.shape, halo_full, zf)
+            k0 = tuple(slice(k.start, min(k.stop, k.start + 2 * halo_full[i] + 16)) if isinstance(k, slice) else k
+                       for i, k in enumerate(k0))
+            warm(blockop.fn_for(c0), np.asarray(reader[k0], dtype=np.float32))
         t1 = time.perf_counter()
         if tasks:
             compute(tasks)
@@ -527,3 +534,231 @@ def _run_locked(op, output: Path, reader, axes_c: str, vs, src_desc: dict, sp: s
                        "pyramid_s": t3 - t2},
             "voxels_per_s": (n_vox_written / (t2 - t1)) if tasks and t2 > t1 else None,
             "resolved": _jsonable(blockop.resolved), "scheduler": scheduler}
+
+
+# ------------------------------------------------------------------------------ chunks in time (T)
+@dataclass
+class TimeChunkOp:
+    """A movie operation that needs context in time: restored chunk by chunk along ``T``.
+
+    A spatial block (:class:`BlockOp`) sees one frame; a temporal method (a (t, y, x) network, a
+    recurrent net) needs its neighbours in time. :func:`run_time_chunks` hands ``fn`` runs of
+    ``chunk`` whole frames, consecutive runs sharing ``2·margin + ramp`` frames (the earlier run
+    weighted 1 on the first ``margin`` shared frames, a linear ramp, 0 on the last ``margin``), so a
+    frame is only taken from runs in which it lies at least ``margin`` frames from a cut
+    (:func:`fluorecon.learn.temporal.chunk_weights`).
+
+    Attributes
+    ----------
+    name : str
+        Operation name (recorded in the output).
+    fn : callable
+        ``fn(frames, t0) -> frames`` on a float32 ``(t, Y, X)`` run starting at frame ``t0`` of the movie.
+    margin : int
+        Frames next to a cut that are not used (≥ the method's temporal reach makes the result exact).
+    resolved : dict
+        JSON-able global decisions (stored in the output; a resumed run rebuilds ``fn`` from them).
+    chunk : int
+        Frames per run (≥ ``2 · (2·margin + ramp)``); memory is one run, whatever the movie's length.
+    ramp : int
+        Frames of the linear cross-fade between runs.
+    """
+
+    name: str
+    fn: Callable[[np.ndarray, int], np.ndarray]
+    margin: int
+    resolved: dict = field(default_factory=dict)
+    chunk: int = 64
+    ramp: int = 8
+
+    @property
+    def overlap(self) -> int:
+        return 2 * int(self.margin) + int(self.ramp)
+
+    @property
+    def step(self) -> int:
+        return int(self.chunk) - self.overlap
+
+
+def _sliceable(source: Any) -> bool:
+    import dask.array as da
+
+    from fluorecon.io import ImageData
+    from fluorecon.scale.lazy import LazyImage
+
+    return (hasattr(source, "shape") and hasattr(source, "__getitem__") and type(source) is not np.ndarray
+            and not isinstance(source, (str, Path, LazyImage, ImageData, da.Array)))
+
+
+def time_chunk_runs(n_frames: int, chunk: int, overlap: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the runs of :func:`run_time_chunks`: run ``k`` starts at ``k · (chunk − overlap)``.
+
+    Run ``k`` finalises the output frames ``[k·step, (k+1)·step)`` (the last run: up to the end).
+
+    Examples
+    --------
+    >>> time_chunk_runs(100, 40, 10)
+    [(0, 40), (30, 70), (60, 100)]
+    >>> time_chunk_runs(30, 40, 10)
+    [(0, 30)]
+    """
+    n, c, ov = int(n_frames), int(chunk), int(overlap)
+    if n <= c:
+        return [(0, n)]
+    if c < 2 * ov:
+        raise FluoreconError(f"runs of {c} frames are too short for an overlap of {ov} frames",
+                             hint=f"chunk ≥ {2 * ov} frames (or a smaller margin / ramp)")
+    step = c - ov
+    runs, start = [], 0
+    while True:
+        stop = min(start + c, n)
+        runs.append((start, stop))
+        if stop >= n:
+            return runs
+        start += step
+
+
+def run_time_chunks(op: TimeChunkOp | Callable[[dict | None], TimeChunkOp], source, output: str | Path, *,
+                    axes: str | None = None, voxel_size: Sequence[float] | None = None,
+                    levels: int | None = None, compression: str | None = "blosc", overwrite: bool = False,
+                    key: Any = None, quiet: bool = True, _stop_after: int | None = None) -> dict:
+    """Run a temporal operation on a ``TYX`` movie out of core, in runs of whole frames along ``T``.
+
+    Memory holds one run of ``op.chunk`` frames, its restoration and the ``overlap`` frames waiting
+    to be blended, whatever the movie's length: the input is read run by run (a TIFF memory map or
+    an OME-Zarr, chunk by chunk) and the output written as resumable OME-Zarr chunks of ``op.step``
+    frames. Run ``k`` completes exactly output chunk ``k`` (the frames it shares with run ``k + 1``
+    wait for it); a resumed run restarts at the first unfinished chunk and recomputes the run before
+    it for the pending overlap. The runs go one after the other in this process (a temporal network
+    parallelises inside itself); ``--scheduler`` choices are not used here.
+
+    Parameters
+    ----------
+    op : TimeChunkOp or callable
+        The operation, or a builder ``build(resolved) -> TimeChunkOp`` that takes its global decisions
+        (training a network on central frames) when ``resolved`` is None and re-uses them on resume.
+    source : path, LazyImage, ImageData, dask or numpy array
+        ``TYX`` movie.
+    output : path
+        ``.ome.zarr`` folder (resumable, locked while running; refused when it holds something else
+        unless ``overwrite``).
+    axes, voxel_size, levels, compression, overwrite, key
+        As for :func:`run_blockwise`.
+
+    Returns
+    -------
+    dict
+        ``output``, ``complete``, ``shape``, ``axes``, ``chunks``, ``runs``, ``runs_done``,
+        ``chunks_written``, ``chunks_skipped``, ``resumed``, ``margin``, ``overlap``, ``resolved``,
+        ``seconds``, ``frames_per_s``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from scipy import ndimage
+    >>> f = lambda x, t0: ndimage.uniform_filter1d(x, 5, axis=0, mode="nearest")     # temporal radius 2
+    >>> m = np.random.default_rng(0).random((100, 8, 8)).astype(np.float32)
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "m.ome.zarr"
+    >>> info = run_time_chunks(TimeChunkOp("smooth-t", f, margin=2, chunk=30, ramp=4), m, out, axes="TYX", levels=1)
+    >>> import zarr; y = zarr.open_group(str(out))["0"][:]
+    >>> info["runs"], bool(np.allclose(y, f(m, 0), atol=1e-6))
+    (5, True)
+    """
+    t_start = time.perf_counter()
+    if _sliceable(source):
+        # a zarr array / memory map given directly: read run by run, never as a whole
+        reader, axes_c, vs_src = source, (axes or "TYX"), None
+        src_desc = {"array_like": type(source).__name__, "shape": list(source.shape),
+                    "store": str(getattr(source, "store_path", getattr(source, "filename", "")))}
+    else:
+        reader, axes_c, vs_src, src_desc = _as_reader(source, axes)
+    if axes_c != "TYX" or len(reader.shape) != 3:
+        raise FluoreconError(f"chunks in time need a TYX movie, got axes {axes_c!r} and shape {tuple(reader.shape)}",
+                             hint="give --axes TYX (time first; one channel / plane per movie)")
+    vs = tuple(float(v) for v in voxel_size)[-2:] if voxel_size is not None else vs_src
+    output = Path(output)
+    if not str(output).lower().rstrip("/").endswith(".zarr"):
+        raise FluoreconError(f"out-of-core output must be an OME-Zarr folder ending in .zarr, got {output}",
+                             hint="e.g. -o result.ome.zarr")
+    if isinstance(source, (str, Path)) and Path(source).resolve() == output.resolve():
+        raise FluoreconError(f"output {output} is the input", hint="write to another path; inputs are never modified")
+
+    from fluorecon.learn.temporal import chunk_weights  # the in-memory driver's weights: one definition
+    from fluorecon.scale.ome_zarr_out import OutputStore, build_pyramid, chunk_id, store_lock, write_chunk
+    from fluorecon.scale.schedulers import get_compute
+
+    builder = op if not isinstance(op, TimeChunkOp) else (lambda resolved: op)
+    user_key = key if key is not None else (op.name, op.resolved) if isinstance(op, TimeChunkOp) else None
+    fp = fingerprint("fluorecon.scale.time/1", src_desc, axes_c, vs, user_key, levels)
+    with store_lock(output):
+        state = peek_state(output)
+        resumed = bool(state and state.get("fingerprint") == fp and not overwrite)
+        if resumed and state.get("complete"):
+            return {"output": str(output), "complete": True, "resumed": True, "chunks_written": 0,
+                    "resolved": state.get("resolved"), "shape": state.get("shape"), "axes": axes_c,
+                    "seconds": time.perf_counter() - t_start, "note": "already complete"}
+        if output.exists() and not resumed and not overwrite and not (output.is_dir() and not any(output.iterdir())):
+            what = ("a different result (other input, operation or parameters)" if state is not None
+                    else "data that fluorecon did not write" if output.is_dir() else "a file")
+            raise FluoreconError(f"output {output} already holds {what}",
+                                 hint="choose another output path or pass overwrite=True (--overwrite)")
+        top = builder(state.get("resolved") if resumed else None)
+        shape = tuple(int(v) for v in reader.shape)
+        ov, step = top.overlap, top.step
+        runs = time_chunk_runs(shape[0], top.chunk, ov)
+        ct = step if len(runs) > 1 else shape[0]
+        ch = (ct, shape[1], shape[2])
+        store = OutputStore(output, shape, axes_c, vs, ch, fp, levels=levels, compression=compression,
+                            overwrite=overwrite, attrs={"operation": top.name, "resolved": _jsonable(top.resolved),
+                                                        "shape": list(shape), "source": _jsonable(src_desc),
+                                                        "time_chunks": {"chunk": top.chunk, "margin": top.margin,
+                                                                        "ramp": top.ramp}})
+        done = store.done_chunks(0)
+        n_out = -(-shape[0] // ct)
+        todo = [k for k in range(n_out) if chunk_id((k, 0, 0)) not in done]
+        # the run that completes the first unfinished output chunk (the last run completes two)
+        first = min(todo[0], len(runs) - 1) if todo else len(runs)
+        w = chunk_weights(ov, top.margin)[:, None, None] if len(runs) > 1 else None
+        written = 0
+
+        def emit(a: int, b: int, data: np.ndarray) -> None:
+            # output chunk k holds frames [k·ct, (k+1)·ct): write the ones [a, b) completes
+            nonlocal written
+            for k in range(a // ct, -(-b // ct)):
+                lo, hi = k * ct, min((k + 1) * ct, shape[0])
+                if lo >= a and hi <= b and chunk_id((k, 0, 0)) not in done:
+                    write_chunk(str(output), 0, (k, 0, 0), (slice(lo, hi), slice(0, shape[1]), slice(0, shape[2])),
+                                data[lo - a:hi - a])
+                    written += 1
+
+        pending: np.ndarray | None = None
+        runs_done = 0
+        t_runs = time.perf_counter()
+        for k in range(max(first - 1, 0), len(runs) if todo else 0):
+            a, b = runs[k]
+            r = np.asarray(top.fn(np.asarray(reader[a:b], np.float32), a), np.float32)
+            if r.shape != (b - a, *shape[1:]):
+                raise FluoreconError(f"{top.name} returned shape {r.shape} for frames {a}:{b}",
+                                     hint="the operation must keep the frames' shape")
+            runs_done += 1
+            if pending is not None:
+                r[:ov] = pending + (1.0 - w) * r[:ov]
+            if b >= shape[0]:
+                emit(a, b, r)
+                pending = None
+            else:
+                if k >= first:
+                    emit(a, b - ov, r[:-ov])
+                pending = w * r[-ov:]
+            if _stop_after is not None and runs_done >= _stop_after:
+                raise FluoreconError(f"run stopped after {_stop_after} runs (test hook)", hint="re-run to resume")
+        t_done = time.perf_counter()
+        with get_compute("threads", quiet=True) as compute:
+            build_pyramid(store, compute)
+    store.mark_complete({"seconds_last_run": time.perf_counter() - t_start})
+    return {"output": str(output), "complete": True, "operation": top.name, "shape": list(shape), "axes": axes_c,
+            "voxel_size": list(vs) if vs else None, "chunks": list(ch), "runs": len(runs), "runs_done": runs_done,
+            "chunks_written": written, "chunks_skipped": n_out - written, "resumed": resumed,
+            "margin": int(top.margin), "overlap": ov, "levels": store.levels, "resolved": _jsonable(top.resolved),
+            "seconds": time.perf_counter() - t_start,
+            "frames_per_s": (sum(b - a for a, b in runs) / (t_done - t_runs)) if runs_done and t_done > t_runs else None}

@@ -38,7 +38,7 @@ import numpy as np
 
 from fluorecon.errors import FluoreconError
 from fluorecon.io import ImageData
-from fluorecon.scale.blockwise import BlockOp, _jsonable, run_blockwise, sample_view
+from fluorecon.scale.blockwise import BlockOp, _jsonable, run_blockwise, run_time_chunks, sample_view
 from fluorecon.scale.lazy import default_chunks, open_lazy
 from fluorecon.tasks import registry
 from fluorecon.tasks.contract import Task, TaskParams, array_hash, to_json
@@ -159,6 +159,12 @@ def run_task_out_of_core(task: Task | str, input: str | Path, output: str | Path
         arr = getattr(v, "data", v)
         extra_key[k] = array_hash(np.asarray(arr)) if isinstance(arr, np.ndarray) else str(v)
     key = {"operation": task.name, "params": p.to_json(), "inputs": extra_key}
+    if hasattr(task, "time_chunk_op"):  # a temporal task: runs of whole frames along T, not spatial blocks
+        info = run_time_chunks(task.time_chunk_op(img.reader, p, workdir=Path(str(output) + ".model")), img, output,
+                               voxel_size=vs, levels=levels, compression=compression, overwrite=overwrite, quiet=quiet,
+                               key=_jsonable(key))
+        info.update(operation=task.name, input=str(input))
+        return info
     builder = task_builder(task, p, img.reader, img.axes, vs, workdir=Path(str(output) + ".model"), inputs=inputs)
     info = run_blockwise(builder, img, output, voxel_size=vs, chunks=chunks, scheduler=scheduler, n_workers=n_workers,
                          threads_per_worker=threads_per_worker, memory_limit=memory_limit, levels=levels,
