@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -26,19 +27,14 @@ from skimage.restoration import richardson_lucy as sk_rl
 
 from fluorecon.classical.deconvolve import richardson_lucy
 from fluorecon.evaluate.metrics import nrmse
-from fluorecon.physics.phantoms import phantom
-from fluorecon.physics.psf import gaussian_psf
-from fluorecon.physics.sampling import fft_convolve
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deconvolve import ttq_scene  # the scene of `deconvolve.py --only ttq`
 
 
 def case(kind: str, photons: float, shape: tuple[int, ...], sigma: tuple[float, ...] = (2.5, 1.6, 1.6)) -> dict:
     """Measure one case; see the module docstring."""
-    truth = phantom(kind, shape, seed=11).astype(np.float32)
-    truth = truth / max(float(truth.max()), 1e-12) * 0.9 + 0.05
-    psf = gaussian_psf((17, 17, 17), sigma)
-    raw = np.random.default_rng(1).poisson(fft_convolve(truth, psf) * photons).astype(np.float32)
-    errs: list[float] = []
-    richardson_lucy(raw, psf, 80, padding="skimage", callback=lambda k, x: errs.append(nrmse(x / photons, truth)))
+    truth, psf, raw, errs = ttq_scene(kind, photons, sigma, shape, psf_size=17)
     k_or = int(np.argmin(errs[4:])) + 5
     t0 = time.process_time()
     sk_rl(raw, psf, num_iter=5, clip=False)

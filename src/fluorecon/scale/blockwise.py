@@ -357,6 +357,17 @@ def peek_state(path: str | Path) -> dict | None:
     return dict(g.attrs).get("fluorecon", {}).get("scale_run")
 
 
+def _check_output(source: Any, output: str | Path) -> Path:
+    """The output as a Path: an OME-Zarr folder (``.zarr``) that is not the input itself."""
+    output = Path(output)
+    if not str(output).lower().rstrip("/").endswith(".zarr"):
+        raise FluoreconError(f"out-of-core output must be an OME-Zarr folder ending in .zarr, got {output}",
+                             hint="e.g. -o result.ome.zarr")
+    if isinstance(source, (str, Path)) and Path(source).resolve() == output.resolve():
+        raise FluoreconError(f"output {output} is the input", hint="write to another path; inputs are never modified")
+    return output
+
+
 def run_blockwise(op: BlockOp | Callable[[dict | None], BlockOp], source, output: str | Path, *, axes: str | None = None,
                   voxel_size: Sequence[float] | None = None, chunks: Sequence[int] | None = None,
                   scheduler: str = "threads", n_workers: int | None = None, threads_per_worker: int | None = None,
@@ -414,12 +425,7 @@ def run_blockwise(op: BlockOp | Callable[[dict | None], BlockOp], source, output
                              hint="give canonical axes (T C Z Y X order) with one letter per dimension")
     if vs is not None and len(vs) != len(sp):
         raise FluoreconError(f"voxel size {vs} does not fit the spatial axes {sp!r}", hint=f"give {len(sp)} sizes in µm")
-    output = Path(output)
-    if not str(output).lower().rstrip("/").endswith(".zarr"):
-        raise FluoreconError(f"out-of-core output must be an OME-Zarr folder ending in .zarr, got {output}",
-                             hint="e.g. -o result.ome.zarr")
-    if isinstance(source, (str, Path)) and Path(source).resolve() == output.resolve():
-        raise FluoreconError(f"output {output} is the input", hint="write to another path; inputs are never modified")
+    output = _check_output(source, output)
 
     from fluorecon.scale.ome_zarr_out import store_lock
 
@@ -676,12 +682,7 @@ def run_time_chunks(op: TimeChunkOp | Callable[[dict | None], TimeChunkOp], sour
         raise FluoreconError(f"chunks in time need a TYX movie, got axes {axes_c!r} and shape {tuple(reader.shape)}",
                              hint="give --axes TYX (time first; one channel / plane per movie)")
     vs = tuple(float(v) for v in voxel_size)[-2:] if voxel_size is not None else vs_src
-    output = Path(output)
-    if not str(output).lower().rstrip("/").endswith(".zarr"):
-        raise FluoreconError(f"out-of-core output must be an OME-Zarr folder ending in .zarr, got {output}",
-                             hint="e.g. -o result.ome.zarr")
-    if isinstance(source, (str, Path)) and Path(source).resolve() == output.resolve():
-        raise FluoreconError(f"output {output} is the input", hint="write to another path; inputs are never modified")
+    output = _check_output(source, output)
 
     from fluorecon.learn.temporal import chunk_weights  # the in-memory driver's weights: one definition
     from fluorecon.scale.ome_zarr_out import OutputStore, build_pyramid, chunk_id, store_lock, write_chunk
