@@ -38,16 +38,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from fluorecon._atomic import atomic_path
 from fluorecon.evaluate.reading import (
+    SequenceReader,
     TemplateReader,
+    TrigramPrior,
     character_error_rate,
     nested_bootstrap_ci,
     position_errors,
 )
 from fluorecon.learn.nets import UNet
-from fluorecon.physics.glyphs import CONDITIONS, GlyphGrid, cjk_font, text_forward, training_set
+from fluorecon.physics.glyphs import (
+    CONDITIONS,
+    GlyphGrid,
+    cjk_font,
+    latin_trigrams,
+    text_forward,
+    training_set,
+)
 from fluorecon.trust.verify import verify
 from fluorecon.utils import array_hash, seed_everything
 
@@ -59,6 +69,7 @@ DEGRADATION = {"blur_sigma_px": 2.5, "peak_photons": 12.0, "background_photons":
 READ_SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)  # template blurs tried on restorations (px)
 WIDTH = 128  # canvas of the test words (≤ 11 letters)
 EVAL_SEED = 1000
+PRIOR_EPS = 0.01  # pseudo-count of the reference readers' trigram priors (fixed before any result was seen)
 LABELS = {"latin": "(a) English trigrams", "no_ae": "(b) without a, e", "chinese": "(c) Chinese",
           "mix": "(d) 50/50 mix"}
 FULL = {"n_words": 5000, "max_items": None, "n_val": 256, "batch": 32, "width": 32, "depth": 3, "lr": 1e-3,
@@ -221,6 +232,35 @@ def generic_reader(words, n_real: int, grid: GlyphGrid) -> dict:
     return {"cer": cer, "pos": pos, "example_read": cells[0] if len(words) == 1 else None}
 
 
+def reference_readers(words, n_real: int, grid: GlyphGrid, n_words: int = 5000) -> dict:
+    """Exact readers of the recordings (no network): what the information in them allows.
+
+    ``exact_ml``: the best line under the noise model alone (blur-matched templates, Viterbi, no prior)
+    — the generic reader without its coordinate-descent approximation. ``trigram_map_latin`` /
+    ``trigram_map_no_ae``: the best line when the trigrams of training set (a) / (b) are the prior
+    (``TrigramPrior``, pseudo-count ``PRIOR_EPS``) — a Bayes-optimal reader that knows what the network
+    of that condition was shown. Noise variance per pixel: the recording smoothed (σ = 2 px, ≥ 0.5
+    photons) ÷ P², from the data alone.
+    """
+    d = DEGRADATION
+    priors = {"exact_ml": None,
+              "trigram_map_latin": TrigramPrior(latin_trigrams(n_words, exclude=tuple(words)), eps=PRIOR_EPS),
+              "trigram_map_no_ae": TrigramPrior(latin_trigrams(n_words, drop="ae", exclude=tuple(words)),
+                                                eps=PRIOR_EPS)}
+    out = {k: {"cer": np.zeros((len(words), n_real)), "pos": []} for k in priors}
+    for w, word in enumerate(words):
+        _, x = recordings(word, w, n_real, grid)
+        var = np.maximum(ndimage.gaussian_filter(x, (0, 2, 2), mode="nearest"), 0.5) / d["peak_photons"] ** 2
+        for name, prior in priors.items():
+            cells = SequenceReader(grid, len(word), WIDTH, d["blur_sigma_px"], prior=prior).read_cells(normalise(x), var)
+            out[name]["cer"][w] = [character_error_rate(c.replace(" ", ""), word) for c in cells]
+            out[name]["pos"].append(np.stack([position_errors(c, word) for c in cells]))
+            if w == 0:
+                out[name]["example_read"] = cells[0]
+    return {k: {"cer": v["cer"].tolist(), "letters": _letter_split(v["pos"], words), "example_read": v["example_read"],
+                "prior_eps": None if k == "exact_ml" else PRIOR_EPS} for k, v in out.items()}
+
+
 def _letter_split(pos: list[np.ndarray], words, letters: str = "ae") -> dict:
     """Error rate on letters in ``letters`` vs the others, over all words and realisations."""
     on = np.concatenate([p[:, [c.lower() in letters for c in w]].ravel() for p, w in zip(pos, words, strict=True)])
@@ -250,7 +290,8 @@ def run(out: Path, *, quick: bool = False, minutes: float = 4.0, seeds=(0, 1, 2)
     common = {"degradation": DEGRADATION, "words": list(words), "realisations": n_real, "seeds": list(seeds),
               "read_sigmas": READ_SIGMAS, "config": cfg, "quick": quick, "minutes_per_condition": minutes,
               "cjk_font": cjk_font(), "generic_reader": {"cer": gen["cer"].tolist(), "letters": _letter_split(gen["pos"], words),
-                                                          "example_read": gen_cells[0]}}
+                                                          "example_read": gen_cells[0]},
+              "reference_readers": reference_readers(words, n_real, grid, n_words=cfg["n_words"])}
     _save(out, "_common", common, {"truth": truth0, "degraded": normalise(x0[0])})
     for cond in conditions:
         t_cond = time.time()
@@ -300,7 +341,12 @@ def summarise(common: dict, conds: dict) -> dict:
     """CER with nested-bootstrap CIs; paired differences against the generic reader and against (a)."""
     n_seeds = len(common["seeds"])
     gen = np.asarray(common["generic_reader"]["cer"])[None].repeat(n_seeds, 0)
-    table = {"generic_reader_on_recording": {"cer": _ci(gen), "letters": common["generic_reader"]["letters"]}}
+    table = {"generic_reader_on_recording": {"cer": _ci(gen), "letters": common["generic_reader"]["letters"],
+                                             "word_accuracy": round(float((gen[0] == 0).mean()), 4)}}
+    refs = {k: np.asarray(v["cer"])[None].repeat(n_seeds, 0) for k, v in common.get("reference_readers", {}).items()}
+    for k, v in refs.items():
+        table[k] = {"cer": _ci(v), "minus_generic_reader": _ci(v - gen), "letters": common["reference_readers"][k]["letters"],
+                    "word_accuracy": round(float((v[0] == 0).mean()), 4)}
     for cond, r in conds.items():
         c = np.asarray(r["cer"])
         row = {"cer": _ci(c), "minus_generic_reader": _ci(c - gen[: len(c)]), "letters": r["letters"],
@@ -309,6 +355,9 @@ def summarise(common: dict, conds: dict) -> dict:
                "steps": [r["seeds"][s]["training"]["steps"] for s in r["seeds"]]}
         if "latin" in conds and cond != "latin":
             row["minus_latin"] = _ci(c - np.asarray(conds["latin"]["cer"])[: len(c)])
+        ref = {"latin": "trigram_map_latin", "no_ae": "trigram_map_no_ae"}.get(cond)
+        if ref in refs:
+            row["minus_" + ref] = _ci(c - refs[ref][: len(c)])
         table[cond] = row
     return table
 
@@ -318,6 +367,16 @@ def assemble(out: Path, argv=None) -> dict:
     common = json.loads((out / "box5__common.json").read_text())
     with np.load(out / "box5__common.npz") as z:
         truth, degraded = z["truth"], z["degraded"]
+    if "reference_readers" not in common:  # results saved before the exact readers existed: add them once
+        saved = dict(DEGRADATION)
+        DEGRADATION.update(common["degradation"])
+        try:
+            common["reference_readers"] = reference_readers(common["words"], common["realisations"], GlyphGrid(),
+                                                            n_words=common["config"]["n_words"])
+        finally:
+            DEGRADATION.update(saved)
+        with atomic_path(out / "box5__common.json") as tmp:
+            tmp.write_text(json.dumps(common, indent=1, default=float))
     conds, arrays = {}, {}
     for cond in CONDITIONS:
         if (out / f"box5_{cond}.json").exists():
@@ -349,8 +408,14 @@ def _figure(path: Path, truth, degraded, common, conds, arrays, summary) -> None
     axes[0, 1].set_title(f"recording (σ={DEGRADATION['blur_sigma_px']} px, {DEGRADATION['peak_photons']:.0f} photons); "
                          f"generic reader: '{common['generic_reader']['example_read']}'", fontsize=8)
     axes[0, 2].axis("off")
+    refs = common.get("reference_readers", {})
+    names = {"exact_ml": "exact reader, no prior", "trigram_map_latin": "exact + prior of (a)",
+             "trigram_map_no_ae": "exact + prior of (b)"}
+    ref_txt = "".join(f"\n{names[k]}: CER {summary[k]['cer']['mean']:.2f}, reads '{v['example_read']}'"
+                      for k, v in refs.items() if k in summary)
     axes[0, 2].text(0, 0.5, f"generic reader (blur-matched templates)\non the recordings: CER {g['cer']['mean']:.2f}\n"
-                    f"a/e {g['letters']['a_e']:.2f}, other letters {g['letters']['other']:.2f}", fontsize=8, va="center")
+                    f"a/e {g['letters']['a_e']:.2f}, other letters {g['letters']['other']:.2f}"
+                    + (f"\nBayes references on the recordings:{ref_txt}" if ref_txt else ""), fontsize=7, va="center")
     ax = axes[0, 3]
     for cond, r in conds.items():
         for s, info in r["seeds"].items():
@@ -384,6 +449,9 @@ def _figure(path: Path, truth, degraded, common, conds, arrays, summary) -> None
                         f"[{srow['minus_generic_reader']['ci95'][0]:+.2f}, {srow['minus_generic_reader']['ci95'][1]:+.2f}]"
                         + (f"\nCER − (a) {srow['minus_latin']['mean']:+.2f} [{srow['minus_latin']['ci95'][0]:+.2f}, "
                            f"{srow['minus_latin']['ci95'][1]:+.2f}]" if "minus_latin" in srow else "")
+                        + "".join(f"\nCER − exact reader with its prior {srow[k]['mean']:+.2f} [{srow[k]['ci95'][0]:+.2f}, "
+                                  f"{srow[k]['ci95'][1]:+.2f}]" for k in ("minus_trigram_map_latin", "minus_trigram_map_no_ae")
+                                  if k in srow)
                         + f"\nstop: {', '.join(srow['stop'])}; steps {srow['steps']}", fontsize=8, va="center")
         axes[i, 3].axis("off")
         wrong_in = v["wrong_letters_in_region"] / max(v["wrong_letters"], 1)
@@ -418,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=None, help="U-Net width (default 32; quick 8)")
     p.add_argument("--depth", type=int, default=None, help="U-Net depth (default 3; quick 2)")
     p.add_argument("--val-every", type=int, default=None, help="steps between validation evaluations (default 100; quick 5)")
+    p.add_argument("--blur-sigma", type=float, default=None,
+                   help=f"Gaussian blur of the degradation in px (default {DEGRADATION['blur_sigma_px']})")
+    p.add_argument("--photons", type=float, default=None,
+                   help=f"peak photons at intensity 1 (default {DEGRADATION['peak_photons']})")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "box5", help="output folder")
     p.add_argument("--assemble", action="store_true", help="only rebuild results + figure from saved conditions")
     a = p.parse_args(argv)
@@ -432,11 +504,29 @@ def main(argv: list[str] | None = None) -> int:
     if (a.max_steps is not None and a.max_steps < 1) or (a.width is not None and a.width < 2) or \
             (a.depth is not None and not 1 <= a.depth <= 4) or (a.val_every is not None and a.val_every < 1):
         p.error("--max-steps and --val-every must be ≥ 1, --width ≥ 2 and --depth 1–4")
+    if (a.blur_sigma is not None and not 0 < a.blur_sigma <= 5) or (a.photons is not None and a.photons <= 0):
+        p.error("--blur-sigma must be in (0, 5] px and --photons > 0")
+    saved = dict(DEGRADATION)
+    # the degradation is module state read by forward()/normalise(); restored so that a caller importing
+    # this module (the tests) sees the documented protocol again afterwards
+    try:
+        if a.blur_sigma is not None:
+            DEGRADATION["blur_sigma_px"] = a.blur_sigma
+        if a.photons is not None:
+            DEGRADATION["peak_photons"] = a.photons
+        return _run_main(a, argv, words, n_real, minutes)
+    finally:
+        DEGRADATION.clear()
+        DEGRADATION.update(saved)
+
+
+def _run_main(a: argparse.Namespace, argv: list[str] | None, words: tuple[str, ...], n_real: int,
+              minutes: float) -> int:
     t0 = time.time()
     record = provenance(seeds=a.seeds, params={"words": words, "realisations": n_real, "minutes_per_condition": minutes,
                                                "quick": a.quick, "threads": a.threads,
                                                "max_steps": a.max_steps, "width": a.width, "depth": a.depth,
-                                               "val_every": a.val_every},
+                                               "val_every": a.val_every, "degradation": dict(DEGRADATION)},
                         argv=None if argv is None else ["examples/box5_discovery.py", *argv])
     if a.assemble:
         res = assemble(a.out)

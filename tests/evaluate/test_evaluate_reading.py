@@ -14,13 +14,15 @@ from scipy import ndimage, stats
 
 from fluorecon.errors import FluoreconError
 from fluorecon.evaluate.reading import (
+    SequenceReader,
     TemplateReader,
+    TrigramPrior,
     character_error_rate,
     levenshtein,
     nested_bootstrap_ci,
     position_errors,
 )
-from fluorecon.physics.glyphs import GlyphGrid, text_forward
+from fluorecon.physics.glyphs import GlyphGrid, latin_trigrams, text_forward
 
 WORDS = ("Witenagemot", "Palimpsest", "Bathysphere")
 W = 128
@@ -117,3 +119,61 @@ def test_every_letter_has_a_distinct_template():
     t = np.stack([r.template(0, 0, ch).ravel() for ch in r.classes[1:]])
     for i, j in itertools.combinations(range(len(t)), 2):
         assert np.abs(t[i] - t[j]).sum() > 1.0, (r.classes[i + 1], r.classes[j + 1])
+
+
+def _brute_force_map(x, w, grid, sigma, n, alphabet, prior):
+    """Every line of n cells scored directly: rendered by PIL, blurred by scipy, weighted residual + log-prior."""
+    classes = " " + alphabet
+    best, arg = -np.inf, None
+    for seq in itertools.product(range(len(classes)), repeat=n):
+        text = "".join(classes[k] for k in seq)
+        model = ndimage.gaussian_filter(grid.render(text, width=x.shape[1]).astype(np.float64), sigma,
+                                        mode="constant")
+        score = -0.5 * np.sum(w * (x - model) ** 2)
+        if prior is not None:
+            score += prior.log_first[seq[0]] + prior.log_second[seq[0], seq[1]]
+            score += sum(prior.log_next[seq[i - 2], seq[i - 1], seq[i]] for i in range(2, n))
+        if score > best:
+            best, arg = score, text
+    return arg
+
+
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_sequence_reader_finds_the_exact_map_line_of_brute_force(with_prior):
+    g = GlyphGrid()
+    alphabet, n, sigma = "ceo", 4, 2.5
+    width = g.width_for(n)
+    rng = np.random.default_rng(3)
+    prior = TrigramPrior(["coe", "oce", "eco", "ooo"], alphabet=alphabet, eps=0.05) if with_prior else None
+    reader = SequenceReader(g, n, width, sigma=sigma, prior=prior, alphabet=alphabet)
+    agree = 0
+    for _ in range(6):
+        truth = "".join(rng.choice(list(alphabet), n))
+        clean = ndimage.gaussian_filter(g.render(truth, width=width).astype(np.float64), sigma, mode="constant")
+        var = 0.02 + 0.05 * rng.random(clean.shape)  # a non-uniform noise map: the weights matter
+        x = clean + np.sqrt(var) * rng.standard_normal(clean.shape) * 1.5
+        (got,), rss = reader.read_cells(x, variance=var, return_residual=True)
+        assert got == _brute_force_map(x, 1 / var, g, sigma, n, alphabet, prior)
+        model = ndimage.gaussian_filter(g.render(got, width=width).astype(np.float64), sigma, mode="constant")
+        np.testing.assert_allclose(rss[0], np.sum((x - model) ** 2 / var), rtol=1e-6)
+        agree += got == truth
+    assert agree < 6  # the noise is strong enough that the decision is not trivial
+
+
+def test_sequence_reader_reads_blurred_words_and_a_prior_without_e_never_reads_e():
+    g = GlyphGrid()
+    word = "Witenagemot"
+    x = ndimage.gaussian_filter(g.render(word, width=128), 2.5, mode="constant")
+    assert SequenceReader(g, len(word), 128, sigma=2.5).read_cells(x) == [word]
+    no_e = TrigramPrior(latin_trigrams(2000, drop="e"), eps=1e-4)
+    read = SequenceReader(g, len(word), 128, sigma=2.5, prior=no_e).read_cells(x)[0]
+    assert "e" not in read and sum(a != b for a, b in zip(read, word, strict=True)) >= 2
+
+
+def test_trigram_prior_rejects_bad_input():
+    with pytest.raises(FluoreconError, match="three letters"):
+        TrigramPrior(["ab"])
+    with pytest.raises(FluoreconError, match="eps"):
+        TrigramPrior(["abc"], eps=0)
+    with pytest.raises(FluoreconError, match="alphabet"):
+        SequenceReader(GlyphGrid(), 3, 48, sigma=1.0, prior=TrigramPrior(["abc"], alphabet="abc"))

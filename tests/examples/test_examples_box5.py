@@ -61,6 +61,18 @@ def test_quick_run_writes_results_models_figure_and_provenance(box5, tmp_path):
         assert srow["cer"]["ci95"][0] <= srow["cer"]["mean"] <= srow["cer"]["ci95"][1]
         assert r["verify"]["n"] == 4
     assert "minus_latin" in data["summary"]["no_ae"]
+    # the exact (Viterbi) reference readers on the same recordings, paired with the networks of (a) and (b)
+    assert {"exact_ml", "trigram_map_latin", "trigram_map_no_ae"} <= set(data["summary"])
+    assert "minus_trigram_map_latin" in data["summary"]["latin"] and "minus_trigram_map_no_ae" in data["summary"]["no_ae"]
+    assert np.asarray(data["common"]["reference_readers"]["exact_ml"]["cer"]).shape == (2, 4)
+    # results saved before the reference readers existed get them on --assemble
+    common_path = tmp_path / "box5__common.json"
+    common = json.loads(common_path.read_text())
+    del common["reference_readers"]
+    common_path.write_text(json.dumps(common))
+    assert box5.main(["--assemble", "--out", str(tmp_path)]) == 0
+    again = json.loads((tmp_path / "box5_results.json").read_text())
+    assert again["common"]["reference_readers"]["exact_ml"]["cer"] == data["common"]["reference_readers"]["exact_ml"]["cer"]
     prov = data["provenance"]
     assert prov["command"].startswith("examples/box5_discovery.py --quick") and prov["seeds"] == [0, 1]
     assert len(data["conditions"]["latin"]["data"]["sha256"]) == 64
@@ -102,3 +114,31 @@ def test_plateau_criterion_stops_after_two_patience_windows(box5):
     # first evaluation sets the best; `patience` more → lr drop; `patience` more → stop
     assert info["stop"] == "plateau" and info["lr_dropped"]
     assert info["steps"] == (1 + 2 * cfg["patience"]) * cfg["val_every"]
+
+
+def test_degradation_options_change_the_recordings_and_are_recorded(box5, tmp_path):
+    from fluorecon.physics.glyphs import GlyphGrid
+
+    rc = box5.main(["--quick", "--out", str(tmp_path), "--conditions", "latin", "--seeds", "0",
+                    "--realisations", "2", "--minutes-per-condition", "0.01", "--blur-sigma", "2.0",
+                    "--photons", "20"])
+    assert rc == 0
+    common = json.loads((tmp_path / "box5__common.json").read_text())
+    assert common["degradation"]["blur_sigma_px"] == 2.0 and common["degradation"]["peak_photons"] == 20.0
+    prov = json.loads((tmp_path / "box5_results.json").read_text())["provenance"]
+    assert prov["params"]["degradation"]["blur_sigma_px"] == 2.0
+    # the saved recording is the first Poisson draw of the σ = 2 px, 20-photon forward model
+    truth = GlyphGrid().render(box5.WORDS[0], width=box5.WIDTH)
+    lam = np.asarray(text_forward(2.0, 20.0, 2.0).expected(truth), np.float64)
+    x = np.random.default_rng([box5.EVAL_SEED, 0]).poisson(lam, size=(1, *lam.shape))[0]
+    with np.load(tmp_path / "box5__common.npz") as z:
+        np.testing.assert_allclose(z["degraded"], (x - 2.0) / 20.0, atol=1e-6)
+    # the documented protocol is back for the next caller
+    assert (box5.DEGRADATION["blur_sigma_px"], box5.DEGRADATION["peak_photons"]) == (2.5, 12.0)
+
+
+@pytest.mark.parametrize("bad", [["--blur-sigma", "0"], ["--photons", "-3"]])
+def test_bad_degradation_exits_2(box5, tmp_path, bad):
+    with pytest.raises(SystemExit) as e:
+        box5.main(["--quick", "--out", str(tmp_path), *bad])
+    assert e.value.code == 2
