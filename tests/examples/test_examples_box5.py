@@ -142,3 +142,25 @@ def test_bad_degradation_exits_2(box5, tmp_path, bad):
     with pytest.raises(SystemExit) as e:
         box5.main(["--quick", "--out", str(tmp_path), *bad])
     assert e.value.code == 2
+
+
+def test_plateau_rule_counts_a_slow_steady_decline_as_progress(box5):
+    rule = box5.Plateau(0.01, 3)
+    # 0.5 % per evaluation: never 1 % on the *last evaluation*, but 1 % on the last progress point every
+    # other evaluation, so it is no plateau
+    assert all(rule.update(1.0 * 0.995**k) == "continue" for k in range(40))
+    flat = box5.Plateau(0.01, 2)
+    assert [flat.update(v) for v in (1.0, 1.0, 1.0, 0.999, 0.999)] == ["continue", "continue", "drop", "continue", "stop"]
+
+
+def test_diagnostics_grid_reads_clean_recordings_perfectly_and_restores_the_protocol(box5):
+    spec = importlib.util.spec_from_file_location("box5_diagnostics", EXAMPLE.parent / "box5_diagnostics.py")
+    diag = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diag)
+    res = diag.grid_check(2, sigmas=(1.5,), photons=(3000.0,))
+    row = res["rows"]["sigma=1.5,photons=3000"]
+    # at 3,000 photons the recordings are nearly noise-free: every reader must read the truth
+    assert all(row[k]["cer"] == 0 for k in ("generic_reader", "exact_ml", "trigram_map_latin"))
+    # the prior without a/e resists the a/e of the test words, but clean evidence outweighs it
+    assert row["trigram_map_no_ae"]["cer"] <= 0.05
+    assert diag.b5.DEGRADATION["blur_sigma_px"] == 2.5
