@@ -397,6 +397,42 @@ def summarise(common: dict, conds: dict) -> dict:
     return table
 
 
+ROW_NAMES = {"generic_reader_on_recording": "generic reader on the recording",
+             "exact_ml": "exact reader on the recording, no prior (Bayes reference)",
+             "trigram_map_latin": "exact reader + trigram prior of (a) (Bayes reference)",
+             "trigram_map_no_ae": "exact reader + trigram prior of (b) (Bayes reference)", **LABELS}
+
+
+def _fmt(c: dict | None, sign: bool = False) -> str:
+    if c is None:
+        return "—"
+    f = "{:+.3f}" if sign else "{:.3f}"
+    return f"{f.format(c['mean'])} ({f.format(c['ci95'][0])}, {f.format(c['ci95'][1])})"
+
+
+def markdown_table(summary: dict) -> str:
+    """The summary as a Markdown table (what docs/box5.md and benchmarks/README.md quote).
+
+    Examples
+    --------
+    >>> row = {"cer": {"mean": 0.5, "ci95": [0.4, 0.6]}, "letters": {"a_e": 0.7, "other": 0.4}}
+    >>> print(markdown_table({"latin": row}).splitlines()[2])
+    | (a) English trigrams | 0.500 (0.400, 0.600) | — | — | — | — | 0.70 | 0.40 | — | — |
+    """
+    lines = ["| | CER (95 % CI) | − generic reader | − (a) | − exact reader with its prior | exact word "
+             "| error on a/e | on other letters | verify: flagged wrong readings | stop |", "|" + "---|" * 10]
+    for k, r in summary.items():
+        prior = r.get("minus_trigram_map_latin") or r.get("minus_trigram_map_no_ae")
+        v = r.get("verify")
+        cells = [ROW_NAMES.get(k, k), _fmt(r["cer"]), _fmt(r.get("minus_generic_reader"), True),
+                 _fmt(r.get("minus_latin"), True), _fmt(prior, True),
+                 f"{r['word_accuracy']:.2f}" if "word_accuracy" in r else "—",
+                 f"{r['letters']['a_e']:.2f}", f"{r['letters']['other']:.2f}",
+                 f"{v['wrong_flagged']}/{v['wrong']}" if v else "—", ", ".join(r["stop"]) if "stop" in r else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def assemble(out: Path, argv=None) -> dict:
     """Build ``box5_results.json`` and ``box5_figure.png`` from the conditions saved in ``out``."""
     common = json.loads((out / "box5__common.json").read_text())
@@ -420,6 +456,8 @@ def assemble(out: Path, argv=None) -> dict:
                 arrays[cond] = (z["restored"], z["z"])
     results = {"summary": summarise(common, conds), "common": common, "conditions": conds}
     _figure(out / "box5_figure.png", truth, degraded, common, conds, arrays, results["summary"])
+    with atomic_path(out / "box5_table.md") as tmp:
+        tmp.write_text(markdown_table(results["summary"]))
     with atomic_path(out / "box5_results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=1, default=float))
     return results

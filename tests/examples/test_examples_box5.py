@@ -61,6 +61,10 @@ def test_quick_run_writes_results_models_figure_and_provenance(box5, tmp_path):
         assert srow["cer"]["ci95"][0] <= srow["cer"]["mean"] <= srow["cer"]["ci95"][1]
         assert r["verify"]["n"] == 4
     assert "minus_latin" in data["summary"]["no_ae"]
+    table = (tmp_path / "box5_table.md").read_text().splitlines()
+    assert len(table) == 2 + len(data["summary"])  # header, rule, one row per summary entry
+    latin = next(line for line in table if line.startswith("| (a) English trigrams"))
+    assert f"{data['summary']['latin']['cer']['mean']:.3f}" in latin
     # the exact (Viterbi) reference readers on the same recordings, paired with the networks of (a) and (b)
     assert {"exact_ml", "trigram_map_latin", "trigram_map_no_ae"} <= set(data["summary"])
     assert "minus_trigram_map_latin" in data["summary"]["latin"] and "minus_trigram_map_no_ae" in data["summary"]["no_ae"]
