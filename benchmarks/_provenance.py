@@ -142,6 +142,25 @@ def provenance(*, seeds: Sequence[int] | None = None, data: Mapping[str, Any] | 
     }
 
 
+def bundle_entry(path: str | Path) -> dict:
+    """A saved model bundle by hash: SHA-256 of each weights file (``*.safetensors``), the part that a
+    deterministic re-training must reproduce bit for bit (the bundle's JSON also holds dates).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "weights.safetensors").write_bytes(b"w")
+    >>> bundle_entry(d)["weights_sha256"]["weights.safetensors"][:12]
+    '50e721e49c01'
+    """
+    p = Path(path)
+    files = sorted(p.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors weights in {p}")
+    return {"bundle": p.name, "weights_sha256": {f.name: file_sha256(f) for f in files}}
+
+
 def finish(record: dict, t_start_wall: float | None = None) -> dict:
     """Add the end time and load average (call just before writing the results)."""
     import time

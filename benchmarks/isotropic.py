@@ -54,7 +54,7 @@ from fluorecon.tasks import isotropic as iso
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gallery import Case, save_gallery
-from _provenance import finish, provenance
+from _provenance import bundle_entry, finish, provenance
 
 HERE = Path(__file__).resolve().parent
 CSBDEEP_VENV = Path(os.environ.get("FLUORECON_PEER_CSBDEEP", Path.home() / ".cache" / "peer-csbdeep"))
@@ -188,6 +188,7 @@ def run_simulated(args, data_hashes: dict) -> dict:
         shape = (8 * f * (2 if args.quick else 4) + 1, 64 if args.quick else 96, 64 if args.quick else 96)
         tuned = tune_rl(f, shape, kern)
         per_volume: dict[str, dict[str, list[float]]] = {}
+        models: list[dict] = []
         rl_oracle: list[int] = []
         timing: dict[str, float] = {}
         for seed in args.seeds:
@@ -208,6 +209,9 @@ def run_simulated(args, data_hashes: dict) -> dict:
                 t, c = time.perf_counter(), time.process_time()
                 bundle = iso.train_isotropic(noisy, f, kern, steps=args.steps, seed=seed, device="cpu")
                 cpu_s = time.process_time() - c
+                if args.save_models is not None:  # the trained model by hash (review guideline 1)
+                    saved = bundle.save(args.save_models / f"isotropic_f{f}_{kind}_seed{seed}")
+                    models.append({"factor": f, "kind": kind, "seed": seed, "steps": args.steps, **bundle_entry(saved)})
                 res = iso.isotropic(noisy, z_factor=f, method="learned", axial_psf=kern, model=bundle, device="cpu")
                 timing["ours"] = timing.get("ours", 0) + time.perf_counter() - t
                 timing["ours_train_cpu_s"] = timing.get("ours_train_cpu_s", 0) + cpu_s
@@ -237,6 +241,7 @@ def run_simulated(args, data_hashes: dict) -> dict:
             if name != "ours" and "ours" in per_volume and len(per_volume[name]["ssim"]) == len(per_volume["ours"]["ssim"]):
                 diff = np.subtract(per_volume["ours"]["ssim"], per_volume[name]["ssim"])
                 row[name]["ours_minus_this_ssim"] = _ci(diff.tolist())
+        row["models"] = models
         row["rl_tuning"] = tuned
         row["rl_oracle_iterations_on_reported_volumes"] = rl_oracle
         row["seconds"] = {k: round(v, 1) for k, v in timing.items()}
@@ -333,6 +338,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-peer", action="store_true", help="skip CSBDeep isotropic CARE")
     ap.add_argument("--build-peer", action="store_true", help="build the CSBDeep venv if missing")
     ap.add_argument("--out", type=Path, default=HERE / "isotropic.json")
+    ap.add_argument("--save-models", type=Path, default=HERE / "models",
+                    help="folder for our trained bundles (SHA-256 of their weights go into the JSON; not in git)")
+    ap.add_argument("--no-save-models", dest="save_models", action="store_const", const=None,
+                    help="do not keep the trained bundles (their hashes are then not recorded)")
     args = ap.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds) or any(f < 2 for f in args.factors):
         ap.error("--seeds must be distinct and every --factors value ≥ 2")

@@ -62,7 +62,7 @@ import torch
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _provenance import finish, provenance
+from _provenance import bundle_entry, finish, provenance
 
 from fluorecon.evaluate.metrics import affine_fit, frc, psnr
 from fluorecon.learn.gan import GANConfig, array_sampler, ms_ssim, predict_gan, train_gan
@@ -166,11 +166,12 @@ def _train(preset: str, xs, ys, steps: int, seed: int, residual: bool = False,
                   file=sys.stderr, flush=True)
 
     bundle, info = train_gan(cfg, array_sampler(xs, ys, 64), callback=tick)
-    if SAVE_DIR is not None:
-        bundle.save(SAVE_DIR / f"{preset}-s{seed}-{time.strftime('%H%M%S')}")
+    saved = None
+    if SAVE_DIR is not None:  # the trained generator by hash (review guideline 1)
+        saved = bundle_entry(bundle.save(SAVE_DIR / f"{preset}-s{seed}-{time.strftime('%H%M%S')}"))
     return bundle.model, {"steps": steps, "seed": seed, "wall_s": round(time.perf_counter() - t0, 1),
                           "cpu_s": round(time.process_time() - c0, 1), "final": info["losses"][-1],
-                          "config": cfg.model_dump()}
+                          "config": cfg.model_dump(), "model": saved}
 
 
 def care_predict(peer_py: str, xs: list, ys: list, tests: list, seed: int, cpu_s: float,

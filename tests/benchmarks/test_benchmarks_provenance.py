@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fluorecon.utils import array_hash
 
@@ -54,3 +55,21 @@ def test_git_commit_is_read_from_the_git_files(tmp_path):
     (git / "HEAD").write_text("c" * 40)  # detached
     assert p.git_commit(tmp_path) == "c" * 40
     assert p.git_commit(tmp_path / "nowhere") is None
+
+
+def test_bundle_entry_hashes_every_weights_file_of_a_saved_bundle(tmp_path):
+    import torch
+
+    from fluorecon.learn.bundle import Bundle
+    from fluorecon.learn.nets import UNet
+    from fluorecon.learn.normalize import PercentileNormalizer
+
+    p = _module()
+    torch.manual_seed(0)
+    path = Bundle(UNet(dim=2, depth=1, width=4), PercentileNormalizer(lo=[1.0], hi=[99.0])).save(tmp_path / "b")
+    entry = p.bundle_entry(path)
+    assert entry["bundle"] == "b"
+    assert entry["weights_sha256"] == {"weights.safetensors":
+                                       hashlib.sha256((path / "weights.safetensors").read_bytes()).hexdigest()}
+    with pytest.raises(FileNotFoundError, match="safetensors"):
+        p.bundle_entry(tmp_path)
