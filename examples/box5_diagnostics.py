@@ -82,14 +82,14 @@ def vocabulary_check(condition: str, n_real: int, models: Path, words=VOCABULARY
     top = set(top_n_list("en", 5000))
     if not all(w.lower() in top for w in words):
         raise SystemExit(f"not all of {words} are among the 5,000 most frequent words")
-    res = json.loads((models.parent / "box5_results.json").read_text())
-    cfg = res["common"]["config"]
+    cfg = json.loads((models.parent / "box5__common.json").read_text())["config"]
+    cond = json.loads((models.parent / f"box5_{condition}.json").read_text())
     grid = GlyphGrid()
     nets = {}
-    for s, info in res["conditions"][condition]["seeds"].items():
+    for s, info in cond["seeds"].items():
         path = models / info["weights"]
         if file_sha256(path) != info["weights_sha256"]:
-            raise SystemExit(f"{path} differs from the weights recorded in box5_results.json")
+            raise SystemExit(f"{path} differs from the weights recorded in box5_{condition}.json")
         net = UNet(dim=2, depth=cfg["depth"], width=cfg["width"], residual=True)
         net.load_state_dict(load_file(str(path)))
         nets[s] = net.eval()

@@ -14,6 +14,13 @@ from fluorecon.physics.glyphs import text_forward
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "box5_discovery.py"
 
 
+def _diagnostics():
+    spec = importlib.util.spec_from_file_location("box5_diagnostics", EXAMPLE.parent / "box5_diagnostics.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="module")
 def box5():
     spec = importlib.util.spec_from_file_location("box5_discovery", EXAMPLE)
@@ -69,6 +76,15 @@ def test_quick_run_writes_results_models_figure_and_provenance(box5, tmp_path):
     assert {"exact_ml", "trigram_map_latin", "trigram_map_no_ae"} <= set(data["summary"])
     assert "minus_trigram_map_latin" in data["summary"]["latin"] and "minus_trigram_map_no_ae" in data["summary"]["no_ae"]
     assert np.asarray(data["common"]["reference_readers"]["exact_ml"]["cer"]).shape == (2, 4)
+    # the diagnostics read the saved networks back (weights checked against their recorded hash)
+    diag = _diagnostics()
+    voc = diag.vocabulary_check("latin", 1, tmp_path / "models")
+    assert set(voc["training_vocabulary"]["network"]) == {"0", "1"}
+    assert all(0 <= v <= 2 for v in voc["unseen_test_words"]["network"].values())
+    w = tmp_path / "models" / data["conditions"]["latin"]["seeds"]["0"]["weights"]
+    w.write_bytes(w.read_bytes()[:-1] + b"x")
+    with pytest.raises(SystemExit, match="differs"):
+        diag.vocabulary_check("latin", 1, tmp_path / "models")
     # results saved before the reference readers existed get them on --assemble
     common_path = tmp_path / "box5__common.json"
     common = json.loads(common_path.read_text())
@@ -158,9 +174,7 @@ def test_plateau_rule_counts_a_slow_steady_decline_as_progress(box5):
 
 
 def test_diagnostics_grid_reads_clean_recordings_perfectly_and_restores_the_protocol(box5):
-    spec = importlib.util.spec_from_file_location("box5_diagnostics", EXAMPLE.parent / "box5_diagnostics.py")
-    diag = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(diag)
+    diag = _diagnostics()
     res = diag.grid_check(2, sigmas=(1.5,), photons=(3000.0,))
     row = res["rows"]["sigma=1.5,photons=3000"]
     # at 3,000 photons the recordings are nearly noise-free: every reader must read the truth
