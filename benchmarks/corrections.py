@@ -6,6 +6,15 @@ Writes ``benchmarks/corrections.json`` and ``benchmarks/corrections.md`` (table)
 ``../shared/data`` (``basic-flatfield``, ``poissonnmf-leica-spectral``); parts whose data are absent are
 skipped with a note. All runs use ``torch.set_num_threads(1)``; the machine load (``uptime``) is recorded
 because the timings were taken on a shared machine.
+
+Reproducibility (issue 15): the JSON carries ``provenance`` (the latest run) and ``provenance_by_part``
+(command, commit, SHA-256 of the real files read and of the simulated data, seeds, parameters, machine,
+load). ``--seeds`` replaces the seeds of the seeded parts (default: each part's own, which the reported
+numbers used — unmix and dehaze learned training seeds 0 1 2, inpaint scene/training seeds 0–4, ``--quick``
+0–2). Failure cases: per method the three worst cases (inpaint: seeds, by PSNR in the shadows; dehaze:
+phantom × scene, by the worst plane's |flux error|; unmix: test scenes, by abundance RMSE) are drawn to
+``figures/corrections_worst_<part>_<method>.png`` (``figures/`` beside a non-default ``--out``) and listed
+under ``galleries``.
 """
 
 from __future__ import annotations
@@ -41,7 +50,14 @@ from fluorecon.physics.scattering import simulate_haze
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # _peers
+from _gallery import Case, save_gallery  # noqa: E402
 from _peers import _last_json, peer_python  # noqa: E402
+from _provenance import finish, provenance  # noqa: E402
+
+SEEDS: list[int] | None = None  # --seeds: overrides the seeded parts' own seeds
+INPAINT_SIZES = {"quick": ((128, 128), 100), "full": ((192, 192), 400)}  # shape, training steps
+DATA: dict[str, Any] = {}  # name → array or file, hashed into the provenance record
+CASES: dict[str, list[Case]] = {}  # "<part>_<method>" → scored cases, for the failure gallery
 
 BASICPY_ENV = "FLUORECON_PEER_BASICPY"  # override: path of the venv (or of its python)
 LEICA_BANDS = [(500, 520), (520, 540), (540, 560), (560, 580), (520, 540), (540, 560), (560, 580), (580, 600),
@@ -64,7 +80,9 @@ def flatfield_reference(quick: bool = False) -> dict[str, Any]:
         return {"skipped": "basic-flatfield not found"}
     ref = np.load(root / "reference_results_plain.npz")
     out: dict[str, Any] = {}
+    DATA["reference_results_plain.npz"] = root / "reference_results_plain.npz"
     for name in ("wsi_brain", "timelapse_nanog"):
+        DATA[f"{name}.npz"] = root / f"{name}.npz"
         images = np.load(root / f"{name}.npz")["images"]
         for dark in (False, True) if not quick else (False,):
             suffix = "" if dark else "_flatonly"
@@ -96,6 +114,7 @@ def flatfield_simulation(quick: bool = False) -> dict[str, Any]:
     for key, c in cases.items():
         sim = simulate_tiles(n, (128, 128), photons=200, dark_level=c["dark_level"], baseline_level=c["baseline_level"],
                              seed=0)
+        DATA[f"flatfield_sim_{key}_stack"] = sim["stack"]
         # the information floor of this simulation: the mean of the N noise-free scenes is not flat, and a
         # smooth non-flatness is indistinguishable from shading (smoothed at σ 8 px ≈ what the DCT prior keeps)
         scene_mean = ndimage.gaussian_filter(sim["truth"].mean(0), 8, mode="nearest")
@@ -133,6 +152,8 @@ def flatfield_basicpy(quick: bool = False) -> dict[str, Any]:
     if py is None:
         return {"skipped": "no basicpy venv (run benchmarks/peers/basicpy_setup.sh)"}
     ref = np.load(root / "reference_results_plain.npz")
+    DATA["reference_results_plain.npz"] = root / "reference_results_plain.npz"
+    DATA.update({f"{n}.npz": root / f"{n}.npz" for n in ("wsi_brain", "timelapse_nanog")})
     repeat = 1 if quick else 3
     out: dict[str, Any] = {"repeat": repeat, "load_start": _load(), "torch_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,13 +217,16 @@ def unmix_simulation(quick: bool = False) -> dict[str, Any]:
     chosen on separate validation scenes, seeds 200–201, never on the test scenes 100–102)."""
     out: dict[str, Any] = {}
     steps = 400 if quick else 800
-    seeds = (0, 1, 2)
+    seeds = tuple(SEEDS) if SEEDS else (0, 1, 2)
     cases = ((3, 8, 20.0), (5, 12, 20.0)) if quick else ((3, 8, 20.0), (5, 12, 20.0), (3, 8, 5.0), (5, 12, 5.0))
     if UNMIX_CASES:
         cases = tuple(c for c in cases if (c[0], c[1]) in UNMIX_CASES)
     for K, C, ph in cases:
         S = gaussian_spectra(K, C, width_um=0.03, seed=1)
         tests = [simulate_mixture(S, (96, 96), photons=ph, seed=100 + s) for s in range(3)]
+        case = f"K{K}_C{C}_{ph:g}ph"
+        for i, t in enumerate(tests):
+            DATA[f"unmix_{case}_scene{100 + i}_recording"] = t["recording"]
         vals = [simulate_mixture(S, (96, 96), photons=ph, seed=200 + s) for s in range(2)]
 
         def rmse(est: np.ndarray, a: np.ndarray) -> float:
@@ -213,12 +237,21 @@ def unmix_simulation(quick: bool = False) -> dict[str, Any]:
                    for g in grid]
         sigma = grid[int(np.argmin(val_err))]
         cls = {"nnls_poisson_weighted": [], "nnls_unweighted": [], "poisson_ml": [], "smoothed_nnls": []}
-        for t in tests:
+
+        def scored(method: str, i: int, est: np.ndarray, a: np.ndarray, x: np.ndarray, case: str = case,
+                   ph: float = ph) -> float:
+            e = rmse(est, a)
+            CASES.setdefault(f"unmix_{method}", []).append(Case(
+                f"{case} scene {100 + i}", -e, {"recording (channel sum)": x.sum(0) / ph / len(x),
+                                                "result": est, "reference": a}, {"abundance_rmse": e}))
+            return e
+
+        for i, t in enumerate(tests):
             a, x = t["abundances"], t["recording"]
-            cls["nnls_poisson_weighted"].append(rmse(unmix_nnls(x / ph, S, floor=1 / ph), a))
+            cls["nnls_poisson_weighted"].append(scored("nnls_poisson_weighted", i, unmix_nnls(x / ph, S, floor=1 / ph), a, x))
             cls["nnls_unweighted"].append(rmse(unmix_nnls(x / ph, S, weighting="none"), a))
             cls["poisson_ml"].append(rmse(unmix_poisson(x / ph, S), a))
-            cls["smoothed_nnls"].append(rmse(_smoothed_nnls(x, S, ph, sigma), a))
+            cls["smoothed_nnls"].append(scored("smoothed_nnls", i, _smoothed_nnls(x, S, ph, sigma), a, x))
         row: dict[str, Any] = {k: float(np.mean(v)) for k, v in cls.items()}
         row["smoothed_nnls_sigma_px"] = sigma
         learned, train_cpu = [], []
@@ -226,8 +259,8 @@ def unmix_simulation(quick: bool = False) -> dict[str, Any]:
             c0 = time.process_time()
             net, info = train_unmix_net(S, photons=ph, steps=steps, batch=8, patch=48, pool=48, width=24, seed=seed)
             train_cpu.append(round(time.process_time() - c0, 1))
-            learned.append(float(np.mean([rmse(unmix_learned(net, t["recording"], ph), t["abundances"])
-                                          for t in tests])))
+            learned.append(float(np.mean([scored(f"learned_seed{seed}", i, unmix_learned(net, t["recording"], ph),
+                                                 t["abundances"], t["recording"]) for i, t in enumerate(tests)])))
         ratio = np.asarray(learned) / row["nnls_poisson_weighted"]
         ratio_s = np.asarray(learned) / row["smoothed_nnls"]
         row.update({"learned_by_seed": learned, "learned": float(np.mean(learned)),
@@ -318,6 +351,8 @@ def unmix_leica(quick: bool = False) -> dict[str, Any]:
     root = shared_data("poissonnmf-leica-spectral")
     if root is None:
         return {"skipped": "poissonnmf-leica-spectral not found"}
+    DATA.update({f"leica_ch{i:02d}.tif": root / f"03_Series004_z000_ch{i:02d}.tif" for i in range(12)})
+    DATA["leica_reference-spectra"] = root / "reference-spectra"
     X = np.stack([tifffile.imread(root / f"03_Series004_z000_ch{i:02d}.tif") for i in range(12)]).astype(np.float64)
     if quick:  # 2×2 binning: sums of Poisson counts are Poisson
         X = X.reshape(12, 256, 2, 256, 2).sum((2, 4))
@@ -363,7 +398,7 @@ def dehaze_simulation(quick: bool = False) -> dict[str, Any]:
     already the truth "imaged by the same optics"). Classical: the scattering-model fit (default, unclipped)
     and the lower envelope (the earlier estimator, clipped at 0 as it was); learned: 3 training seeds."""
     out: dict[str, Any] = {}
-    seeds = (0, 1, 2)
+    seeds = tuple(SEEDS) if SEEDS else (0, 1, 2)
     scenes = (100, 101, 102)
     nets = []
     for seed in seeds:
@@ -377,6 +412,7 @@ def dehaze_simulation(quick: bool = False) -> dict[str, Any]:
         for sc in scenes:
             sim = simulate_haze((4, 128, 128), kind=kind, photons=100, seed=sc)
             x, y = sim["recording"], sim["truth"]
+            DATA[f"dehaze_{kind}_scene{sc}_recording"] = x
             c0 = time.process_time()
             est_model, info_model = dehaze(x, "ZYX")
             t_model = time.process_time() - c0
@@ -389,6 +425,10 @@ def dehaze_simulation(quick: bool = False) -> dict[str, Any]:
                 acc.setdefault(name, {"c": [], "f": []})
                 acc[name]["c"].append(c)
                 acc[name]["f"].append(f)
+                if name != "none":
+                    CASES.setdefault(f"dehaze_{name}", []).append(Case(
+                        f"{kind} scene {sc}", -float(np.max(np.abs(f))), {"recording": x, "result": est, "reference": y},
+                        {"worst_plane_flux_error": float(np.max(np.abs(f)))}))
             out[f"{kind}_scene{sc}_model_fit"] = {"alpha": info_model["alpha"], "sigma": info_model["size"],
                                                   "beta": info_model["beta"], "cpu_s": round(t_model, 2),
                                                   "true": [list(sim["forward"].params_at(z / 3)) for z in range(4)]}
@@ -422,9 +462,8 @@ def inpaint_simulation(quick: bool = False) -> dict[str, Any]:
     recording alone (self-supervised: no truth is used), with that seed. The mask is the true one
     (``given``) and the estimated one (``estimated``). PSNR uses the truth's range.
     """
-    seeds = (0, 1, 2) if quick else (0, 1, 2, 3, 4)
-    shape = (128, 128) if quick else (192, 192)
-    steps = 100 if quick else 400
+    seeds = tuple(SEEDS) if SEEDS else (0, 1, 2) if quick else (0, 1, 2, 3, 4)
+    shape, steps = INPAINT_SIZES["quick" if quick else "full"]
     learned_on = ("given",) if quick else ("given", "estimated")  # quick: one training per seed
     rows: dict[str, list[float]] = {}
     per_seed = []
@@ -432,6 +471,7 @@ def inpaint_simulation(quick: bool = False) -> dict[str, Any]:
         # scene seeds 100+ are not those of the unit tests (0–20), where the settings were chosen
         sim = simulate_shadows(shape, n_absorbers=6, seed=100 + seed)
         x, truth = sim["recording"], sim["truth"]
+        DATA[f"inpaint_scene{100 + seed}_truth"], DATA[f"inpaint_scene{100 + seed}_recording"] = truth, x
         shadow = sim["mask"] < 0.9
         rng_ = float(truth.max() - truth.min())
 
@@ -445,18 +485,26 @@ def inpaint_simulation(quick: bool = False) -> dict[str, Any]:
                                "mask_mae": round(float(np.mean(np.abs(m_est - sim["mask"]))), 4),
                                "mask_mae_if_none": round(float(np.mean(1 - sim["mask"])), 4),
                                "mask_seconds": round(t_est, 2), "recording": psnr(x)}
+        def scored(method: str, est: np.ndarray, seed: int = seed, x: np.ndarray = x, truth: np.ndarray = truth,
+                   psnr=psnr) -> float:
+            v = psnr(est)
+            CASES.setdefault(f"inpaint_{method}", []).append(Case(
+                f"scene {100 + seed} (seed {seed})", v, {"recording": x, "result": est, "reference": truth},
+                {"seed": seed, "psnr_shadows_db": v}))
+            return v
+
         for src, m in (("given", sim["mask"]), ("estimated", m_est)):
             t0 = time.perf_counter()
-            row[f"classical_{src}"] = psnr(inpaint_classical(x, m, offset=sim["offset"]))
+            row[f"classical_{src}"] = scored(f"classical_{src}", inpaint_classical(x, m, offset=sim["offset"]))
             row[f"classical_{src}_s"] = round(time.perf_counter() - t0, 2)
             t0 = time.perf_counter()
-            row[f"biharmonic_{src}"] = psnr(inpaint_biharmonic(x, m))
+            row[f"biharmonic_{src}"] = scored(f"biharmonic_{src}", inpaint_biharmonic(x, m))
             row[f"biharmonic_{src}_s"] = round(time.perf_counter() - t0, 2)
             if src not in learned_on:
                 continue
             t0 = time.perf_counter()
             model = train_inpaint_net(x, m, offset=sim["offset"], gain=sim["gain"], steps=steps, seed=seed)
-            row[f"learned_{src}"] = psnr(inpaint_learned(model, x, m))
+            row[f"learned_{src}"] = scored(f"learned_{src}", inpaint_learned(model, x, m))
             row[f"learned_{src}_train_s"] = round(time.perf_counter() - t0, 1)
         row["load"] = _load()
         per_seed.append(row)
@@ -484,7 +532,7 @@ def markdown(res: dict[str, Any]) -> str:
     lines = ["# Corrections benchmark (issue 19)", "", f"Load (1/5/15 min) at the end: {res.get('load_end')}; "
              "timings were taken on a shared 2-core machine under heavy contention.", ""]
     for part, body in res.items():
-        if not isinstance(body, dict):
+        if not isinstance(body, dict) or part.startswith(("provenance", "galleries")):
             continue
         lines += [f"## {part}", "", "| case | values |", "|---|---|"]
         for k, v in body.items():
@@ -493,14 +541,24 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="reduced sizes/steps")
     ap.add_argument("--parts", default=",".join(PARTS), help="comma-separated: " + ",".join(PARTS))
     ap.add_argument("--out", default=str(HERE / "corrections"), help="output stem (.json and .md are written)")
     ap.add_argument("--unmix-cases", default="", help="unmix part: only these dyes×channels, e.g. 3x8,5x12")
-    args = ap.parse_args()
-    global UNMIX_CASES
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="seeds of the seeded parts (unmix/dehaze training, inpaint scenes); default: each part's own")
+    ap.add_argument("--figures", type=Path, default=None,
+                    help="gallery folder (default benchmarks/figures; with a non-default --out: figures/ beside it)")
+    args = ap.parse_args(argv)
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        ap.error("--seeds must be distinct")
+    unknown = set(args.parts.split(",")) - set(PARTS)
+    if unknown:
+        ap.error(f"unknown --parts {sorted(unknown)}; choose from {','.join(PARTS)}")
+    global UNMIX_CASES, SEEDS
+    SEEDS = args.seeds
     if args.unmix_cases:
         UNMIX_CASES = [tuple(int(v) for v in c.split("x")) for c in args.unmix_cases.split(",")]  # type: ignore[misc]
     torch.set_num_threads(1)
@@ -509,10 +567,33 @@ def main() -> None:
     if stem.with_suffix(".json").exists():
         res = json.loads(stem.with_suffix(".json").read_text())
     res["load_start"] = _load()
+    figures = args.figures or (HERE / "figures" if stem.resolve() == HERE / "corrections" else stem.resolve().parent / "figures")
+    command = [__file__, *(sys.argv[1:] if argv is None else argv)]
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    scores = {"inpaint": "PSNR in the true shadows, dB", "dehaze": "−|flux error| of the worst plane",
+              "unmix": "−abundance RMSE"}
     for part in args.parts.split(","):
+        t_start = time.time()
+        DATA.clear()
+        CASES.clear()
+        start = provenance(argv=command)
         res[part] = PARTS[part](quick=args.quick)
         res["load_end"] = _load()
         res["quick"] = args.quick
+        res.setdefault("galleries", {}).update({
+            key: {"path": str(figures / f"corrections_worst_{key}.png"), "score": scores.get(part),
+                  "cases": save_gallery(cs, figures / f"corrections_worst_{key}.png",
+                                        f"corrections.py {part}: {key.split('_', 1)[1]}, worst 3 (score: {scores.get(part)})"),
+                  "scores": {c.label: c.score for c in cs}}
+            for key, cs in CASES.items()})
+        seeds = {"inpaint": res[part].get("settings", {}).get("seeds"),
+                 "dehaze": res[part].get("settings", {}).get("learned_seeds"),
+                 "unmix": next((r["seeds"] for r in res[part].values() if isinstance(r, dict) and "seeds" in r), None),
+                 "flatfield_sim": [0]}.get(part)
+        prov = provenance(seeds=seeds, data=DATA, params={**params, "part": part}, argv=command)
+        prov.update(date_utc=start["date_utc"], load_average_start=start["load_average_start"])
+        res["provenance"] = finish(prov, t_start)
+        res.setdefault("provenance_by_part", {})[part] = res["provenance"]
         stem.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str))
         stem.with_suffix(".md").write_text(markdown(res))
 

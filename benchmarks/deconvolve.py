@@ -24,6 +24,15 @@ Sections
 4. real data, no truth: FSC resolution (1/7) before/after from checkerboard half-datasets, each half
    deconvolved independently; biapol-confocal-deconv (measured PSF) and deconwolf-dapi-widefield
    (Born–Wolf PSF from its README's parameters).
+
+Reproducibility (issue 15): the JSON carries a ``provenance`` record (command, commit, source hash,
+SHA-256 of every simulated truth/recording and of the real files, seeds, parameters, machine, load).
+``--seeds`` are the learned method's training seeds (default 0 1 2); the simulated data are fixed
+(phantom seed 11, Poisson seed 1; speed/memory volumes ``default_rng(0)``), so the RL/Wiener/skimage rows are
+deterministic and the learned rows are reported per seed with mean, 95 % t-interval and the paired
+difference learned − skimage's best. Failure cases: the worst three of each method's scored volumes
+(learned: per seed; time-to-quality: per case) are drawn to ``figures/deconvolve_worst_<method>.png``
+and listed under ``galleries``. ``--out``/``--figures`` redirect the outputs (smoke runs go to /tmp).
 """
 
 from __future__ import annotations
@@ -37,10 +46,27 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # _peers
+sys.path.insert(0, str(HERE))  # _peers, _provenance, _gallery
+from _gallery import Case, save_gallery  # noqa: E402
+from _provenance import finish, provenance  # noqa: E402
+
 FIG = HERE / "figures"
+QUICK_QUALITY_SHAPE = (24, 96, 96)
+QUICK_TTQ_SHAPE = (24, 96, 96)
+DATA: dict = {}  # name → array or file: hashed into the provenance record
+CASES: dict[str, list[Case]] = {}  # method → scored volumes, for the failure gallery
+
+
+def mean_ci(values) -> dict:
+    """Mean and 95 % Student-t interval of per-seed values (no interval from a single seed)."""
+    a = np.asarray(values, np.float64)
+    if len(a) < 2:
+        return {"n": len(a), "mean": float(a.mean()), "ci95": None}
+    h = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
+    return {"n": len(a), "mean": float(a.mean()), "ci95": [float(a.mean() - h), float(a.mean() + h)]}
 
 
 def _best(f, n=3):
@@ -80,6 +106,7 @@ def speed(quick: bool) -> dict:
     shape = (32, 128, 128) if quick else (64, 256, 256)
     rng = np.random.default_rng(0)
     vol = rng.random(shape).astype(np.float32) + 0.1
+    DATA["speed_volume"] = vol
     psf = gaussian_psf((17, 17, 17), 2.5)
     n = 10
     la0 = load()
@@ -211,12 +238,13 @@ def quality(quick: bool, learned_budget: float, seeds: tuple[int, ...] = (0, 1, 
     from fluorecon.physics.psf import gaussian_psf
     from fluorecon.physics.sampling import fft_convolve
 
-    shape = (24, 96, 96) if quick else (32, 128, 128)
+    shape = QUICK_QUALITY_SHAPE if quick else (32, 128, 128)
     truth = phantom("filaments", shape, seed=11).astype(np.float32) * 0.9 + 0.05
     psf = gaussian_psf((15, 15, 15), (2.5, 1.6, 1.6))
     photons = 100.0
     rng = np.random.default_rng(1)
     raw = rng.poisson(fft_convolve(truth, psf) * photons).astype(np.float32)
+    DATA["quality_truth"], DATA["quality_recording"] = truth, raw
     n_max = 80
 
     def curve(**kw):
@@ -262,12 +290,20 @@ def quality(quick: bool, learned_budget: float, seeds: tuple[int, ...] = (0, 1, 
                 runs.append({"seed": sd, "seconds": tl, "nrmse": nrmse(out / photons, truth),
                              "nrmse_if_scaled_to_truth": nrmse(out * fit, truth),
                              **{k: v for k, v in info.items() if isinstance(v, int | float | str)}})
+                CASES.setdefault("learned", []).append(Case(
+                    f"learned seed {sd}", -runs[-1]["nrmse"],
+                    {"recording": raw / photons, "result": out / photons, "reference": truth},
+                    {"seed": sd, "nrmse": runs[-1]["nrmse"]}))
             e = [r["nrmse"] for r in runs]
             curves["learned (train+predict)"] = [(float(np.mean([r["seconds"] for r in runs])), 1, float(np.mean(e)))]
             res["learned_runs"] = runs
             if len(e) >= 3:
                 ci = bootstrap_ci(np.asarray(e))
                 res["learned_nrmse_ci"] = [float(ci.low), float(ci.high)]
+            # per seed: mean ± t-interval, and the paired difference against the deterministic peer (skimage's
+            # truth-chosen best iterate, the same for every seed)
+            res["learned_nrmse_mean_ci95_t"] = mean_ci(e)
+            res["learned_minus_skimage_best_nrmse"] = {"per_seed": [x - best_sk for x in e], **mean_ci([x - best_sk for x in e])}
         except Exception as e:
             res["learned_error"] = f"{type(e).__name__}: {e}"
     table = {}
@@ -334,8 +370,10 @@ TTQ_CASES = (("filaments", 30.0, (2.5, 1.6, 1.6)), ("filaments", 300.0, (2.5, 1.
              ("puncta", 300.0, (2.5, 1.6, 1.6)))
 
 
-def ttq_scene(kind: str, photons: float, sig: tuple, shape: tuple, psf_size: int = 15):
+def ttq_scene(kind: str, photons: float, sig: tuple, shape: tuple, psf_size: int = 15, noise_seed: int = 1):
     """Truth, PSF, recording and scikit-image's per-iteration NRMSE (80 it.) of one time-to-quality case.
+
+    The truth is phantom seed 11; ``noise_seed`` (1 in every reported run) draws the Poisson noise.
 
     scikit-image's iterates are our ``padding="skimage"`` iterates (identical to ≤ 1e-5, ``--only speed``).
     """
@@ -348,7 +386,7 @@ def ttq_scene(kind: str, photons: float, sig: tuple, shape: tuple, psf_size: int
     truth = phantom(kind, shape, seed=11).astype(np.float32)
     truth = truth / max(float(truth.max()), 1e-12) * 0.9 + 0.05
     psf = gaussian_psf((psf_size,) * 3, sig)
-    raw = np.random.default_rng(1).poisson(fft_convolve(truth, psf) * photons).astype(np.float32)
+    raw = np.random.default_rng(noise_seed).poisson(fft_convolve(truth, psf) * photons).astype(np.float32)
     errs: list[float] = []
     richardson_lucy(raw, psf, 80, padding="skimage", callback=lambda k, x: errs.append(nrmse(x / photons, truth)))
     return truth, psf, raw, errs
@@ -361,6 +399,8 @@ def _ttq_case(kind: str, photons: float, sig: tuple, shape: tuple) -> dict:
     from fluorecon.evaluate.metrics import nrmse
 
     truth, psf, raw, errs = ttq_scene(kind, photons, sig, shape)
+    DATA[f"ttq_truth_{kind}"] = truth
+    DATA[f"ttq_recording_{kind}_{photons:g}ph"] = raw
     k_or = int(np.argmin(errs[4:])) + 5
     e_or = errs[k_or - 1]
     t5, _ = _best(lambda: sk_rl(raw, psf, num_iter=5, clip=False), n=2)
@@ -374,6 +414,11 @@ def _ttq_case(kind: str, photons: float, sig: tuple, shape: tuple) -> dict:
     richardson_lucy(raw, psf, 40, accelerate=True,
                     callback=lambda k, x: acc.append((time.perf_counter() - t0, k, nrmse(x / photons, truth))))
     reach = next(((t, k) for t, k, e in acc if e <= 1.05 * e_or), (None, None))
+    label = f"{kind} {photons:g} ph"
+    sk_best = richardson_lucy(raw, psf, k_or, padding="skimage")  # skimage's iterate at its oracle count
+    for method, est, e in (("auto_accel", auto, e_auto), ("skimage_oracle", sk_best, e_or)):
+        CASES.setdefault(method, []).append(Case(label, -e, {"recording": raw / photons, "result": est / photons,
+                                                             "reference": truth}, {"nrmse": e}))
     return {"structure": kind, "photons": photons, "psf_sigma": list(sig), "raw_nrmse": nrmse(raw / photons, truth),
             "skimage_oracle_iteration": k_or, "skimage_oracle_nrmse": e_or, "skimage_per_iteration_s": per_it,
             "skimage_time_to_oracle_s": t_sk, "auto_accel_nrmse": e_auto, "auto_accel_s": t_auto,
@@ -397,7 +442,7 @@ def time_to_quality(quick: bool) -> dict:
     import torch
 
     torch.set_num_threads(2)
-    shape = (24, 96, 96) if quick else (32, 128, 128)
+    shape = QUICK_TTQ_SHAPE if quick else (32, 128, 128)
     out: dict = {"shape": list(shape), "load_avg_start": load()}
     out["cases"] = [_ttq_case(kind, photons, sig, shape) for kind, photons, sig in TTQ_CASES]
     out["met"] = sum(c["target_met"] for c in out["cases"])
@@ -481,6 +526,9 @@ def real_data(quick: bool) -> dict:
         # half-data have 2× the lateral pixel size: compute the PSF directly on that grid
         psf = widefield_psf((31, 33, 33), (0.3, 0.26, 0.26), na=1.45, wavelength=0.461, refractive_index=1.512)
         cases.append(("deconwolf-dapi-widefield", img, psf, vs, 20 if not quick else 10))
+    for f in ((bia / "DeconvolutionSampleVerticalGrid1AU-crop.tif", bia / "psf_averaged_beads.tif") if bia else ()) + \
+            ((dw / "dapi_001.tif",) if dw else ()):
+        DATA[f"real_{f.name}"] = f
     for name, img, psf, vs, n_iter in cases:
         a, b = checkerboard_split(img)
         half_vs = (vs[0], 2 * vs[1], 2 * vs[2])
@@ -528,21 +576,39 @@ def real_data(quick: bool) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import torch
 
+    global FIG
     torch.set_num_threads(2)
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--learned-budget", type=float, default=120.0)
     ap.add_argument("--only", default="speed,quality,ttq,memory,real")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of the learned method")
-    args = ap.parse_args()
+    ap.add_argument("--seed", type=int, default=None, help="alias: --seeds with one seed")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON file (default benchmarks/deconvolve.json, --quick: deconvolve.quick.json)")
+    ap.add_argument("--figures", type=Path, default=None,
+                    help="figure folder (default benchmarks/figures; with --out: figures/ beside it)")
+    args = ap.parse_args(argv)
+    if args.seed is not None:
+        args.seeds = [args.seed]
+    if len(set(args.seeds)) != len(args.seeds):
+        ap.error("--seeds must be distinct")
+    FIG = args.figures or (args.out.parent / "figures" if args.out else HERE / "figures")
+    DATA.clear()
+    CASES.clear()
+    t_start = time.time()
+    command = [__file__, *(sys.argv[1:] if argv is None else argv)]
+    params = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "simulation": {"truth_phantom_seed": 11, "poisson_seed": 1, "speed_memory_volume_seed": 0}}
+    start = provenance(seeds=args.seeds, params=params, argv=command)
     only = set(args.only.split(","))
     res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}, 2 threads; shared with other jobs",
                  "quick": args.quick}
-    path = HERE / ("deconvolve.quick.json" if args.quick else "deconvolve.json")
+    path = args.out or HERE / ("deconvolve.quick.json" if args.quick else "deconvolve.json")
     if only != {"speed", "quality", "ttq", "memory", "real"} and path.exists():  # partial re-run: update the other sections
         res = {**json.loads(path.read_text()), **res}
     for name, fn in (("speed", lambda: speed(args.quick)), ("quality", lambda: quality(args.quick, args.learned_budget, tuple(args.seeds))),
@@ -555,6 +621,23 @@ def main() -> None:
         res[name]["section_s"] = time.perf_counter() - t0
         path.write_text(json.dumps(res, indent=2, default=float))
         print(f"[{name}] done in {res[name]['section_s']:.0f} s", flush=True)
+    if "memory" in only:  # the child processes draw default_rng(0).random(shape) + 0.1 (not hashed: regenerated there)
+        DATA["memory_volume_seed0_shape"] = np.asarray([int(v) for v in ("32,128,128" if args.quick else
+                                                                          "64,256,256").split(",")])
+    # failure cases (review guideline 5): per method, the three scored volumes with the highest NRMSE
+    res["galleries"] = {**res.get("galleries", {}), **{m: {"path": str(FIG / f"deconvolve_worst_{m}.png"),
+                            "cases": save_gallery(cs, FIG / f"deconvolve_worst_{m}.png",
+                                                  f"deconvolve.py: {m}, worst 3 by NRMSE to the truth (score = −NRMSE)"),
+                            "scores": {c.label: c.score for c in cs}}
+                        for m, cs in CASES.items()}}
+    prov = provenance(seeds=args.seeds, data=DATA, params=params, argv=command)
+    prov.update(date_utc=start["date_utc"], load_average_start=start["load_average_start"],
+                deterministic="simulated data fixed (phantom seed 11, Poisson seed 1, volumes default_rng(0)); "
+                              "only the learned rows depend on --seeds")
+    res["provenance"] = finish(prov, t_start)
+    for name in only:  # a partial re-run keeps the record of the run that produced each older section
+        res.setdefault("provenance_by_section", {})[name] = res["provenance"]
+    path.write_text(json.dumps(res, indent=2, default=float))
     if "speed" in res:
         s = res["speed"]
         print(f"\nspeed {s['shape']} ×{s['iterations']} it: skimage {s['skimage_s']:.2f} s | ours {s['ours_s']:.2f} s "

@@ -41,7 +41,12 @@ and refuses to run on the tuning set.
 
 Results are merged into ``denoise_real.json`` beside this script (one record per image × method, the
 newest wins; ``--fresh`` starts over), so the cheap and the expensive parts can run at different times;
-every record carries its own timestamp and the machine load when it ran.
+every record carries its own timestamp and the machine load when it ran. Each run adds a ``provenance``
+record (command, commit, SHA-256 of every image file it read, seeds, parameters, machine, load) to its
+entry in ``meta.runs`` and as the top-level ``provenance``; its failure galleries
+(``figures/denoise_real_worst_<method>.png``, or ``figures/`` beside a non-default ``--json``) are listed
+under ``galleries`` with every case's score. ``--seeds`` takes ``0 1 2`` or ``0,1,2`` (a single number N
+means seeds 0…N−1, as before).
 
 Usage::
 
@@ -73,6 +78,7 @@ sys.path.insert(0, str(HERE))
 
 from _gallery import Case, save_gallery  # noqa: E402
 from _peers import careamics_python, run_careamics_n2v  # noqa: E402
+from _provenance import finish, provenance  # noqa: E402
 
 from fluorecon.datasets import shared_data  # noqa: E402
 from fluorecon.evaluate.metrics import bootstrap_ci, psnr, ri_psnr, ssim  # noqa: E402
@@ -297,6 +303,12 @@ def summarise(res: dict) -> dict:
                 d[k] = {"mean": ci.value, "low": ci.low, "high": ci.high, "per_image": dict(zip(imgs, v, strict=True))}
             sds = [float(np.std(per[n], ddof=1)) for n in imgs if len(per[n]) > 1]
             d["seed_sd_psnr"] = float(np.mean(sds)) if sds else None
+            by_seed: dict[str, list[float]] = {}
+            for r in recs:
+                if r["method"] == m and r["image"] in imgs and "psnr" in r and r.get("seed") is not None:
+                    by_seed.setdefault(str(r["seed"]), []).append(float(r["psnr"]))
+            if by_seed:  # per seed: mean PSNR over the images that seed ran on
+                d["per_seed_psnr"] = {sd: {"mean": float(np.mean(v)), "n_images": len(v)} for sd, v in by_seed.items()}
             row[ds] = d
         out[m] = row
     return out
@@ -403,15 +415,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merge-from", type=Path, action="append", default=[],
                     help="merge the records (and run logs) of another results file into --json, then print the table")
     ap.add_argument("--table-only", action="store_true", help="print the table of the existing JSON and exit")
-    ap.add_argument("--seeds", default="0,1,2", help="seeds of learned methods and the peer: '0,1,2' or a count (≥ 3 to report)")
+    ap.add_argument("--seeds", nargs="+", default=["0,1,2"],
+                    help="seeds of learned methods and the peer: '0 1 2', '0,1,2' or a count (≥ 3 to report)")
+    ap.add_argument("--figures", type=Path, default=None,
+                    help="gallery folder (default benchmarks/figures; with a non-default --json: figures/ beside it)")
     ap.add_argument("--steps", type=int, default=None,
                     help="our learned methods: train exactly this many steps (deterministic, load-independent) instead of --budget")
     ap.add_argument("--paired", action="append", default=[],
                     help="'A,B': print paired differences A − B (default: each learned method vs careamics-n2v)")
     a = ap.parse_args(argv)
-    seeds = _parse_seeds(a.seeds)
+    try:
+        seeds = _parse_seeds(",".join(a.seeds))
+    except ValueError:
+        ap.error(f"--seeds takes integers, e.g. '--seeds 0 1 2'; got {' '.join(a.seeds)!r}")
     if not seeds:
         ap.error("--seeds needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        ap.error("--seeds must be distinct")
+    figures = a.figures or (FIGURES if a.json.resolve() == OUT_JSON else a.json.resolve().parent / "figures")
+    t_start = time.time()
+    command = [__file__, *(sys.argv[1:] if argv is None else argv)]
 
     res = load_results(a.json, a.fresh)
     if a.merge_from:
@@ -519,12 +542,25 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     # failure cases (review guideline 5): per method, the three results with the smallest PSNR gain over the input
     runs[-1]["worst_cases"] = {
-        m: save_gallery(cs, FIGURES / f"denoise_real_worst_{m}.png",
+        m: save_gallery(cs, figures / f"denoise_real_worst_{m}.png",
                         f"denoise_real.py: {m}, worst 3 of this run by PSNR gain over the input (score, dB)")
         for m, cs in cases.items()}
+    res["galleries"] = {**res.get("galleries", {}), **{
+        m: {"path": str(figures / f"denoise_real_worst_{m}.png"), "cases": runs[-1]["worst_cases"][m],
+            "scores": {c.label: c.score for c in cs}, "score": "PSNR gain over the input (dB)"}
+        for m, cs in cases.items()}}
     runs[-1]["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     runs[-1]["load_avg_end"] = load_avg()
+    data = {f"{p['image']}_{k}": p[k] for p in pairs for k in ("noisy", "gt")}
+    if "care-loo" in methods:
+        data.update({f"{p['image']}_{k}": p[k] for p in all_pairs for k in ("noisy", "gt")})
+    prov = provenance(seeds=seeds, data=data, argv=command,
+                      params={**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+                              "seeds": seeds, "methods": methods, "budget_s": budget, "torch_threads": 2})
+    prov.update(date_utc=runs[-1]["started"], load_average_start=runs[-1]["load_avg_start"])
+    runs[-1]["provenance"] = res["provenance"] = finish(prov, t_start)
     res["summary"] = summarise(res)
+    res["paired"] = {f"{x} − {y}": paired(res, x, y) for x, y in (pair_list or _default_pairs(res))}
     save_results(a.json, res)
     print()
     print(table(res))

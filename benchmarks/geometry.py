@@ -25,6 +25,15 @@ What is measured (targets of issue 20)
   own venv (``benchmarks/peers/stitch_peers_setup.sh``); position errors and registration wall time
   (imports and start-up excluded for every tool), as ratios to ours.
 The machine is shared: the script records ``os.getloadavg()``; timings are noisy.
+
+Reproducibility (issue 15): every JSON it writes carries a ``provenance`` record (command, commit, the
+SHA-256 of every simulated tile stack / movie / series and of the real file, seeds, parameters, machine,
+load). ``--seeds`` (default 0 1 2; ``--quick``: 0) are the simulated tilings of (a) and (e); the flow CNN's
+training seed (0), the movies (100+i) and the stabilization series (0) are fixed. (a) and (e) report
+per-seed errors with mean and a 95 % t-interval, (e) also the paired difference peer − ours per seed.
+Failure cases: (c) draws each method's three movies with the largest EPE (flow magnitude: result vs truth)
+to ``figures/geometry_worst_<method>.png`` (``figures/`` beside a non-default ``--out``), listed under
+``galleries``; stitching cases are positions, not images (their per-seed errors are in the JSON).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from fluorecon.geometry import flow as fl
 from fluorecon.geometry.stabilize import stabilize
@@ -51,7 +61,21 @@ from fluorecon.physics import motion
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _gallery import Case, save_gallery  # noqa: E402
 from _peers import peer_python  # noqa: E402
+from _provenance import finish, provenance  # noqa: E402
+
+DATA: dict = {}  # name → array or file, hashed into the provenance record
+CASES: dict[str, list[Case]] = {}  # method → scored movies, for the failure gallery
+
+
+def mean_ci(values) -> dict:
+    """Mean and 95 % Student-t interval of per-seed values (no interval from one seed)."""
+    a = np.asarray(values, np.float64)
+    if len(a) < 2:
+        return {"n": len(a), "mean": float(a.mean()), "ci95": None}
+    h = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
+    return {"n": len(a), "mean": float(a.mean()), "ci95": [float(a.mean() - h), float(a.mean() + h)]}
 
 
 def _pos_errors(res, true):
@@ -60,7 +84,7 @@ def _pos_errors(res, true):
     return float(np.median(e)), float(e.max())
 
 
-def bench_stitch(quick: bool) -> list[dict]:
+def bench_stitch(quick: bool, seeds: list[int] | None = None) -> list[dict]:
     rows = []
     cases = [("2D 4×4 grid, 256² tiles, 10 % overlap, jitter ±3 px, 100 photons", dict(
         grid=(4, 4), tile_shape=(256, 256), overlap=0.1, jitter=3.0, photons=100.0))]
@@ -69,10 +93,12 @@ def bench_stitch(quick: bool) -> list[dict]:
     if quick:
         cases = [("2D 2×2 grid, 128² tiles, 15 % overlap", dict(grid=(2, 2), tile_shape=(128, 128), overlap=0.15,
                                                                     jitter=2.0, photons=100.0))]
-    for name, kw in cases:
+    seeds = ([0] if quick else [0, 1, 2]) if seeds is None else list(seeds)
+    for ci, (name, kw) in enumerate(cases):
         meds, maxs, secs = [], [], []
-        for seed in range(1 if quick else 3):
+        for seed in seeds:
             sim = motion.simulate_tiling(seed=seed, **kw)
+            DATA[f"stitch_case{ci}_seed{seed}_tiles"] = np.asarray(sim["tiles"], np.float32)
             t0 = time.perf_counter()
             res = stitch(sim["tiles"], sim["nominal"], fuse_mosaic=False)
             secs.append(time.perf_counter() - t0)
@@ -80,7 +106,10 @@ def bench_stitch(quick: bool) -> list[dict]:
             meds.append(m)
             maxs.append(x)
         rows.append({"case": name, "median_error_px": float(np.median(meds)), "max_error_px": float(np.max(maxs)),
-                     "seconds_register": float(np.mean(secs)), "runs": len(meds),
+                     "seconds_register": float(np.mean(secs)), "runs": len(meds), "seeds": seeds,
+                     "per_seed": {str(sd): {"median_error_px": m, "max_error_px": x}
+                                  for sd, m, x in zip(seeds, meds, maxs, strict=True)},
+                     "median_error_px_mean_ci95": mean_ci(meds), "max_error_px_mean_ci95": mean_ci(maxs),
                      "target": "median ≤ 0.3 px, max ≤ 2 px",
                      "met": bool(np.median(meds) <= 0.3 and np.max(maxs) <= 2.0)})
         print(rows[-1], flush=True)
@@ -95,6 +124,7 @@ def bench_real_texture() -> dict | None:
     d = shared_data("basic-flatfield")
     if d is None:
         return None
+    DATA["wsi_brain.npz"] = d / "wsi_brain.npz"
     tiles = np.load(d / "wsi_brain.npz")["images"].astype(np.float32)
     rng = np.random.default_rng(0)
     errs = []
@@ -124,6 +154,7 @@ def bench_stitch_peers(seeds: list[int]) -> dict:
     notes: list[str] = []
     for seed in seeds:
         sim = motion.simulate_tiling(seed=seed, **kw)
+        DATA[f"peers_seed{seed}_tiles"] = np.asarray(sim["tiles"], np.float32)
         t0 = time.perf_counter()
         res = stitch(sim["tiles"], sim["nominal"], fuse_mosaic=False)
         sec = time.perf_counter() - t0
@@ -160,8 +191,13 @@ def bench_stitch_peers(seeds: list[int]) -> dict:
                     "seconds": float(np.mean(d["seconds"])), "seconds_ratio_to_ours": float(np.mean(d["seconds"])) / ours,
                     "runs": len(d["median"]), **({"ncc_threshold": d["ncc_threshold"]} if "ncc_threshold" in d else {})}
              for tool, d in rows.items()}
+    per_seed = {tool: {k: d[k] for k in ("median", "max", "seconds")} for tool, d in rows.items()}
+    paired = {}  # peer − ours per seed (only where the peer ran on every seed)
+    for tool, d in rows.items():
+        if tool != "fluorecon" and len(d["median"]) == len(rows["fluorecon"]["median"]):
+            paired[tool] = {k: mean_ci(np.subtract(d[k], rows["fluorecon"][k])) for k in ("median", "max", "seconds")}
     return {"setting": "2D 4×4 grid, 256² tiles, 10 % overlap, jitter ±3 px, 100 photons", "seeds": seeds,
-            "table": table, "notes": notes, "load": [round(v, 2) for v in os.getloadavg()],
+            "table": table, "per_seed": per_seed, "paired_peer_minus_ours": paired, "notes": notes, "load": [round(v, 2) for v in os.getloadavg()],
             "target": "faster than m2stitch on the same tiles"}
 
 
@@ -235,12 +271,20 @@ def bench_flow(quick: bool, budget: float) -> dict:
         sim = motion.advected_movie((96, 96) if quick else (128, 128), n_frames=3, photons=30.0, bleaching=0.1,
                                     seed=100 + seed)
         truth = sim["flows"]
-        res["tvl1"].append(fl.endpoint_error(fl.flow_tvl1(sim["movie"]), truth, 8))
-        res["ilk"].append(fl.endpoint_error(fl.flow_ilk(sim["movie"]), truth, 8))
-        res["cnn"].append(fl.endpoint_error(fl.cnn_flow(sim["movie"], net), truth, 8))
+        DATA[f"flow_movie{100 + seed}"] = np.asarray(sim["movie"])
         ft = fl.finetune_unsupervised(fl.clone_net(net), sim["movie"], 10 if quick else 60, patch=64)
-        res["cnn+finetune"].append(fl.endpoint_error(fl.cnn_flow(sim["movie"], ft), truth, 8))
+        for name, f in (("tvl1", fl.flow_tvl1(sim["movie"])), ("ilk", fl.flow_ilk(sim["movie"])),
+                        ("cnn", fl.cnn_flow(sim["movie"], net)), ("cnn+finetune", fl.cnn_flow(sim["movie"], ft))):
+            e = fl.endpoint_error(f, truth, 8)
+            res[name].append(e)
+            mag = np.sqrt((np.asarray(f, np.float32) ** 2).sum(-3))  # (frames − 1, Y, X) flow magnitude
+            tmag = np.sqrt((np.asarray(truth, np.float32) ** 2).sum(-3))
+            mov = np.asarray(sim["movie"], np.float32)  # drawn in the |flow| display range of the row
+            CASES.setdefault(name.replace("+", "_"), []).append(Case(
+                f"movie {100 + seed}", -e, {"recording (rescaled)": mov / max(float(mov.max()), 1e-9) * float(tmag.max()),
+                                            "result": mag, "reference": tmag}, {"epe_px": e}))
     out = {k: float(np.mean(v)) for k, v in res.items()}
+    out["per_movie"] = {k: list(map(float, v)) for k, v in res.items()}
     out.update({"ratio_cnn_tvl1": out["cnn"] / out["tvl1"], "ratio_cnn_finetune_tvl1": out["cnn+finetune"] / out["tvl1"],
                 "train_seconds": train_s, "train_steps": int(net.trained_steps), "movies": n,
                 "setting": "128² (quick: 96²), 3 frames, 30 photons at intensity 1, bleaching 10 %/frame, flow RMS 1.5 px "
@@ -254,6 +298,7 @@ def bench_flow(quick: bool, budget: float) -> dict:
 def bench_stabilize(quick: bool, budget: float) -> dict:
     s = motion.deformed_series(n_frames=3 if quick else 6, shape=(64, 64) if quick else (96, 96), amplitude=3.0,
                                smoothness=12, seed=0)
+    DATA["stabilize_frames_seed0"] = np.asarray(s["frames"])
     truth = np.stack([motion.invert_field(f) for f in s["fields"]])
 
     def err(f: np.ndarray) -> float:
@@ -313,51 +358,91 @@ def to_markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def _record(r: dict, a: argparse.Namespace, seeds: list[int], command: list[str], t_start: float,
+            figures: Path) -> dict:
+    """Add the galleries of this run and its provenance record to ``r``."""
+    if CASES:
+        r["galleries"] = {m: {"path": str(figures / f"geometry_worst_{m}.png"),
+                              "cases": save_gallery(cs, figures / f"geometry_worst_{m}.png",
+                                                    f"geometry.py flow: {m}, worst 3 movies by EPE (score = −EPE, px); "
+                                                    "panels: movie, |flow| result and truth"),
+                              "scores": {c.label: c.score for c in cs}}
+                          for m, cs in CASES.items()}
+    params = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, "seeds": seeds,
+              "fixed_seeds": {"flow_training": 0, "flow_movies": "100+i", "stabilize_series": 0, "big_grid": 1}}
+    prov = provenance(seeds=seeds, data=DATA, params=params, argv=command)
+    prov["date_utc"] = r.get("date", prov["date_utc"])
+    prov["load_average_start"] = r.get("load_before", prov["load_average_start"])
+    r["provenance"] = finish(prov, t_start)
+    return r
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--flow-budget", type=float, default=150.0)
-    ap.add_argument("--deform-budget", type=float, default=90.0)
+    ap.add_argument("--flow-budget", type=float, default=None, help="flow CNN training seconds (150; --quick: 10)")
+    ap.add_argument("--deform-budget", type=float, default=None, help="deformable training seconds (90; --quick: 5)")
     ap.add_argument("--memory-grid", type=int, default=4)
     ap.add_argument("--skip-memory", action="store_true")
-    ap.add_argument("--out", type=Path, default=HERE / "geometry.json")
+    ap.add_argument("--out", type=Path, default=HERE / "geometry.json",
+                    help="JSON of the main run (the --peers/--memory-only/--flow-only files go beside it)")
+    ap.add_argument("--figures", type=Path, default=None,
+                    help="gallery folder (default benchmarks/figures; with a non-default --out: figures/ beside it)")
     ap.add_argument("--peers", action="store_true", help="only the stitching peers (→ geometry_peers.json)")
     ap.add_argument("--memory-only", action="store_true", help="only the out-of-core memory point (→ geometry_memory.json)")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", nargs="+", default=None,
+                    help="simulated tilings of (a) and (e): '0 1 2' or '0,1,2' (default 0 1 2; --quick: 0)")
     ap.add_argument("--flow-only", action="store_true", help="only optical flow (→ geometry_flow.json)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the reduced run used 1)")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    try:
+        seeds = ([0] if a.quick and not a.peers else [0, 1, 2]) if a.seeds is None else \
+            [int(v) for v in ",".join(a.seeds).split(",") if v.strip()]
+    except ValueError:
+        ap.error(f"--seeds takes integers, e.g. '--seeds 0 1 2'; got {' '.join(a.seeds)!r}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        ap.error("--seeds needs distinct integers")
+    flow_budget = a.flow_budget if a.flow_budget is not None else 10.0 if a.quick else 150.0
+    deform_budget = a.deform_budget if a.deform_budget is not None else 5.0 if a.quick else 90.0
+    out_dir = a.out.resolve().parent
+    figures = a.figures or (HERE / "figures" if a.out.resolve() == HERE / "geometry.json" else out_dir / "figures")
+    DATA.clear()
+    CASES.clear()
+    t_start = time.time()
+    command = [__file__, *(sys.argv[1:] if argv is None else argv)]
     torch.set_num_threads(a.threads)
     if a.flow_only:
         r = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
              "load_before": [round(v, 2) for v in os.getloadavg()], "command": " ".join(sys.argv),
-             "flow": bench_flow(a.quick, a.flow_budget), "load_after": [round(v, 2) for v in os.getloadavg()]}
-        (HERE / "geometry_flow.json").write_text(json.dumps(r, indent=2))
+             "flow": bench_flow(a.quick, flow_budget), "load_after": [round(v, 2) for v in os.getloadavg()]}
+        (out_dir / "geometry_flow.json").write_text(json.dumps(_record(r, a, seeds, command, t_start, figures), indent=2))
         return
     if a.peers or a.memory_only:
         r = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
              "load_before": [round(v, 2) for v in os.getloadavg()], "command": " ".join(sys.argv)}
         if a.peers:
-            r["peers"] = bench_stitch_peers([int(v) for v in a.seeds.split(",")])
+            r["peers"] = bench_stitch_peers(seeds)
             name = "geometry_peers.json"
         else:
             r["memory"] = bench_memory(a.memory_grid, 1024)
             name = "geometry_memory.json"
         r["load_after"] = [round(v, 2) for v in os.getloadavg()]
-        (HERE / name).write_text(json.dumps(r, indent=2))
+        _record(r, a, seeds, command, t_start, figures)
+        (out_dir / name).write_text(json.dumps(r, indent=2))
         print(json.dumps(r, indent=2))
         return
     r: dict = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "quick": a.quick,
                "load_before": [round(v, 1) for v in os.getloadavg()]}
-    r["stitch"] = bench_stitch(a.quick)
+    r["stitch"] = bench_stitch(a.quick, seeds)
     r["real_texture"] = bench_real_texture()
     if not a.skip_memory:
         r["memory"] = bench_memory(2 if a.quick else a.memory_grid, 256 if a.quick else 1024)
         print(r["memory"], flush=True)
-    r["flow"] = bench_flow(a.quick, 10.0 if a.quick else a.flow_budget)
-    r["stabilize"] = bench_stabilize(a.quick, 5.0 if a.quick else a.deform_budget)
+    r["flow"] = bench_flow(a.quick, flow_budget)
+    r["stabilize"] = bench_stabilize(a.quick, deform_budget)
     r["load_after"] = [round(v, 1) for v in os.getloadavg()]
     r["self_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _record(r, a, seeds, command, t_start, figures)
     a.out.write_text(json.dumps(r, indent=2))
     md = to_markdown(r)
     a.out.with_suffix(".md").write_text(md)

@@ -1,6 +1,7 @@
 """Light-field benchmark: RL vs the pyolaf projection algorithm, RL vs learned on simulations, the real worm.
 
     .venv/bin/python benchmarks/lightfield.py [peer] [sim] [worm] [--pyolaf /tmp/pyolaf-venv/bin/python]
+        [--seeds 0] [--budget 120] [--out benchmarks/lightfield.json] [--figures benchmarks/figures] [--quick]
 
 - ``peer``: the same operator (fluorecon's kernels) and the same RL, projected by fluorecon
   (lenslet-grid FFTs + batched matrix product) and by pyolaf's algorithm (one full-size FFT
@@ -12,11 +13,19 @@
   RL and learned, orthogonal max projections (``figures/lightfield_worm.png``) and the re-projection
   consistency ``1 − ‖A x − d‖² / ‖d − mean d‖²``.
 
-Writes ``benchmarks/lightfield.json``. Timings are on a shared 2-core machine (load printed).
+Writes ``benchmarks/lightfield.json``. Timings are on a shared 2-core machine (load printed). Every part's
+entry holds a ``provenance`` record (command, code hash, data by hash: the simulated truths, the worm file;
+seeds, parameters, machine, load). ``sim`` runs once per ``--seeds`` value s (network seed s, volumes seed
+s + 1, noise seed s + 2: ``--seeds 0``, the default, is the reported run), reports per seed, the mean with a
+95 % t-interval and the paired learned − RL difference per scene, and draws each method's three
+lowest-PSNR scenes (max projections) as ``<figures>/lightfield_worst_<method>.png``. ``--quick``: a tiny
+``sim`` (3 depths, 6×6 lenslets, 2 s of training, 10 RL iterations) for tests. ``--budget`` (default: the
+``LF_BUDGET`` environment variable, else 120 s) is the learned network's training time.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -42,7 +51,12 @@ from fluorecon.physics.camera import Camera
 from fluorecon.physics.lightfield import LightFieldOperator, LightFieldOptics, simulate_lightfield
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.resolve()))
+from _gallery import Case, save_gallery, worst  # noqa: E402
+from _provenance import finish, provenance  # noqa: E402
+
 OUT = HERE / "lightfield.json"
+FIGURES = HERE / "figures"
 SIM_OPTICS = LightFieldOptics(magnification=20, na=0.5, wavelength=0.52, medium_index=1.0, pitch=100.0, f_ml=2000.0,
                               nnum=7, osr=3)
 WORM_OPTICS = LightFieldOptics(magnification=40, na=0.95, wavelength=0.52, medium_index=1.0, pitch=150.0,
@@ -53,10 +67,31 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def mean_ci(values) -> dict:
+    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
+
+    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
+    2.0
+    """
+    from scipy import stats
+
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
+                "values": v.tolist()}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
+            "values": v.tolist()}
+
+
+def _params(args: argparse.Namespace | None) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()} if args is not None else {}
+
+
 def _save(key: str, value: dict) -> None:
     data = json.loads(OUT.read_text()) if OUT.exists() else {}
     data[key] = value
-    OUT.write_text(json.dumps(data, indent=1))
+    OUT.write_text(json.dumps(data, indent=1, default=float))
     print(json.dumps({key: value}, indent=1), flush=True)
 
 
@@ -73,7 +108,9 @@ def _rl_cpu_per_iteration(lf: np.ndarray, op: LightFieldOperator, iters: int) ->
     return vol, float(np.median(times))
 
 
-def bench_peer(python: str) -> None:
+def bench_peer(python: str, args: argparse.Namespace | None = None) -> None:
+    t_wall = time.time()
+    truths: dict[str, np.ndarray] = {}
     configs = [("nnum7_12x12_3depths", SIM_OPTICS, [-4.0, 0.0, 4.0], (84, 84), 5),
                ("nnum15_14x14_3depths_worm_optics", WORM_OPTICS, [-4.0, -2.0, 0.0], (210, 210), 2)]
     rows = []
@@ -81,6 +118,7 @@ def bench_peer(python: str) -> None:
         op = LightFieldOperator(optics, depths, shape)
         rng = np.random.default_rng(0)
         truth = (rng.random(op.volume_shape) < 0.01).astype(np.float32) * 100
+        truths[f"truth_{name}"] = truth
         lf, _ = simulate_lightfield(truth, op, Camera(photons=1.0, gain=1.0, read_noise=1.0), seed=1)
         lf = np.clip(lf, 0, None)
         ours, t_ours = _rl_cpu_per_iteration(lf, op, iters)
@@ -97,8 +135,11 @@ def bench_peer(python: str) -> None:
                      "speedup": round(t_theirs / t_ours, 1), "volume_correlation": round(corr, 5),
                      "load": _load()})
         print(rows[-1], flush=True)
+    # deterministic given the data: truth seed 0, noise seed 1
+    prov = provenance(seeds=[0, 1], data=truths, params={**_params(args), "truth_seed": 0, "noise_seed": 1})
     _save("peer", {"rows": rows, "note": "same kernels and RL; pyolaf's projection algorithm and FFT routine "
-                   "(pyolaf 0.2.1, numpy backend); CPU process time, one thread each, shared machine"})
+                   "(pyolaf 0.2.1, numpy backend); CPU process time, one thread each, shared machine",
+                   "provenance": finish(prov, t_wall)})
 
 
 def _volume(kind: str, shape: tuple[int, int, int], seed: int) -> np.ndarray:
@@ -114,20 +155,30 @@ def _volume(kind: str, shape: tuple[int, int, int], seed: int) -> np.ndarray:
     return vol
 
 
-def bench_sim(budget_s: float) -> None:
+def bench_sim(budget_s: float, seeds: list[int] | None = None, quick: bool = False,
+              args: argparse.Namespace | None = None) -> None:
+    """RL vs learned on simulated volumes, once per seed s (network s, volumes s + 1, noise s + 2)."""
     torch.set_num_threads(1)
-    depths = [-8.0, -4.0, 0.0, 4.0, 8.0]
-    op = LightFieldOperator(SIM_OPTICS, depths, (84, 84))
+    t_wall = time.time()
+    seeds = [0] if seeds is None else list(seeds)
+    depths = [-4.0, 0.0, 4.0] if quick else [-8.0, -4.0, 0.0, 4.0, 8.0]
+    op = LightFieldOperator(SIM_OPTICS, depths, (42, 42) if quick else (84, 84))
+    rl_iters = 10 if quick else 150
     t0 = time.perf_counter()
-    net, tinfo = train_lightfield_net(op, budget_s=budget_s, patch_lenslets=6, batch_size=4, width=16, seed=0,
-                                      photons=(100.0, 5000.0))
     rows = []
-    for kind in ("beads", "filaments"):
-        for photons in (200.0, 2000.0):               # photons emitted by a voxel of value 1
-            truth = _volume(kind, op.volume_shape, seed=1)
+    tinfos = []
+    truths: dict[str, np.ndarray] = {}
+    cases: dict[str, list[Case]] = {}
+    for seed in seeds:
+        net, tinfo = train_lightfield_net(op, budget_s=budget_s, patch_lenslets=6, batch_size=4, width=16, seed=seed,
+                                          photons=(100.0, 5000.0))
+        tinfos.append(tinfo)
+        for kind, photons in _scenes(quick):           # photons emitted by a voxel of value 1
+            truth = _volume(kind, op.volume_shape, seed=seed + 1)
+            truths[f"truth_{kind}_seed{seed}"] = truth
             scale = photons
             cam = Camera(photons=1.0, gain=1.0, offset=0.0, read_noise=1.0)
-            lf, _ = simulate_lightfield(truth * scale, op, cam, seed=2)
+            lf, _ = simulate_lightfield(truth * scale, op, cam, seed=seed + 2)
             rng_max = float(truth.max() * scale)
             scores = []
 
@@ -135,13 +186,13 @@ def bench_sim(budget_s: float) -> None:
                 scores.append(psnr(x.numpy(), truth * scale, data_range=rng_max))
 
             t = time.perf_counter()
-            vol_rl, info = richardson_lucy_lightfield(lf, op, 150, stop="discrepancy", gain=1.0, read_noise=1.0,
+            vol_rl, info = richardson_lucy_lightfield(lf, op, rl_iters, stop="discrepancy", gain=1.0, read_noise=1.0,
                                                       return_info=True, callback=cb)
             t_rl = time.perf_counter() - t
             t = time.perf_counter()
             vol_nn = predict_lightfield(net, lf, operator=op)
             t_nn = time.perf_counter() - t
-            row = {"kind": kind, "photons_scale": photons, "rl_iterations": info["iterations"],
+            row = {"seed": seed, "kind": kind, "photons_scale": photons, "rl_iterations": info["iterations"],
                    "rl_psnr": round(psnr(vol_rl, truth * scale, data_range=rng_max), 2),
                    "rl_best_psnr": round(max(scores), 2), "rl_best_iteration": int(np.argmax(scores)) + 1,
                    "learned_psnr": round(psnr(vol_nn, truth * scale, data_range=rng_max), 2),
@@ -157,8 +208,36 @@ def bench_sim(budget_s: float) -> None:
                    "speed_ratio_rl_over_inference": round(t_rl / max(t_nn, 1e-6), 1), "load": _load()}
             rows.append(row)
             print(row, flush=True)
-    _save("sim", {"rows": rows, "training": tinfo, "depths_um": depths, "optics": SIM_OPTICS.to_dict(),
-                  "train_seconds": round(time.perf_counter() - t0, 1)})
+            label = f"seed {seed} {kind} {photons:g} photons"
+            ref = (truth * scale).max(axis=0)
+            for name, vol in (("rl", vol_rl), ("learned", vol_nn)):
+                # max projections over depth: the sparse volumes' middle plane may be empty
+                cases[name] = worst([*cases.get(name, []), Case(label, row[f"{name}_psnr"], {
+                    "light field": lf.astype(np.float32), "result": np.asarray(vol, np.float32).max(axis=0),
+                    "reference": ref.astype(np.float32)}, {"seed": seed, "kind": kind, "photons": photons})], 3)
+    figures = getattr(args, "figures", FIGURES)
+    galleries = {name: {"path": str(figures / f"lightfield_worst_{name}.png"), "metric": "psnr (dB)",
+                        "cases": save_gallery(cs, figures / f"lightfield_worst_{name}.png",
+                                              f"lightfield.py sim: worst PSNR, {name} (max projections)")}
+                 for name, cs in cases.items()}
+    summary = {}
+    for kind, photons in _scenes(quick):
+        at = [r for r in rows if r["kind"] == kind and r["photons_scale"] == photons]
+        summary[f"{kind}@{photons:g}"] = {
+            "seeds": [r["seed"] for r in at], "rl_psnr": mean_ci([r["rl_psnr"] for r in at]),
+            "learned_psnr": mean_ci([r["learned_psnr"] for r in at]),
+            "learned_minus_rl_psnr": mean_ci([r["learned_psnr"] - r["rl_psnr"] for r in at])}
+    prov = provenance(seeds=seeds, data=truths, params={
+        **_params(args), "budget_s": budget_s, "quick": quick, "depths_um": depths, "rl_max_iterations": rl_iters,
+        "network_seed": "s", "volume_seed": "s + 1", "noise_seed": "s + 2", "patch_lenslets": 6, "batch_size": 4,
+        "width": 16, "train_photons": [100.0, 5000.0]})
+    _save("sim", {"rows": rows, "training": tinfos[0], "training_per_seed": tinfos, "depths_um": depths,
+                  "optics": SIM_OPTICS.to_dict(), "train_seconds": round(time.perf_counter() - t0, 1),
+                  "summary": summary, "galleries": galleries, "provenance": finish(prov, t_wall)})
+
+
+def _scenes(quick: bool) -> list[tuple[str, float]]:
+    return [(k, p) for k in ("beads", "filaments") for p in ((2000.0,) if quick else (200.0, 2000.0))]
 
 
 def _consistency(op: LightFieldOperator, vol: np.ndarray, d: np.ndarray) -> float:
@@ -166,13 +245,15 @@ def _consistency(op: LightFieldOperator, vol: np.ndarray, d: np.ndarray) -> floa
     return float(1 - np.sum(r**2) / np.sum((d - d.mean()) ** 2))
 
 
-def bench_worm(budget_s: float) -> None:
+def bench_worm(budget_s: float, args: argparse.Namespace | None = None) -> None:
     torch.set_num_threads(1)
+    t_wall = time.time()
     folder = shared_data("lightfield-worm")
     if folder is None:
         print("no worm data")
         return
-    lf = read_image(folder / "20131219WORM2_small_full_neg_X1_N15_cropped_uncompressed.tif").data.astype(np.float32)
+    worm_file = folder / "20131219WORM2_small_full_neg_X1_N15_cropped_uncompressed.tif"
+    lf = read_image(worm_file).data.astype(np.float32)
     crop = lf[15 * 10:15 * 34, 15 * 3:15 * 27]           # 24×24 lenslets around the worm
     depths = [-8.0, -4.0, 0.0, 4.0, 8.0]                  # both signs: which side the worm lies on is a check
     t = time.perf_counter()
@@ -204,19 +285,34 @@ def bench_worm(budget_s: float) -> None:
     (HERE / "figures").mkdir(exist_ok=True)
     fig.savefig(HERE / "figures" / "lightfield_worm.png", dpi=80)
     res["figure"] = "benchmarks/figures/lightfield_worm.png"
+    res["provenance"] = finish(provenance(seeds=[0], data={"lightfield-worm/" + worm_file.name: worm_file}, params={
+        **_params(args), "budget_s": budget_s, "crop_lenslets": [24, 24], "crop_origin_lenslets": [10, 3],
+        "network_seed": 0, "width": 24, "batch_size": 2, "rl_iterations": 20, "rl_stop": "auto"}), t_wall)
     _save("worm", res)
 
 
-if __name__ == "__main__":
-    args = sys.argv[1:]
-    python = "/tmp/pyolaf-venv/bin/python"
-    if "--pyolaf" in args:
-        python = args[args.index("--pyolaf") + 1]
-    budget = float(os.environ.get("LF_BUDGET", "120"))
+def main() -> None:
+    global OUT
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("parts", nargs="*", choices=("peer", "sim", "worm"), help="parts to run")
+    ap.add_argument("--pyolaf", default="/tmp/pyolaf-venv/bin/python", help="python of a venv with pyolaf")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="sim: seeds (network s, volumes s+1, noise s+2)")
+    ap.add_argument("--budget", type=float, default=float(os.environ.get("LF_BUDGET", "120")),
+                    help="training seconds of the learned network (default $LF_BUDGET or 120)")
+    ap.add_argument("--quick", action="store_true", help="sim: tiny sizes, 2 s of training (tests)")
+    ap.add_argument("--out", type=Path, default=OUT, help="JSON (parts are merged into it)")
+    ap.add_argument("--figures", type=Path, default=FIGURES, help="folder of the worst-case galleries")
+    args = ap.parse_args()
+    OUT = args.out
+    budget = 2.0 if args.quick else args.budget
     print("load", _load(), flush=True)
-    if "peer" in args:
-        bench_peer(python)
-    if "sim" in args:
-        bench_sim(budget)
-    if "worm" in args:
-        bench_worm(budget)
+    if "peer" in args.parts:
+        bench_peer(args.pyolaf, args)
+    if "sim" in args.parts:
+        bench_sim(budget, args.seeds, args.quick, args)
+    if "worm" in args.parts:
+        bench_worm(budget, args)
+
+
+if __name__ == "__main__":
+    main()

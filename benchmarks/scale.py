@@ -22,6 +22,12 @@ Out-of-core throughput is reported for the processing phase (reading, RL, writin
 to end (adding the LocalCluster start and the global decisions, which read the volume once).
 The machine is shared with other engineers while this runs: timings are noisy and the 1→2 worker
 speed-up is bounded by whatever else is running (the script records the load average).
+
+Reproducibility (issue 15): a timing benchmark on deterministic synthetic data (``_chunk_data``, data
+seed 0: every chunk's generator is seeded from the seed and the chunk's position), so it has no
+``--seeds`` and no failure gallery. The JSON's ``provenance`` record (command, commit, source hash,
+parameters, machine, load) states this and fingerprints every generated volume by its shape, chunking
+and the SHA-256 (``array_hash``) of its first chunk.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -40,6 +47,11 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _provenance import finish, provenance  # noqa: E402
+
+DATA_SEED = 0
+VOLUMES: dict = {}  # name → first chunk of each generated volume, hashed into the provenance record
 
 
 def _chunk_data(block_info=None, seed=0):
@@ -59,11 +71,18 @@ def _chunk_data(block_info=None, seed=0):
     return (rng.poisson(v + 10.0).astype(np.float32))
 
 
+def first_chunk(shape, chunks, seed: int = DATA_SEED) -> np.ndarray:
+    """The first chunk of the volume ``make_volume`` writes (its fingerprint in the provenance record)."""
+    cs = tuple(min(c, n) for c, n in zip(chunks, shape, strict=True))
+    return _chunk_data({None: {"array-location": [(0, c) for c in cs], "chunk-shape": cs}}, seed=seed)
+
+
 def make_volume(path: Path, shape, chunks, scheduler="threads") -> float:
     import dask.array as da
 
     from fluorecon.scale import write_ome_zarr
 
+    VOLUMES[f"{Path(path).name}_{'x'.join(map(str, shape))}_first_chunk"] = first_chunk(shape, chunks)
     t = time.perf_counter()
     darr = da.map_blocks(_chunk_data, dtype=np.float32, chunks=tuple((c,) * (n // c) + ((n % c,) if n % c else ())
                                                                       for n, c in zip(shape, chunks, strict=True)),
@@ -150,7 +169,7 @@ def in_memory_rl(inp: Path, params, threads: int):
     return x.size, dt, max(r0, r1)
 
 
-def main():
+def main(argv: list[str] | None = None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (checks the script in ~1 min)")
     ap.add_argument("--workers", type=int, default=2)
@@ -166,7 +185,11 @@ def main():
     ap.add_argument("--tmp", default=None, help="scratch folder (default: a temp dir, removed at the end)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: big,fit,sched,learned,speedup")
     ap.add_argument("--out", default=None, help="JSON file (default benchmarks/scale.json; merged part by part)")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    t_start = time.time()
+    command = [__file__, *(sys.argv[1:] if argv is None else argv)]
+    VOLUMES.clear()
+    start = provenance(argv=command)
     if a.quick:
         a.big_shape, a.fit_shape, a.speedup_shape, a.learned_shape = "64,512,512", "64,256,256", "32,512,512", "8,256,256"
         a.sched_shape = "32,512,512"
@@ -308,6 +331,14 @@ def main():
         if a.tmp is None:
             shutil.rmtree(tmp, ignore_errors=True)
     res["load_avg_end"] = os.getloadavg()
+    prov = provenance(seeds=[DATA_SEED], data=VOLUMES, argv=command,
+                      params={**vars(a), "skipped": sorted(skip),
+                              "rl": {k: (list(v.shape) if isinstance(v, np.ndarray) else v) for k, v in params.items()}})
+    prov.update(date_utc=start["date_utc"], load_average_start=start["load_average_start"],
+                deterministic=f"synthetic volumes from _chunk_data with data seed {DATA_SEED} (each chunk seeded by "
+                              "the seed and its position); data entries: the first chunk of each generated volume; "
+                              "timing benchmark: no seeds to vary, no failure gallery")
+    res["provenance"] = finish(prov, t_start)
     if "big" in res and "in_memory" in res:
         res["ratio_out_of_core_vs_in_memory"] = res["big"]["voxels_per_s"] / res["in_memory"]["voxels_per_s"]
     save()

@@ -12,6 +12,11 @@ tuned on these scenes: the Wiener parameter (0.05) is fairSIM's usual value; the
 trained on its own simulated structures (other seeds), never on the scenes reported here. Quality:
 PSNR/SSIM against the truth after the *same* least-squares gain/offset for every method (units differ);
 resolution: FRC (1/7) against the truth, relative to the widefield OTF cut-off.
+
+Reproducibility: the JSON holds a ``provenance`` record (command, code hash, every simulated truth and the real
+raw file by hash, seeds, all parameters, machine, load), ``summary["per_seed"]`` (per-seed means, their mean
+with a 95 % t-interval, and the paired per-seed differences against the peers), and ``galleries``: the three
+lowest-PSNR scenes of every method as ``<figures>/sim_worst_<method>.png`` (``--figures``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ from fluorecon.physics.sim import SIMPattern, simulate_sim
 from fluorecon.tasks.registry import get
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _gallery import Case, save_gallery, worst  # noqa: E402
+from _provenance import finish, provenance  # noqa: E402
+
+METHODS = ("widefield", "ours", "ours_true_pattern", "learned", "learned_physics", "pyfairsim")
 DX, NA, LAM = 0.065, 1.3, 0.52
 KC = 2 * NA / LAM * DX
 
@@ -90,6 +100,48 @@ def _pyfairsim(python: str, raw: np.ndarray) -> dict | None:
         return {"image": res["image"], "seconds": float(res["seconds"]), "k_px": res["k"].tolist()}
 
 
+def mean_ci(values: list[float]) -> dict:
+    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
+
+    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
+    2.0
+    """
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
+                "values": v.tolist()}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
+            "values": v.tolist()}
+
+
+def per_seed_summary(rows: list[dict]) -> dict:
+    """Per seed: each method's mean PSNR/SSIM over the nominal scenes; across seeds: mean, 95 % CI and the paired
+    per-seed differences ours − widefield, ours − pyfairsim and learned − ours (seeds are the independent units)."""
+    nominal = [r for r in rows if "ours" in r and not r["distorted"]]
+    seeds = sorted({r["seed"] for r in nominal})
+    per: dict = {}
+    for s in seeds:
+        at = [r for r in nominal if r["seed"] == s]
+        per[str(s)] = {m: {k: float(np.mean([r[m][k] for r in at])) for k in ("psnr", "ssim")}
+                       for m in METHODS if all(m in r and "psnr" in r[m] for r in at)}
+    out: dict = {"seeds": seeds, "per_seed": per, "mean_ci": {}, "paired": {}}
+    for m in METHODS:
+        if seeds and all(m in per[str(s)] for s in seeds):
+            out["mean_ci"][m] = {k: mean_ci([per[str(s)][m][k] for s in seeds]) for k in ("psnr", "ssim")}
+    for a, b in (("ours", "widefield"), ("ours", "pyfairsim"), ("learned", "ours"), ("learned_physics", "ours")):
+        if a in out["mean_ci"] and b in out["mean_ci"]:
+            out["paired"][f"{a}_minus_{b}"] = {k: mean_ci([per[str(s)][a][k] - per[str(s)][b][k] for s in seeds])
+                                               for k in ("psnr", "ssim")}
+    return out
+
+
+def _keep_worst(cases: dict | None, method: str, case: Case, n: int = 3) -> None:
+    """Keep only the ``n`` worst cases per method: the full run has 60+ scenes of 512² images."""
+    if cases is not None:
+        cases[method] = worst([*cases.get(method, []), case], n)
+
+
 def _paired(diffs: list[float], seed: int = 0) -> dict:
     """Mean paired difference with a bootstrap 95 % CI (10,000 resamples, seeded) and a t-interval."""
     d = np.asarray(diffs, np.float64)
@@ -102,7 +154,9 @@ def _paired(diffs: list[float], seed: int = 0) -> dict:
 
 def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float, learned_seeds: list[int],
                 photons: tuple[float, ...] | None = None, mods: tuple[float, ...] | None = None,
-                correction_budget: float = 0.0) -> list[dict]:
+                correction_budget: float = 0.0, worst_cases: dict | None = None,
+                truths: dict | None = None) -> list[dict]:
+    """The simulated scenes; ``worst_cases`` collects each method's worst scenes, ``truths`` the truths."""
     size = 256 if quick else 512
     if photons is None:
         photons = (100.0,) if quick else (20.0, 100.0, 1000.0)
@@ -131,6 +185,8 @@ def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float,
     for seed in seeds:
         for kind in kinds:
             truth = np.asarray(phantoms.phantom(kind, (size, size), seed=seed), np.float64)
+            if truths is not None:
+                truths[f"truth_seed{seed}_{kind}"] = truth
             # The nominal cases, and one distorted pattern per scene: strong phase jitter (0.3 rad) and
             # uneven contrast between the angles (1, 0.6, 0.3), where classical estimation is strained.
             cases = [(ph, m, False) for ph in photons for m in mods] + [(min(photons), 0.8, True)]
@@ -176,6 +232,24 @@ def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float,
                                         "k_error_px": _peer_k_error(res["k_px"], true, n)}
                 elif res is not None:
                     row["pyfairsim"] = {"error": res["error"]}
+                label = f"seed {seed} {kind} {ph:g} ph m {m:g}" + (" distorted" if distorted else "")
+                images = {"widefield": (wf, row["widefield"]["psnr"]), "ours": (rec, row["ours"]["psnr"]),
+                          "ours_true_pattern": (rec_true, row["ours_true_pattern"]["psnr"])}
+                # learned rows average several networks: the gallery shows (and scores) the first network
+                if models:
+                    images["learned"] = (predict_sim(models[0], raw), row["learned_per_seed"][0]["psnr"])
+                if corrections:
+                    images["learned_physics"] = (predict_sim(corrections[0], raw),
+                                                 row["learned_physics_per_seed"][0]["psnr"])
+                if res is not None and "image" in res:
+                    images["pyfairsim"] = (res["image"], row["pyfairsim"]["psnr"])
+                wf_fit = _affine(wf, truth).astype(np.float32)
+                for name, (img, score) in images.items():
+                    # panels after the same gain/offset fit as the scores (units differ between methods)
+                    _keep_worst(worst_cases, name, Case(label, score, {
+                        "widefield": wf_fit, "result": _affine(img, truth).astype(np.float32),
+                        "reference": truth.astype(np.float32)}, {"seed": seed, "kind": kind, "photons": ph,
+                                                                 "modulation": m, "distorted": distorted}))
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k not in ("modulation_est", "phase_errors_centre_rad",
                                                                             "learned_per_seed",
@@ -215,13 +289,18 @@ def main() -> None:
     ap.add_argument("--mods", type=float, nargs="+", default=None, help="modulation depths (default by --quick)")
     ap.add_argument("--skip-real", action="store_true", help="do not run the real 3D-SIM data")
     ap.add_argument("--out", type=Path, default=HERE / "sim.json", help="JSON output (default: benchmarks/sim.json)")
+    ap.add_argument("--figures", type=Path, default=HERE / "figures",
+                    help="folder of the worst-case galleries sim_worst_<method>.png")
     args = ap.parse_args()
+    t_wall = time.time()
+    cases: dict[str, list[Case]] = {}
+    truths: dict[str, np.ndarray] = {}
     out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": platform.platform(),
            "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "load_before": os.getloadavg()[0], "seeds": args.seeds}
     out["simulations"] = simulations(args.seeds, args.quick, args.pyfairsim, args.learned_budget, args.learned_seeds,
                                      tuple(args.photons) if args.photons else None,
-                                     tuple(args.mods) if args.mods else None, args.correction_budget)
+                                     tuple(args.mods) if args.mods else None, args.correction_budget, cases, truths)
     out["real"] = {"skipped": "--skip-real"} if args.skip_real else real_data()
     out["load_after"] = os.getloadavg()[0]
     sims = [r for r in out["simulations"] if "ours" in r]
@@ -275,7 +354,21 @@ def main() -> None:
         summary["pyfairsim_total_s_median"] = float(np.median(peer_t))
         summary["pyfairsim_k_error_px_max"] = max(r["pyfairsim"]["k_error_px"] for r in nominal if "pyfairsim" in r
                                                   and "k_error_px" in r["pyfairsim"])
+    summary["per_seed"] = per_seed_summary(sims)
     out["summary"] = summary
+    out["galleries"] = {}
+    for name, cs in cases.items():
+        path = args.figures / f"sim_worst_{name}.png"
+        out["galleries"][name] = {"path": str(path), "metric": "psnr (dB, after the gain/offset fit)",
+                                  "cases": save_gallery(cs, path, f"sim.py: worst PSNR, {name}")}
+    data: dict = dict(truths)
+    real_raw = shared_data("cudasirecon-3dsim-raw")
+    if not args.skip_real and real_raw is not None:
+        data["cudasirecon-3dsim-raw/raw.tif"] = real_raw / "raw.tif"
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    out["provenance"] = finish(provenance(seeds=args.seeds, data=data, params={
+        **params, "pixel_size_um": DX, "na": NA, "wavelength_um": LAM, "k_over_cutoff": 0.85, "wiener": 0.05,
+        "phase_jitter": 0.05, "distorted": {"phase_jitter": 0.3, "contrast": [1.0, 0.6, 0.3]}}), t_wall)
     args.out.write_text(json.dumps(out, indent=1))
     print(json.dumps(summary, indent=1))
     print(json.dumps(out["real"], indent=1))

@@ -1,7 +1,9 @@
 """SIM speed: a 512² raw 2D-SIM set (3 angles × 3 phases), estimation + reconstruction, ours vs pyfairsim.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sim_speed.py [--size 512] [--seeds 0 1 2]``; writes
-``benchmarks/sim_speed.json``. Each method runs in its own process on the same raw frames, with one
+``benchmarks/sim_speed.json`` (``--out`` elsewhere) with a ``provenance`` record (command, code hash, the
+simulated truth and raw frames of every seed by hash, seeds, parameters, machine, load) and a ``summary``
+(per-seed values, mean and 95 % t-interval of the CPU ratio and of the paired PSNR difference ours − peer). Each method runs in its own process on the same raw frames, with one
 thread (``OMP_NUM_THREADS=1`` and our FFT workers = 1), and reports its process CPU time
 (``time.process_time``, robust to other jobs) and wall time; imports and file I/O are excluded. PSNR is
 against the truth after the same least-squares gain/offset for both. Scenes: filaments, k = 0.85 of the
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from fluorecon.evaluate.metrics import psnr
 from fluorecon.physics import phantoms
@@ -28,6 +31,9 @@ from fluorecon.physics.camera import Camera
 from fluorecon.physics.sim import SIMPattern, simulate_sim
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _provenance import finish, provenance  # noqa: E402
+
 DX, NA, LAM = 0.065, 1.3, 0.52
 KC = 2 * NA / LAM * DX
 _OURS = """
@@ -48,6 +54,21 @@ def _affine_psnr(a: np.ndarray, truth: np.ndarray) -> float:
     return float(psnr(a * c[0] + c[1], truth, 1.0))
 
 
+def mean_ci(values: list[float]) -> dict:
+    """Mean and 95 % t-interval (None with fewer than two values).
+
+    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
+    2.0
+    """
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
+                "values": v.tolist()}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
+            "values": v.tolist()}
+
+
 def _run(cmd: list[str], out: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
@@ -64,6 +85,8 @@ def main() -> None:
     ap.add_argument("--pyfairsim", default="/tmp/venv-fairsim/bin/python")
     ap.add_argument("--out", type=Path, default=HERE / "sim_speed.json")
     args = ap.parse_args()
+    t_wall = time.time()
+    data: dict = {}
     out: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": platform.platform(),
                  "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "load_before": list(os.getloadavg()), "size": args.size, "rows": []}
@@ -74,6 +97,7 @@ def main() -> None:
                                  phase0=float(rng.uniform(0, 6.28)))
         raw, _ = simulate_sim(truth, pat, pixel_size=DX, na=NA, wavelength=LAM, seed=rng, phase_jitter=0.05,
                               camera=Camera(photons=100.0, gain=1.0, offset=0.0, read_noise=1.0))
+        data[f"truth_seed{seed}"], data[f"raw_seed{seed}"] = truth, raw
         row: dict = {"seed": seed, "load": list(os.getloadavg())}
         with tempfile.TemporaryDirectory() as d:
             inp = Path(d) / "in.npz"
@@ -95,6 +119,20 @@ def main() -> None:
         out["rows"].append(row)
         print(json.dumps(row), flush=True)
     out["load_after"] = list(os.getloadavg())
+    rows = out["rows"]
+    summary: dict = {"ours_cpu_seconds": mean_ci([r["ours"]["cpu_seconds"] for r in rows if "cpu_seconds" in r["ours"]])}
+    if any("cpu_ratio_pyfairsim_over_ours" in r for r in rows):
+        summary["cpu_ratio_pyfairsim_over_ours"] = mean_ci([r["cpu_ratio_pyfairsim_over_ours"] for r in rows
+                                                            if "cpu_ratio_pyfairsim_over_ours" in r])
+        summary["psnr_ours_minus_pyfairsim"] = mean_ci([r["ours"]["psnr"] - r["pyfairsim"]["psnr"] for r in rows
+                                                        if "psnr" in r["ours"] and "psnr" in r.get("pyfairsim", {})])
+    out["summary"] = summary
+    # The timed code is deterministic given the raw frames; the frames depend only on the seeds.
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    out["provenance"] = finish(provenance(seeds=args.seeds, data=data, params={
+        **params, "deterministic": "timed code deterministic; data simulated from the seeds",
+        "scene": "filaments", "k_over_cutoff": 0.85, "modulation": 0.8, "photons": 100.0, "phase_jitter": 0.05,
+        "wiener": 0.05, "pixel_size_um": DX, "na": NA, "wavelength_um": LAM}), t_wall)
     args.out.write_text(json.dumps(out, indent=1))
 
 

@@ -18,6 +18,14 @@ setting whose mean PSNR reaches the best PSNR without restoration. pySTED (``--p
 venv) times one 64×64 STED acquisition with bleaching — a point-scanning photophysics simulation, a heavier
 kind of step than our widefield one: the ratio says what an RL loop costs, not that the simulations are
 equivalent.
+
+Reproducibility: each part's entry holds a ``provenance`` record (command, code hash, the search and
+evaluation specimens by hash, seeds, all parameters, machine, load). ``ppo`` reports each ``--seeds`` agent,
+the mean over seeds with a 95 % t-interval and the paired difference PPO − best fixed per seed. Failure
+cases: the three lowest-return held-out specimens of each strategy (``best_fixed``, ``adaptive``, each PPO
+agent), re-run to show the final estimate against the widefield reference, as
+``<figures>/smart_microscope_worst_<strategy>.png``, listed under ``galleries``. ``--quick`` (4 search and
+4 held-out specimens, 1024 PPO steps, 2 restoration specimens) and ``--out`` are for tests.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from fluorecon.env.microscope import SmartMicroscopeEnv
 from fluorecon.env.policies import (
@@ -47,8 +56,66 @@ from fluorecon.env.policies import (
 )
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _gallery import Case, save_gallery, worst  # noqa: E402
+from _provenance import finish, provenance  # noqa: E402
+
 OUT = HERE / "smart_microscope.json"
 EVAL0 = 50_000
+SEARCH = range(1000, 1016)
+
+
+def _search(args) -> range:
+    return range(1000, 1004) if getattr(args, "quick", False) else SEARCH
+
+
+def mean_ci(values) -> dict:
+    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
+
+    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
+    2.0
+    """
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
+                "values": v.tolist()}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
+            "values": v.tolist()}
+
+
+def specimens(env: SmartMicroscopeEnv, seeds) -> np.ndarray:
+    """The specimens (truths) of the given seeds, stacked: what the provenance hashes."""
+    out = []
+    for s in seeds:
+        env.reset(seed=int(s))
+        out.append(np.asarray(env.truth, np.float64))
+    return np.stack(out)
+
+
+def gallery(env: SmartMicroscopeEnv, policy, seeds, result: dict, name: str, args) -> dict:
+    """The three lowest-return specimens of ``result`` re-run: final estimate against the widefield reference."""
+    cases = [Case(f"specimen {s}", float(e["return"]), info={"seed": int(s)})
+             for s, e in zip(seeds, result["episodes"], strict=True)]
+    shown = []
+    for c in worst(cases, 3):
+        out = run_episode(env, policy, seed=c.info["seed"])
+        shown.append(Case(c.label, c.score, {"truth": np.asarray(env.truth, np.float32),
+                                             "result": np.asarray(env.estimate(), np.float32),
+                                             "reference": np.asarray(env.reference, np.float32)},
+                          {**c.info, "return_rerun": float(out["return"])}))
+    path = Path(args.figures) / f"smart_microscope_worst_{name}.png"
+    return {"path": str(path), "metric": "episode return",
+            "cases": save_gallery(shown, path, f"smart_microscope: lowest returns, {name}", crop=64)}
+
+
+def _prov(args, env: SmartMicroscopeEnv, seeds, eval_seeds, t_wall: float, **extra) -> dict:
+    data = {"search_specimens": specimens(env, _search(args)), "eval_specimens": specimens(env, eval_seeds)}
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    return finish(provenance(seeds=list(seeds), data=data, params={
+        **params, "search_seeds": [_search(args)[0], _search(args)[-1]],
+        "eval_seeds": [eval_seeds[0], eval_seeds[-1]], "env": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                                                               for k, v in env.settings.items()}, **extra}), t_wall)
 
 
 def _ci(x: np.ndarray) -> list[float]:
@@ -104,15 +171,20 @@ def behaviour(env: SmartMicroscopeEnv, policy, seeds) -> dict:
 
 def part_strategies(args, out: dict) -> dict:
     env = SmartMicroscopeEnv()
+    t_wall = time.time()
     t0 = time.process_time()
-    fixed, grid = best_fixed(env, seeds=range(1000, 1016))
+    fixed, grid = best_fixed(env, seeds=_search(args))
     ev = range(EVAL0, EVAL0 + args.episodes)
     rows = {"best_fixed": evaluate(env, fixed, ev), "adaptive": evaluate(env, AdaptivePolicy(), ev)}
     res = {"best_fixed_setting": str(fixed), "grid": grid, "cpu_seconds": time.process_time() - t0,
            "best_fixed": _summary(rows["best_fixed"]), "adaptive": _summary(rows["adaptive"]),
            "adaptive_vs_best_fixed": _paired(rows["adaptive"], rows["best_fixed"]),
            "adaptive_behaviour": behaviour(env, AdaptivePolicy(), ev),
-           "best_fixed_episodes": [e["return"] for e in rows["best_fixed"]["episodes"]]}
+           "best_fixed_episodes": [e["return"] for e in rows["best_fixed"]["episodes"]],
+           "adaptive_episodes": [e["return"] for e in rows["adaptive"]["episodes"]]}
+    res["galleries"] = {"best_fixed": gallery(env, fixed, ev, rows["best_fixed"], "best_fixed", args),
+                        "adaptive": gallery(env, AdaptivePolicy(), ev, rows["adaptive"], "adaptive", args)}
+    res["provenance"] = _prov(args, env, [], ev, t_wall, deterministic="fixed and adaptive policies on seeded specimens")
     print(f"best fixed {fixed}: {res['best_fixed']['mean_return']:.3f} {np.round(res['best_fixed']['ci95'], 3)}; "
           f"adaptive {res['adaptive']['mean_return']:.3f} {np.round(res['adaptive']['ci95'], 3)}; Δ "
           f"{res['adaptive_vs_best_fixed']['mean']:+.3f} {np.round(res['adaptive_vs_best_fixed']['ci95'], 3)}",
@@ -126,9 +198,11 @@ def part_ppo(args, out: dict) -> dict:
     fixed_setting = out.get("strategies", {}).get("best_fixed_setting")
     if fixed_setting is None:
         raise SystemExit("run --parts strategies first (the best fixed setting is the reference)")
-    fixed, _ = best_fixed(env, seeds=range(1000, 1016))
+    t_wall = time.time()
+    fixed, _ = best_fixed(env, seeds=_search(args))
     ref = evaluate(env, fixed, ev)
     agents = dict(out.get("ppo", {}).get("agents", {}))
+    galleries = dict(out.get("ppo", {}).get("galleries", {}))
     for s in args.seeds:
         t0 = time.process_time()
         model = train_ppo(env, args.timesteps, seed=s)
@@ -138,15 +212,24 @@ def part_ppo(args, out: dict) -> dict:
             pol.save(Path(args.save) / f"seed{s}", env.settings | {"restore": "none"})
         res = evaluate(env, pol, ev)
         agents[str(s)] = {**_summary(res), "timesteps": args.timesteps, "train_cpu_seconds": round(cpu, 1),
-                          "vs_best_fixed": _paired(res, ref), "behaviour": behaviour(env, pol, ev)}
+                          "vs_best_fixed": _paired(res, ref), "behaviour": behaviour(env, pol, ev),
+                          "episodes": [e["return"] for e in res["episodes"]]}
+        galleries[f"ppo_seed{s}"] = gallery(env, pol, ev, res, f"ppo_seed{s}", args)
         a = agents[str(s)]
         print(f"PPO seed {s}: {a['mean_return']:.3f} {np.round(a['ci95'], 3)} ({cpu:.0f} CPU-s); vs best fixed "
               f"{ref['mean_return']:.3f} {np.round(ref['ci95'], 3)}: Δ {a['vs_best_fixed']['mean']:+.3f} "
               f"{np.round(a['vs_best_fixed']['ci95'], 3)}", flush=True)
-    return {"best_fixed": _summary(ref), "agents": agents}
+    # over the agents of this run (seeds are the independent units), paired with the best fixed setting
+    done = [str(s) for s in args.seeds]
+    over = {"seeds": list(args.seeds), "mean_return": mean_ci([agents[s]["mean_return"] for s in done]),
+            "ppo_minus_best_fixed": mean_ci([agents[s]["vs_best_fixed"]["mean"] for s in done])}
+    return {"best_fixed": _summary(ref), "agents": agents, "over_seeds": over, "galleries": galleries,
+            "provenance": _prov(args, env, args.seeds, ev, t_wall, ppo={"n_envs": 8, "net": "MLP 64-64",
+                                                                      "env_streams": "seed·1000 + i"})}
 
 
 def part_restore(args, out: dict) -> dict:
+    t_wall = time.time()
     ev = range(EVAL0, EVAL0 + args.restore_episodes)
     table: dict[str, list] = {}
     for restore in ("none", "denoise"):
@@ -173,10 +256,12 @@ def part_restore(args, out: dict) -> dict:
         curve.append({"none": row["setting"], "quality_db": row["quality_db"], "dose_none": row["mean_dose"],
                       "dose_denoise": None if match is None else match["mean_dose"]})
     return {"episodes": args.restore_episodes, "grid": table, "target_quality_db": target, "dose_at": dose_at,
-            "dose_at_equal_quality": curve}
+            "dose_at_equal_quality": curve,
+            "provenance": _prov(args, SmartMicroscopeEnv(), [], ev, t_wall, deterministic="fixed policies")}
 
 
 def part_step(args, out: dict) -> dict:
+    t_wall = time.time()
     env = SmartMicroscopeEnv()
     n = 0
     t0, c0 = time.perf_counter(), time.process_time()
@@ -193,7 +278,11 @@ def part_step(args, out: dict) -> dict:
         peer = json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr[-300:]}
     ratio = peer["seconds_per_step"] / ours["seconds_per_step"] if peer and "seconds_per_step" in peer else None
     print(f"step: ours {ours['seconds_per_step'] * 1e3:.2f} ms, pySTED {peer}; ratio {ratio}", flush=True)
-    return {"ours": ours, "pysted": peer, "ratio": ratio}
+    return {"ours": ours, "pysted": peer, "ratio": ratio,
+            "provenance": finish(provenance(seeds=list(range(50)), data={"specimens": specimens(env, range(50))},
+                                            params={"steps_per_specimen": 4, "action": [0, 2, 1],
+                                                    "deterministic": "timed steps on specimens of seeds 0–49"}),
+                                 t_wall)}
 
 
 def main() -> None:
@@ -206,15 +295,21 @@ def main() -> None:
     ap.add_argument("--restore-episodes", type=int, default=12)
     ap.add_argument("--save", default=None, help="folder to save the PPO policies in (one per seed)")
     ap.add_argument("--pysted", default="/tmp/venv-pysted/bin/python")
+    ap.add_argument("--quick", action="store_true",
+                    help="tests: 4 search / 4 held-out specimens, 1024 PPO steps, 2 restoration specimens")
+    ap.add_argument("--out", type=Path, default=OUT, help="JSON (parts are merged into it)")
+    ap.add_argument("--figures", type=Path, default=HERE / "figures", help="folder of the worst-case galleries")
     args = ap.parse_args()
+    if args.quick:
+        args.episodes, args.timesteps, args.restore_episodes = min(args.episodes, 4), 1024, 2
     torch.set_num_threads(1)
-    out = json.loads(OUT.read_text()) if OUT.exists() else {}
+    out = json.loads(args.out.read_text()) if args.out.exists() else {}
     for part in args.parts:
         meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": platform.platform(),
                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": os.getloadavg()}
         res = globals()[f"part_{part}"](args, out)
         out[part] = {**meta, **res, "load_after": os.getloadavg()}
-        OUT.write_text(json.dumps(out, indent=1, default=float))
+        args.out.write_text(json.dumps(out, indent=1, default=float))
 
 
 if __name__ == "__main__":

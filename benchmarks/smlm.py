@@ -9,11 +9,16 @@ and applied at every density (a per-density model would be better at the extreme
 
 Usage::
 
-    python benchmarks/smlm.py --quick                 # reduced run (~4 min on 2 busy cores)
+    python benchmarks/smlm.py --quick --out /tmp/smlm  # smoke run: density 1, 20 frames of 32², no training
     python benchmarks/smlm.py --budget 600 --frames 500 --seeds 0 1 2
 
 Writes ``benchmarks/smlm.json`` and ``benchmarks/smlm.md`` (table). Always read the load average
-recorded with the numbers: timings on a shared machine are not the machine's speed.
+recorded with the numbers: timings on a shared machine are not the machine's speed. The JSON holds a
+``provenance`` record (command, code hash, every simulated movie and the real files by hash, seeds, all
+parameters, machine, load), ``summary`` (per density: the per-seed Jaccard and RMSE of each method, their
+mean with a 95 % t-interval and the paired differences against the peers) and ``galleries``: each
+method's three lowest-Jaccard movies as ``<figures>/smlm_worst_<method>.png`` (rendered localizations
+against the rendered truth).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage, stats
 
 from fluorecon.classical.localize import filter_localizations, localize
 from fluorecon.datasets import shared_data
@@ -40,6 +46,11 @@ from fluorecon.learn.smlm_nets import SimConfig, train_localizer
 from fluorecon.physics.smlm import AstigmaticPSF, Blinking, SMLMCamera, simulate_movie
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.resolve()))
+from _gallery import Case, save_gallery, worst  # noqa: E402
+from _provenance import finish, provenance  # noqa: E402
+
+RENDER = 4  # rendered pixels per camera pixel in the galleries (25 nm)
 
 
 def _load() -> float:
@@ -52,7 +63,59 @@ def _metrics(m: dict) -> dict:
     return {k: (round(float(m[k]), 4) if isinstance(m[k], float) else m[k]) for k in keys if k in m}
 
 
-def simulated(densities, frames, size, seeds, budget, train_density, peer_python):
+def mean_ci(values) -> dict:
+    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
+
+    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
+    2.0
+    """
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
+                "values": v.tolist()}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
+            "values": v.tolist()}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per density: each method's Jaccard / RMSE per seed, mean ± 95 % CI, paired differences by seed."""
+    out: dict = {}
+    for dens in sorted({r["density"] for r in rows}):
+        at = sorted((r for r in rows if r["density"] == dens), key=lambda r: r["seed"])
+        g: dict = {"seeds": [r["seed"] for r in at]}
+        methods = [m for m in ("mle", "mle_dev3", "decode", "smappy") if all("jaccard" in r.get(m, {}) for r in at)]
+        for m in methods:
+            g[m] = {k: mean_ci([r[m][k] for r in at]) for k in ("jaccard", "rmse_lateral")}
+        for a, b in (("mle", "smappy"), ("decode", "smappy"), ("decode", "mle")):
+            if a in methods and b in methods:
+                g[f"{a}_minus_{b}"] = {k: mean_ci([r[a][k] - r[b][k] for r in at]) for k in ("jaccard", "rmse_lateral")}
+        out[f"{dens:g}"] = g
+    return out
+
+
+def render(table: dict, shape: tuple[int, int], pixel_size: float = 100.0) -> np.ndarray:
+    """Localizations as a histogram at ``RENDER``× the camera sampling, smoothed by one rendered pixel.
+
+    >>> render({"x [nm]": np.array([150.0]), "y [nm]": np.array([50.0])}, (2, 2)).shape
+    (8, 8)
+    """
+    px = pixel_size / RENDER
+    h = np.zeros((shape[0] * RENDER, shape[1] * RENDER), np.float32)
+    y = (np.asarray(table["y [nm]"], np.float64) // px).astype(int)
+    x = (np.asarray(table["x [nm]"], np.float64) // px).astype(int)
+    ok = (y >= 0) & (y < h.shape[0]) & (x >= 0) & (x < h.shape[1])
+    np.add.at(h, (y[ok], x[ok]), 1.0)
+    return ndimage.gaussian_filter(h, 1.0)
+
+
+def _keep_worst(cases: dict | None, method: str, case: Case, n: int = 3) -> None:
+    if cases is not None:
+        cases[method] = worst([*cases.get(method, []), case], n)
+
+
+def simulated(densities, frames, size, seeds, budget, train_density, peer_python, cases=None, movies=None):
+    """The simulated movies; ``cases`` collects each method's worst movies, ``movies`` the movies (hashes)."""
     cam = SMLMCamera.smlm2016()
     out = []
     model = None
@@ -70,6 +133,8 @@ def simulated(densities, frames, size, seeds, budget, train_density, peer_python
             mov, truth = simulate_movie(n, (size, size), 100.0, density=dens, psf=130.0, camera=cam, background=20.0,
                                         kinetics=kin, seed=1000 + seed)
             row = {"density": dens, "seed": seed, "frames": n, "size": size}
+            if movies is not None:
+                movies[f"movie_density{dens:g}_seed{seed}"] = mov
             t0 = time.perf_counter()
             locs = localize(mov, cam, 100.0, 130.0)
             dt = time.perf_counter() - t0
@@ -93,6 +158,16 @@ def simulated(densities, frames, size, seeds, budget, train_density, peer_python
                                  "frames_per_s": round(n / dt, 1), "load": _load()}
             if peer_python:
                 row["smappy"] = _peer(peer_python, mov, truth, cam)
+            if cases is not None:
+                ref = render(truth, (size, size))
+                mean = np.kron(mov.mean(axis=0), np.ones((RENDER, RENDER), np.float32))
+                # ADU → the rendered truth's range, so that the shared display range shows it
+                mean = (mean - mean.min()) / max(float(np.ptp(mean)), 1e-12) * float(ref.max())
+                tables = {"mle": locs, "mle_dev3": dev, **({"decode": l2} if model is not None else {})}
+                for name, tab in tables.items():
+                    _keep_worst(cases, name, Case(f"density {dens:g} seed {seed}", row[name]["jaccard"], {
+                        "movie mean": mean, "result": render(tab, (size, size)), "reference": ref},
+                        {"density": dens, "seed": seed}))
             print(json.dumps(row), flush=True)
             out.append(row)
     return out, (train_s if model is not None else None), model
@@ -194,35 +269,68 @@ def inference_speed(model, size=64, frames=200, threads=2):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="reduced run")
-    ap.add_argument("--densities", type=float, nargs="*", default=[0.1, 0.5, 1.0, 2.0, 4.0])
-    ap.add_argument("--frames", type=int, default=100)
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--seeds", type=int, nargs="*", default=[0])
-    ap.add_argument("--budget", type=float, default=170.0, help="DECODE-style training budget (s), 0 to skip")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: density 1, 20 frames of 32², no training, no real data (unless given)")
+    ap.add_argument("--densities", type=float, nargs="+", default=None, help="default 0.1 0.5 1 2 4 (quick: 1)")
+    ap.add_argument("--frames", type=int, default=None, help="default 100 (quick: 20)")
+    ap.add_argument("--size", type=int, default=None, help="default 64 (quick: 32)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--budget", type=float, default=None,
+                    help="DECODE-style training budget (s), 0 to skip; default 170 (quick: 0)")
     ap.add_argument("--train-density", type=float, default=2.0)
     ap.add_argument("--peer-python", default=None, help="python of a venv with smappy-smlm")
-    ap.add_argument("--out", default=str(HERE / "smlm"))
+    ap.add_argument("--out", default=str(HERE / "smlm"), help="output prefix (writes PREFIX.json and PREFIX.md)")
+    ap.add_argument("--figures", type=Path, default=HERE / "figures", help="folder of smlm_worst_<method>.png")
     args = ap.parse_args()
+    full = {"densities": [0.1, 0.5, 1.0, 2.0, 4.0], "frames": 100, "size": 64, "budget": 170.0}
+    quick = {"densities": [1.0], "frames": 20, "size": 32, "budget": 0.0}
+    for k, v in (quick if args.quick else full).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     torch.set_num_threads(1)
+    t_wall = time.time()
     t_start = time.perf_counter()
+    cases: dict[str, list[Case]] = {}
+    movies: dict[str, np.ndarray] = {}
     res = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-                       "load_start": _load()}, "args": vars(args)}
+                       "load_start": _load()},
+           "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     rows, train_s, model = simulated(args.densities, args.frames, args.size, args.seeds, args.budget,
-                                     args.train_density, args.peer_python)
+                                     args.train_density, args.peer_python, cases, movies)
     res["simulated"] = rows
+    res["summary"] = summarize(rows)
     res["decode_training_seconds"] = train_s
     res["astigmatic_3d"] = astigmatic(args.frames * 3, args.size, 7)
     print("astigmatic", res["astigmatic_3d"], flush=True)
-    res["deepstorm_simulated"] = deepstorm_data()
-    print("deepstorm data", res["deepstorm_simulated"], flush=True)
-    res["deconstorm_microtubules"] = microtubules()
-    print("microtubules", res["deconstorm_microtubules"], flush=True)
+    data: dict = dict(movies)
+    if args.quick:
+        res["deepstorm_simulated"] = res["deconstorm_microtubules"] = {"skipped": "--quick"}
+    else:
+        res["deepstorm_simulated"] = deepstorm_data()
+        print("deepstorm data", res["deepstorm_simulated"], flush=True)
+        res["deconstorm_microtubules"] = microtubules()
+        print("microtubules", res["deconstorm_microtubules"], flush=True)
+        for name, files in (("deepstorm-simulated-smlm", ("ArtificialDataset_demo1.tif", "positions_demo1.csv")),
+                            ("deconstorm-microtubules", ("deconSTORM_microtubuledata_mov_TYX.npy",))):
+            d = shared_data(name)
+            for f in files if d is not None else ():
+                if (d / f).exists():
+                    data[f"{name}/{f}"] = d / f
+    res["galleries"] = {}
+    for name, cs in cases.items():
+        path = args.figures / f"smlm_worst_{name}.png"
+        res["galleries"][name] = {"path": str(path), "metric": "jaccard",
+                                  "cases": save_gallery(cs, path, f"smlm.py: worst Jaccard, {name}")}
     if model is not None:
         res["decode_inference"] = inference_speed(model)
         print("inference", res["decode_inference"], flush=True)
     res["machine"]["load_end"] = _load()
     res["seconds"] = round(time.perf_counter() - t_start, 1)
+    res["provenance"] = finish(provenance(seeds=args.seeds, data=data, params={
+        **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "movie_seed": "1000 + seed", "astigmatic_seed": 7, "decode_training_seed": 0, "camera": "SMLM-2016 EMCCD",
+        "psf_sigma_nm": 130.0, "pixel_size_nm": 100.0, "background": 20.0,
+        "blinking": {"on_time": 2.0, "off_time": 40.0, "photons": 2000.0}}), t_wall)
     Path(args.out + ".json").write_text(json.dumps(res, indent=1, default=float))
     lines = ["| density µm⁻² | MLE JI | MLE RMSE nm | RMSE/CRLB | MLE E_lat | MLE dev≤3 JI | dev≤3 RMSE/CRLB | "
              "DECODE JI | DECODE RMSE nm | DECODE E_lat | smappy JI | smappy RMSE nm | smappy E_lat |",

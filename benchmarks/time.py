@@ -17,11 +17,19 @@ the recurrent ``convlstm``):
 
     .venv/bin/python benchmarks/time.py sim --budget 40 --frames 100
     .venv/bin/python benchmarks/time.py sim --cpu-budget 30 --frames 64 --size 48 --methods n2v-frames,n2v-t,convlstm
-    .venv/bin/python benchmarks/time.py real --budget 20 --file 1.tif --seeds 0,1,2
+    .venv/bin/python benchmarks/time.py real --budget 20 --file 1.tif --seeds 0 1 2
     .venv/bin/python benchmarks/time.py real --budget 20 --file 2.tif --tune        # settings (tuning file)
     .venv/bin/python benchmarks/time.py speed
 
-Results are appended to ``benchmarks/time.json`` with the machine load (``os.getloadavg``).
+Results are appended to ``benchmarks/time.json`` with the machine load (``os.getloadavg``). Each run holds a
+``provenance`` record (command, code hash, the simulated movies or the real file by hash, seeds, all
+parameters, machine, load). ``--seeds`` (``0 1 2`` or ``0,1,2``): ``real`` trains every learned method once
+per seed (default 0 1 2); ``sim`` repeats the whole simulation per seed (movie and networks seeded alike;
+default: ``--seed``, 0), keeps the first seed's table in ``rows``, every seed's in ``per_seed`` and the mean
+with a 95 % t-interval and the paired differences against ``n2v-frames`` and ``classical`` in ``summary``.
+Failure cases: each method's three worst frames (``sim``: PSNR to the noiseless movie; ``real``: held-out
+frame error in place) as ``<figures>/time_worst_<method>.png`` (``--figures``), listed under ``galleries``.
+``--quick`` (sim: 8 frames of 32², 3 steps, classical and n2v-t, no extra inference rows) is a smoke run.
 """
 
 from __future__ import annotations
@@ -29,12 +37,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 
 from fluorecon.classical.denoise import denoise_classical
 from fluorecon.datasets import shared_data
@@ -54,8 +64,50 @@ from fluorecon.learn.temporal import predict_temporal, train_temporal
 from fluorecon.physics.timelapse import simulate_timelapse
 from fluorecon.tasks.timelapse import denoise_movie, temporal_inference
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gallery import Case, save_gallery, worst
+from _provenance import finish, provenance
+
 OUT = Path(__file__).with_name("time.json")
+FIGURES = Path(__file__).with_name("figures")
 METHODS = ("classical", "n2v-frames", "n2v-t", "deepcad", "convlstm")
+
+
+def mean_ci(values) -> dict:
+    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
+
+    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
+    2.0
+    """
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
+                "values": v.tolist()}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
+            "values": v.tolist()}
+
+
+def parse_seeds(tokens: list[str] | None) -> list[int] | None:
+    """``["0", "1"]`` or ``["0,1"]`` (the older comma form) → ``[0, 1]``.
+
+    >>> parse_seeds(["0,1", "2"])
+    [0, 1, 2]
+    """
+    if tokens is None:
+        return None
+    return [int(v) for t in tokens for v in t.split(",") if v.strip()]
+
+
+def _keep_worst(cases: dict, method: str, new: list[Case], n: int = 3) -> None:
+    cases[method] = worst([*cases.get(method, []), *new], n)
+
+
+def _frame_cases(label: str, inp: np.ndarray, out: np.ndarray, ref: np.ndarray, scores: list[float]) -> list[Case]:
+    """The three worst frames of one result as gallery cases (score: higher is better)."""
+    order = np.argsort(np.nan_to_num(np.asarray(scores), nan=-np.inf))[:3]
+    return [Case(f"{label} frame {int(t)}", float(scores[t]), {"input": inp[t], "result": out[t], "reference": ref[t]},
+                 {"frame": int(t)}) for t in order]
 
 
 def _run(movie: np.ndarray, method: str, args: argparse.Namespace, seed: int | None = None,
@@ -125,27 +177,45 @@ def _save(res: dict) -> None:
     out.write_text(json.dumps(hist, indent=1, default=float))
 
 
-def bench_sim(args: argparse.Namespace, res: dict) -> None:
-    sim = simulate_timelapse((args.size, args.size), args.frames, seed=args.seed)
-    movie, ref = sim["movie"], sim["expected"]
-    rng = float(ref.max() - ref.min())
-    rows = res.setdefault("rows", {})
-    res.update(kind="sim", frames=args.frames, size=args.size, budget_s=args.budget, steps=args.steps, seed=args.seed)
-    rows["input"] = {"psnr": psnr(movie, ref, data_range=rng), "flicker": flicker(movie, truth=ref),
-                     "tfrc_cutoff": temporal_frc(movie, ref).cutoff}
-    rows["temporal_mean"] = {"psnr": psnr(np.broadcast_to(movie.mean(0), movie.shape), ref, data_range=rng)}
-    for m in args.methods:
-        c0 = time.process_time()
-        out, info, restore = _run(movie, m, args)
-        rows[m] = {"psnr": psnr(out, ref, data_range=rng), "flicker": flicker(out, truth=ref),
-                   "tfrc_cutoff": temporal_frc(out, ref).cutoff, "cpu_s": round(time.process_time() - c0, 1), **info}
-        print(m, rows[m], flush=True)
-        prior = j_invariant(restore, movie) if args.inference else None
-        for inf in args.inference:
-            r = prior if inf == "blind-spot" else temporal_inference(restore, movie, "fused", prior=prior)[0]
-            rows[f"{m}/{inf}"] = {"psnr": psnr(r, ref, data_range=rng), "flicker": flicker(r, truth=ref)}
-            print(f"{m}/{inf}", rows[f"{m}/{inf}"], flush=True)
-        _save(res)
+def bench_sim(args: argparse.Namespace, res: dict, data: dict, cases: dict) -> None:
+    seeds = args.seeds or [args.seed]
+    res.update(kind="sim", frames=args.frames, size=args.size, budget_s=args.budget, steps=args.steps, seed=seeds[0],
+               seeds=seeds)
+    per_seed = res.setdefault("per_seed", {})
+    for seed in seeds:
+        sim = simulate_timelapse((args.size, args.size), args.frames, seed=seed)
+        movie, ref = sim["movie"], sim["expected"]
+        data[f"movie_seed{seed}"], data[f"expected_seed{seed}"] = movie, ref
+        rng = float(ref.max() - ref.min())
+        # the first seed's table stays at "rows" (the layout of single-seed runs)
+        rows = res.setdefault("rows", {}) if seed == seeds[0] else {}
+        per_seed[str(seed)] = rows
+        rows["input"] = {"psnr": psnr(movie, ref, data_range=rng), "flicker": flicker(movie, truth=ref),
+                         "tfrc_cutoff": temporal_frc(movie, ref).cutoff}
+        rows["temporal_mean"] = {"psnr": psnr(np.broadcast_to(movie.mean(0), movie.shape), ref, data_range=rng)}
+        for m in args.methods:
+            c0 = time.process_time()
+            out, info, restore = _run(movie, m, args, seed=seed)
+            rows[m] = {"psnr": psnr(out, ref, data_range=rng), "flicker": flicker(out, truth=ref),
+                       "tfrc_cutoff": temporal_frc(out, ref).cutoff, "cpu_s": round(time.process_time() - c0, 1),
+                       "psnr_per_frame": [psnr(o, r, data_range=rng) for o, r in zip(out, ref, strict=True)], **info}
+            _keep_worst(cases, m, _frame_cases(f"seed {seed}", movie, out, ref, rows[m]["psnr_per_frame"]))
+            print(m, {k: v for k, v in rows[m].items() if k != "psnr_per_frame"}, flush=True)
+            prior = j_invariant(restore, movie) if args.inference else None
+            for inf in args.inference:
+                r = prior if inf == "blind-spot" else temporal_inference(restore, movie, "fused", prior=prior)[0]
+                rows[f"{m}/{inf}"] = {"psnr": psnr(r, ref, data_range=rng), "flicker": flicker(r, truth=ref)}
+                print(f"{m}/{inf}", rows[f"{m}/{inf}"], flush=True)
+            _save(res)
+    keys = [k for k in per_seed[str(seeds[0])] if all(k in per_seed[str(s)] for s in seeds)]
+    summary: dict = {k: {q: mean_ci([per_seed[str(s)][k][q] for s in seeds]) for q in ("psnr", "flicker")
+                         if q in per_seed[str(seeds[0])][k]} for k in keys}
+    for peer in ("n2v-frames", "classical"):
+        for k in keys:
+            if k != peer and peer in keys and k not in ("input", "temporal_mean"):
+                summary[f"{k} - {peer}"] = {"psnr": mean_ci([per_seed[str(s)][k]["psnr"] - per_seed[str(s)][peer]["psnr"]
+                                                             for s in seeds])}
+    res["summary"] = summary
 
 
 def _flows(kept: np.ndarray, sigma: float, attachment: float) -> np.ndarray:
@@ -162,10 +232,11 @@ def _per_frame(r: np.ndarray, held: np.ndarray, fl: np.ndarray | None) -> list[f
     return [float(v) for v in np.mean((pred - held[:k].astype(np.float64)) ** 2, axis=(1, 2))]
 
 
-def bench_real(args: argparse.Namespace, res: dict) -> None:
+def bench_real(args: argparse.Namespace, res: dict, data: dict, cases: dict) -> None:
     root = shared_data("huanglab-lysosome-repeats")
     if root is None:
         raise SystemExit("../shared/data/huanglab-lysosome-repeats is absent")
+    data[f"huanglab-lysosome-repeats/{args.file}"] = root / args.file
     movie = read_image(root / args.file).data.astype(np.float32)
     if movie.ndim != 3:
         movie = movie.reshape(-1, *movie.shape[-2:])
@@ -209,6 +280,11 @@ def bench_real(args: argparse.Namespace, res: dict) -> None:
                        "mc_per_frame": _per_frame(out, held, fl), "per_frame": _per_frame(out, held, None), **info}
                 key = m if m == "classical" else f"{m}/w{w}/seed{s}"
                 rows[key] = row
+                # failure cases: the held-out frames the in-place interpolation of this result misses most
+                mid = midpoint_interpolation(out)
+                k = mid.shape[0]
+                _keep_worst(cases, m if m == "classical" else f"{m}-w{w}", _frame_cases(
+                    key, kept[:k], mid, held[:k].astype(np.float32), [-v for v in row["per_frame"]]))
                 print(key, row, flush=True)
                 for inf in args.inference:
                     r = prior if inf == "blind-spot" else temporal_inference(restore, kept, "fused", prior=prior)[0]
@@ -220,8 +296,9 @@ def bench_real(args: argparse.Namespace, res: dict) -> None:
                 _save(res)
 
 
-def bench_speed(args: argparse.Namespace, res: dict) -> None:
+def bench_speed(args: argparse.Namespace, res: dict, data: dict, cases: dict) -> None:
     m = simulate_timelapse((128, 128), 64, seed=0)["movie"]
+    data["movie_seed0"] = m
     rows = {}
     for scheme in ("n2v-t", "convlstm"):
         b = train_temporal(m, "TYX", scheme, steps=1, width=args.width, device="cpu")
@@ -243,9 +320,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--width", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="sim: one seed (alias of --seeds S)")
     ap.add_argument("--file", default="1.tif")
-    ap.add_argument("--seeds", default="0,1,2", help="real: seeds of the learned methods")
+    ap.add_argument("--seeds", nargs="+", default=None,
+                    help="seeds (space or comma separated); real: of the learned methods (default 0 1 2); sim: "
+                         "one run per seed (default --seed)")
     ap.add_argument("--window", type=int, default=8, help="temporal window of n2v-t / deepcad / convlstm")
     ap.add_argument("--flow-sigma", type=float, default=1.0, help="real: Gaussian pre-smoothing of the TV-L1 flow")
     ap.add_argument("--flow-attachment", type=float, default=2.0, help="real: TV-L1 attachment (chosen on 2.tif)")
@@ -256,20 +335,44 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="results file (default benchmarks/time.json)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--inference", default="blind-spot,fused",
-                    help="real: extra rows per method from the same trained net (blind-spot, fused)")
+    ap.add_argument("--inference", default=None,
+                    help="extra rows per method from the same trained net (default blind-spot,fused; quick: none)")
+    ap.add_argument("--quick", action="store_true",
+                    help="sim smoke run: 8 frames of 32², 3 steps, classical and n2v-t, no inference rows")
+    ap.add_argument("--figures", type=Path, default=FIGURES, help="folder of the galleries time_worst_<method>.png")
     args = ap.parse_args()
+    if args.quick:
+        args.frames, args.size, args.steps = min(args.frames, 8), min(args.size, 32), args.steps or 3
+        if args.methods == ",".join(METHODS):
+            args.methods = "classical,n2v-t"
+        args.inference = "" if args.inference is None else args.inference
     args.methods = tuple(args.methods.split(","))
-    args.inference = tuple(v for v in args.inference.split(",") if v)
-    args.seeds = tuple(int(v) for v in args.seeds.split(","))
+    inference = "blind-spot,fused" if args.inference is None else args.inference
+    args.inference = tuple(v for v in inference.split(",") if v)
+    seeds = parse_seeds(args.seeds)
+    args.seeds = tuple(seeds) if seeds is not None else ((0, 1, 2) if args.what == "real" else (args.seed,))
     args.tune_windows = tuple(int(v) for v in args.tune_windows.split(","))
     torch.set_num_threads(args.threads)
+    t_wall = time.time()
+    params = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+              for k, v in vars(args).items()}
     res: dict = {"run": f"{args.what}-{os.getpid()}-{time.time():.0f}", "methods": list(args.methods),
                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": os.getloadavg(),
-                 "argv": vars(args),
+                 "argv": params,
                  "threads": args.threads, "note": "shared 2-core machine under contention: wall times inflated"}
-    {"sim": bench_sim, "real": bench_real, "speed": bench_speed}[args.what](args, res)
+    data: dict = {}
+    cases: dict[str, list[Case]] = {}
+    {"sim": bench_sim, "real": bench_real, "speed": bench_speed}[args.what](args, res, data, cases)
     res["load_end"] = os.getloadavg()
+    res["galleries"] = {}
+    for name, cs in cases.items():
+        path = args.figures / f"time_worst_{name}.png"
+        res["galleries"][name] = {"path": str(path), "metric": "psnr dB" if args.what == "sim" else
+                                  "-held-out frame MSE in place (ADU²)",
+                                  "cases": save_gallery(cs, path, f"time.py {args.what}: worst frames, {name}")}
+    res["provenance"] = finish(provenance(seeds=list(args.seeds), data=data, params={
+        **params, "deterministic": "speed: untrained nets (steps=1), movie seed 0" if args.what == "speed" else None}),
+        t_wall)
     _save(res)
 
 

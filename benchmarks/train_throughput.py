@@ -26,6 +26,14 @@ Two more parts (issue 14, prediction speed against careamics):
   the FMD benchmark images): an N2V network is trained on each noisy image (``--tune-steps``
   steps, seeds ``--seeds``) and every mode's PSNR to the averaged ground truth is reported, with the
   paired difference to exact blind-spot inference. Writes ``train_throughput_jinv.json``.
+
+Reproducibility: every JSON gets a ``provenance`` record (command, code hash, the data by hash — the seeded
+random training/prediction arrays of the speed rows, the ``fmd-dev-pairs`` files of the other parts — seeds,
+parameters, machine, load). The speed parts are deterministic given their data (random arrays of seed 0,
+untrained networks). ``--jinv-tune`` takes ``--seeds 0 1 2`` (or ``0,1,2``), reports per seed, the mean over
+seeds with a 95 % t-interval of each mode's paired difference to exact inference, and draws each mode's
+three lowest-PSNR images as ``<figures>/train_throughput_worst_<mode>.png``. ``--quick``: the speed rows at a
+256² prediction image (tests); ``--out`` moves the speed JSON.
 """
 
 from __future__ import annotations
@@ -42,6 +50,61 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gallery import Case, save_gallery, worst
+from _provenance import finish, provenance
+
+FIGURES = Path(__file__).with_name("figures")
+
+
+def train_data(scheme: str) -> np.ndarray:
+    """The seeded random patches of a training-rate row (64 patches of 64², 1 or 2 channels)."""
+    k = 2 if scheme == "care" else 1
+    return np.random.default_rng(0).random((64, k, 1, 64, 64), dtype=np.float32)
+
+
+def predict_data(size: int = 1024) -> np.ndarray:
+    """The seeded random image of a prediction row."""
+    return np.random.default_rng(0).random((size, size), dtype=np.float32)
+
+
+def mean_ci(values) -> dict:
+    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
+
+    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
+    2.0
+    """
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
+                "values": v.tolist()}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
+            "values": v.tolist()}
+
+
+def parse_seeds(tokens) -> list[int]:
+    """``["0", "1"]`` or ``["0,1"]`` (the older comma form) → ``[0, 1]``.
+
+    >>> parse_seeds(["0,1", "2"])
+    [0, 1, 2]
+    """
+    return [int(v) for t in tokens for v in str(t).split(",") if v.strip()]
+
+
+EXACT = "exact blind spot (16 passes)"
+MODES = ("plain (1 pass)", "linear-corrected", "linear-corrected, 4 bins")
+
+
+def per_seed_summary(rows: list[dict]) -> dict:
+    """Per seed: the mean over images of each mode's PSNR − exact; across seeds: mean and 95 % t-interval."""
+    seeds = sorted({r["seed"] for r in rows})
+    per = {str(s): {m: float(np.mean([r[m] - r[EXACT] for r in rows if r["seed"] == s])) for m in MODES}
+           for s in seeds}
+    return {"seeds": seeds, "per_seed_mean_minus_exact_db": per,
+            "over_seeds": {m: mean_ci([per[str(s)][m] for s in seeds]) for m in MODES}}
 
 
 def _train_rate(scheme: str, seconds: float, device: torch.device) -> dict:
@@ -56,9 +119,7 @@ def _train_rate(scheme: str, seconds: float, device: torch.device) -> dict:
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = get_scheme(scheme)
     gen = torch.Generator().manual_seed(0)
-    rng = np.random.default_rng(0)
-    k = 2 if scheme == "care" else 1
-    data = torch.as_tensor(rng.random((64, k, 1, 64, 64), dtype=np.float32), device=device)
+    data = torch.as_tensor(train_data(scheme), device=device)
     steps = 0
     # warm-up (first-call allocations)
     for _ in range(2):
@@ -84,12 +145,12 @@ def _train_rate(scheme: str, seconds: float, device: torch.device) -> dict:
             "patches_per_s": round(16 * steps / wall, 2)}
 
 
-def _predict_rate(device: torch.device, tile, repeats: int = 2) -> dict:
+def _predict_rate(device: torch.device, tile, repeats: int = 2, size: int = 1024) -> dict:
     from fluorecon.learn.nets import UNet
     from fluorecon.learn.predict import predict
 
     net = UNet(dim=2, depth=2, width=32, residual=False)
-    x = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    x = predict_data(size)
     predict(net, x[:256, :256], "YX", tile=None, device=str(device))
     best, cpu = 1e9, 0.0
     for _ in range(repeats):
@@ -97,8 +158,8 @@ def _predict_rate(device: torch.device, tile, repeats: int = 2) -> dict:
         predict(net, x, "YX", tile=tile, device=str(device))
         best = min(best, time.perf_counter() - t0)
         cpu = time.process_time() - c0
-    return {"what": f"predict 1024² tile={tile}", "device": str(device), "wall_s": round(best, 3), "cpu_s": round(cpu, 2),
-            "mpx_per_s": round(1.048576 / best, 3)}
+    return {"what": f"predict {size}² tile={tile}", "device": str(device), "wall_s": round(best, 3),
+            "cpu_s": round(cpu, 2), "mpx_per_s": round(size * size / 1e6 / best, 3)}
 
 
 def _peer(seconds: float) -> dict | None:
@@ -121,14 +182,19 @@ def _peer(seconds: float) -> dict | None:
     return {"what": "careamics N2V (peer)", "error": r.stderr[-500:]}
 
 
-def _fmd_dev(name: str) -> tuple[np.ndarray, np.ndarray]:
-    from skimage.io import imread
-
+def _fmd_root() -> Path:
     from fluorecon.datasets import shared_data
 
     root = shared_data("fmd-dev-pairs")
     if root is None:
         raise SystemExit("fmd-dev-pairs is not in ../shared/data (set FLUORECON_SHARED_DATA)")
+    return root
+
+
+def _fmd_dev(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from skimage.io import imread
+
+    root = _fmd_root()
     noisy = imread(root / "noisy" / f"{name}.png").astype(np.float32)
     gt = imread(root / "gt" / f"{name}.png").astype(np.float32)
     return (noisy[..., 0] if noisy.ndim == 3 else noisy), (gt[..., 0] if gt.ndim == 3 else gt)
@@ -152,6 +218,7 @@ def predict_peer(repeats: int, threads: int) -> dict:
     from fluorecon.learn.nets import UNet
     from fluorecon.learn.normalize import PercentileNormalizer
 
+    t_wall = time.time()
     names = ["Confocal_BPAE_B_1", "Confocal_BPAE_G_1", "TwoPhoton_BPAE_B_1", "TwoPhoton_BPAE_G_1"]
     tiles = [_fmd_dev(n)[0] for n in names]
     x = np.block([[tiles[0], tiles[1]], [tiles[2], tiles[3]]]).astype(np.float32)
@@ -204,15 +271,21 @@ def predict_peer(repeats: int, threads: int) -> dict:
         res["speedup_vs_careamics_first_call"] = {k: round(peer["wall_s"][0] / min(v["wall_s"]), 2)
                                                   for k, v in rows.items()}
         print(res["speedup_vs_careamics_best"], flush=True)
+    root = _fmd_root()
+    res["provenance"] = finish(provenance(seeds=[0], data={
+        f"fmd-dev-pairs/noisy/{n}.png": root / "noisy" / f"{n}.png" for n in names}, params={
+        "repeats": repeats, "threads": threads, "deterministic": "untrained network of torch seed 0"}), t_wall)
     Path(__file__).with_name("train_throughput_predict.json").write_text(json.dumps(res, indent=2))
     return res
 
 
-def jinv_tune(names: list[str], seeds: list[int], steps: int, out: Path) -> dict:
+def jinv_tune(names: list[str], seeds: list[int], steps: int, out: Path, figures: Path = FIGURES) -> dict:
     """PSNR of the inference modes on the tuning pairs (fmd-dev-pairs), N2V trained per image and seed."""
     from fluorecon.learn.single_image import denoise_single_image
 
+    t_wall = time.time()
     res = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    cases: dict[str, list[Case]] = {}
     for name in names:
         x, gt = _fmd_dev(name)
         rng = float(gt.max() - gt.min())
@@ -226,6 +299,8 @@ def jinv_tune(names: list[str], seeds: list[int], steps: int, out: Path) -> dict
                 y = fn()
                 row[mode] = round(float(10 * np.log10(rng**2 / np.mean((y - gt) ** 2))), 3)
                 row[mode + " cpu_s"] = round(time.process_time() - c0, 2)
+                cases[mode] = worst([*cases.get(mode, []), Case(f"{name} seed {seed}", row[mode], {
+                    "noisy": x, "result": np.asarray(y, np.float32), "reference": gt}, {"image": name, "seed": seed})])
             print(row, flush=True)
             res["rows"] = [r for r in res["rows"] if not (r["image"] == name and r["seed"] == seed)] + [row]
             out.write_text(json.dumps(res, indent=2))
@@ -239,6 +314,20 @@ def jinv_tune(names: list[str], seeds: list[int], steps: int, out: Path) -> dict
                                                                                   round(float(d.mean() + half), 3)],
                           "n": int(len(d))}
     res["paired_vs_exact"] = summ
+    res["per_seed"] = per_seed_summary(res["rows"])
+    res["galleries"] = {}
+    for mode, cs in cases.items():
+        slug = mode.split(" (")[0].replace(",", "").replace(" ", "-")
+        path = figures / f"train_throughput_worst_{slug}.png"
+        res["galleries"][mode] = {"path": str(path), "metric": "psnr dB (this run's images × seeds)",
+                                  "cases": save_gallery(cs, path, f"train_throughput --jinv-tune: worst, {mode}")}
+    root = _fmd_root()
+    imgs = sorted({r["image"] for r in res["rows"]})
+    res["provenance"] = finish(provenance(seeds=sorted({r["seed"] for r in res["rows"]}), data={
+        **{f"fmd-dev-pairs/noisy/{n}.png": root / "noisy" / f"{n}.png" for n in imgs},
+        **{f"fmd-dev-pairs/gt/{n}.png": root / "gt" / f"{n}.png" for n in imgs}}, params={
+        "images": names, "seeds_this_run": list(seeds), "tune_steps": steps,
+        "note": "rows merged from earlier runs keep their own seeds/steps"}), t_wall)
     res["date"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     out.write_text(json.dumps(res, indent=2))
     print(summ)
@@ -254,18 +343,23 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--jinv-tune", action="store_true", help="quality of the inference modes on fmd-dev-pairs")
     ap.add_argument("--images", default="Confocal_BPAE_R_1,Confocal_FISH_1,TwoPhoton_MICE_1")
-    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--seeds", nargs="+", default=["0"], help="--jinv-tune seeds (0 1 2 or 0,1,2)")
     ap.add_argument("--tune-steps", type=int, default=300)
     ap.add_argument("--jinv-out", default=None, help="JSON of --jinv-tune (default train_throughput_jinv.json; "
                                                       "merged, so runs split by image can share one file in turn)")
+    ap.add_argument("--quick", action="store_true", help="speed rows with a 256² prediction image (tests)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"), help="JSON of the speed rows")
+    ap.add_argument("--figures", type=Path, default=FIGURES, help="folder of the --jinv-tune galleries")
     a = ap.parse_args()
+    a.seeds = parse_seeds(a.seeds)
+    t_wall = time.time()
     torch.set_num_threads(a.threads)
     if a.predict_peer:
         predict_peer(a.repeats, a.threads)
         return
     if a.jinv_tune:
-        jinv_tune(a.images.split(","), [int(v) for v in a.seeds.split(",")], a.tune_steps,
-                  Path(a.jinv_out) if a.jinv_out else Path(__file__).with_name("train_throughput_jinv.json"))
+        jinv_tune(a.images.split(","), a.seeds, a.tune_steps,
+                  Path(a.jinv_out) if a.jinv_out else Path(__file__).with_name("train_throughput_jinv.json"), a.figures)
         return
     rows = []
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -273,7 +367,7 @@ def main() -> None:
         for scheme in ("n2v", "care"):
             rows.append(_train_rate(scheme, a.seconds, dev))
         for tile in (None, (512, 512)):
-            rows.append(_predict_rate(dev, tile))
+            rows.append(_predict_rate(dev, tile, size=256 if a.quick else 1024))
     if a.peer:
         p = _peer(a.seconds)
         if p is not None:
@@ -286,8 +380,13 @@ def main() -> None:
     for r in rows:
         print("  ".join(f"{k}={v}" for k, v in r.items()))
     print(meta)
-    out = Path(__file__).with_suffix(".json")
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    size = 256 if a.quick else 1024
+    prov = provenance(seeds=[0], data={"train_patches_n2v": train_data("n2v"), "train_patches_care": train_data("care"),
+                                       f"predict_image_{size}": predict_data(size)}, params={
+        **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, "batch": 16, "patch": 64,
+        "net": "UNet depth 2 width 32", "deterministic": "timed code on seeded random data (seed 0), untrained nets"})
+    out = a.out
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "provenance": finish(prov, t_wall)}, indent=2))
     print(f"wrote {out}", file=sys.stderr)
 
 

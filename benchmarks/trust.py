@@ -42,8 +42,16 @@ Seeds: the reported trials use seeds 1000–6999 (null 1000+, insertions 2000+, 
 low counts 6000+); verify's statistics were developed on seeds 90000+ of the same generators and on
 ``fmd-dev-pairs`` only — never on the reported trials or on ``fmd-confocal-pairs``.
 
-Usage: ``python benchmarks/trust.py [--quick] [--trials N] [--out benchmarks/trust.json]``.
+Usage: ``python benchmarks/trust.py [--quick] [--trials N] [--seeds 0] [--out benchmarks/trust.json]``.
 Results (table + JSON with 95 % Wilson intervals) go to ``benchmarks/trust.json`` and stdout.
+
+Reproducibility: ``--seeds S …`` repeats the run with every trial seed shifted by 100000·S (and the shift /
+attack U-Net seeded S); S = 0, the default, is the reported run. The first seed's results stay at the top
+level; with several, ``per_seed`` holds each and ``summary`` the mean over seeds with a 95 % t-interval of
+every rate, and the paired difference verify − baseline. The JSON holds a ``provenance`` record (command,
+code hash, the null and insertion truths of every seed and the real pair folders by hash, seeds, all
+parameters, machine, load). Failure cases: the three insertions verify misses most clearly (largest p-value
+near the punctum) at the highest SNR, per kind, as ``<figures>/trust_worst_verify-<kind>.png``.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,7 +84,12 @@ from fluorecon.trust.fragility import compare_attacks, match_psnr, torch_richard
 from fluorecon.trust.shift import shift_score, training_statistics
 from fluorecon.trust.verify import verify
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gallery import Case, save_gallery, worst
+from _provenance import finish, provenance
+
 PSF_SIGMA = 1.6
+SEED_STRIDE = 100_000  # trial seeds of replicate S: the reported ones + S·SEED_STRIDE
 CAM = dict(offset=100.0, read_noise=1.5, background=2.0, gain=1.0)
 ARB = 1000.0  # reconstructions are given in these arbitrary units
 
@@ -214,8 +228,14 @@ def oracle_bounds(fwd: Forward, mean: np.ndarray, s: np.ndarray, centre, res, ki
             "oracle_min": oracle_power(lam1, lam0, s2, z_min, kind)}
 
 
+def trial_truth(seed: int, size: int) -> np.ndarray:
+    """The scene of a null or insertion trial: the first draw of the trial's generator seeds the phantom."""
+    rng = np.random.default_rng(seed)
+    return mixed((size, size), seed=int(rng.integers(1 << 30))).astype(np.float64)
+
+
 def trial_insert(seed: int, size: int, photons: float, snr: float, kind: str, recon: str,
-                 own_noise: bool = False, noise: str = "camera") -> dict:
+                 own_noise: bool = False, noise: str = "camera", keep: bool = False) -> dict:
     """``own_noise``: the SNR counts the punctum's own shot noise (the variance of a recording that holds it).
     ``noise``: "camera" (verify is given the camera through the forward model) or "estimated" (it is not)."""
     rng = np.random.default_rng(seed)
@@ -238,6 +258,12 @@ def trial_insert(seed: int, size: int, photons: float, snr: float, kind: str, re
     m = res.scale * (fwd.expected(ARB * y) - fwd.expected(0 * y)) + fwd.expected(0 * y) + res.background
     out = {"p_hit": p_near(res.regions, kind, centre, tol), "baseline": baseline_stat(x, m),
            "seconds": res.info["seconds"], "shift": float(np.max(np.abs(res.info["shift"])))}
+    if keep:  # images of the trial, for the failure gallery
+        # the recording in signal units (dark level removed, per photon), comparable with the panels beside it
+        sig = (x - fwd.expected(np.zeros_like(y))) / (CAM["gain"] * photons)
+        out["images"] = {"recording": sig.astype(np.float32), "result": y.astype(np.float32),
+                         "reference": specimen.astype(np.float32)}
+        out["centre"] = [float(c) for c in centre]
     if recon == "truth" and not own_noise:
         s = fwd.expected(truth + amp * unit) - mean
         try:
@@ -432,6 +458,168 @@ def load() -> str:
         return "n/a"
 
 
+PARTS = ("insert", "null", "psf", "lowcount", "real", "timing", "shift", "attack")
+
+
+def mean_ci(values) -> dict:
+    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
+
+    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
+    2.0
+    """
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
+                "values": v.tolist()}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
+            "values": v.tolist()}
+
+
+def summarize(per_seed: dict) -> dict:
+    """Over replicate seeds: every ``rate`` of the null / insert / lowcount cells (mean, 95 % t-CI) and, for the
+    insertion cells, the paired difference verify − baseline (the empirically calibrated intensity difference)."""
+    seeds = list(per_seed)
+    out: dict = {}
+    for part in ("null", "insert", "lowcount"):
+        cells = per_seed[seeds[0]].get(part)
+        if not isinstance(cells, dict):
+            continue
+        for cell, v in cells.items():
+            for stat, q in (v.items() if isinstance(v, dict) else ()):
+                if isinstance(q, dict) and "rate" in q and all(
+                        isinstance(per_seed[s].get(part, {}).get(cell, {}).get(stat), dict) for s in seeds):
+                    out[f"{part}/{cell}/{stat}"] = mean_ci([per_seed[s][part][cell][stat]["rate"] for s in seeds])
+            if part == "insert" and isinstance(v, dict) and "baseline" in v and all(
+                    "baseline" in per_seed[s]["insert"].get(cell, {}) for s in seeds):
+                out[f"insert/{cell}/verify_minus_baseline"] = mean_ci(
+                    [per_seed[s]["insert"][cell]["verify"]["rate"] - per_seed[s]["insert"][cell]["baseline"]["rate"]
+                     for s in seeds])
+    return out
+
+
+def run_parts(a: argparse.Namespace, n: int, snrs: tuple[float, ...], parts: set[str], seed: int, res: dict,
+              checkpoint, cases: dict, data: dict) -> None:
+    """Every selected part for one replicate ``seed`` (trial seeds shifted by ``seed·SEED_STRIDE``), into ``res``."""
+    off = seed * SEED_STRIDE
+    if "null" in parts:
+        data[f"null_truths_seed{seed}"] = np.stack([trial_truth(off + 1000 + i, a.size) for i in range(n)])
+    if "insert" in parts:
+        data[f"insert_truths_seed{seed}"] = np.stack([trial_truth(off + 2000 + i, a.size) for i in range(n)])
+    if "null" in parts:
+        nulls = {}
+        for recon in ("truth", "rl"):
+            rows = [trial_null(off + 1000 + i, a.size, a.photons, recon) for i in range(n if recon == "truth" else max(n // 2, 4))]
+            nulls[recon] = {"any_region": at([r["p_any"] for r in rows], 0.05),
+                            "added_region": at([r["p_added"] for r in rows], 0.05),
+                            "any_region@0.1": at([r["p_any"] for r in rows], 0.1),
+                            "added_region@0.1": at([r["p_added"] for r in rows], 0.1),
+                            "forward_model_flagged": rate([r["fm_flagged"] for r in rows]),
+                            "spread_mean": np.mean([r["spread"] for r in rows], axis=0).tolist(),
+                            "baseline_p95": float(np.percentile([r["baseline"] for r in rows], 95)),
+                            "seconds_median": float(np.median([r["seconds"] for r in rows])),
+                            "max_fitted_shift_px": float(max(r["shift"] for r in rows))}
+            print(f"null {recon}: any region {nulls[recon]['any_region']}, added {nulls[recon]['added_region']}, "
+                  f"max fitted shift {nulls[recon]['max_fitted_shift_px']:.3f} px", flush=True)
+        # the same truths, verify not given the camera (noise model estimated from the recording)
+        rows = [trial_null(off + 1000 + i, a.size, a.photons, "truth", noise="estimated") for i in range(n)]
+        nulls["truth, noise estimated"] = {"any_region": at([r["p_any"] for r in rows], 0.05),
+                                           "any_region@0.1": at([r["p_any"] for r in rows], 0.1)}
+        print(f"null truth, noise estimated: any region {nulls['truth, noise estimated']['any_region']}", flush=True)
+        res["null"] = nulls
+        checkpoint()  # partial results survive an interrupted run
+    if "insert" in parts:
+        thr = res.get("null", {}).get("truth", {}).get("baseline_p95")
+        ins = {}
+        for kind in ("added", "missing"):
+            for snr in snrs:
+                top = snr == max(snrs)
+                rows = [trial_insert(off + 2000 + i, a.size, a.photons, snr, kind, "truth", keep=top) for i in range(n)]
+                cell = {"verify": at([r["p_hit"] for r in rows], 0.05), "verify@0.1": at([r["p_hit"] for r in rows], 0.1),
+                        "max_fitted_shift_px": float(max(r["shift"] for r in rows)),
+                        "p_hit_per_trial": [r["p_hit"] for r in rows]}
+                for i, r in enumerate(rows):
+                    if "images" in r:  # score: higher is better, so a missed punctum (large p) ranks low
+                        cases[kind] = worst([*cases.get(kind, []), Case(
+                            f"seed {seed} trial {off + 2000 + i}, SNR {snr:g}", -r["p_hit"], r.pop("images"),
+                            {"seed": seed, "trial_seed": off + 2000 + i, "snr": snr, "p_hit": r["p_hit"],
+                             "centre": r["centre"]})], 3)
+                for key in ("z_verify", "z_min", "oracle_verify", "oracle_min"):
+                    cell[key] = float(np.nanmean([r[key] for r in rows]))
+                if thr is not None:
+                    cell["baseline"] = rate([r["baseline"] > thr for r in rows])
+                ins[f"{kind}@{snr:g}"] = cell
+                print(f"{kind} SNR {snr:g}: verify {cell['verify']['rate']:.2f} (α 0.1: {cell['verify@0.1']['rate']:.2f}) "
+                      f"baseline {cell.get('baseline', {}).get('rate', float('nan')):.2f}; oracle at verify's local "
+                      f"level z {cell['z_verify']:.2f}: {cell['oracle_verify']:.2f}, at a one-template, one-kind scan's "
+                      f"(z {cell['z_min']:.2f}): {cell['oracle_min']:.2f}", flush=True)
+            if 6.0 in snrs and not a.no_variants:  # verify not given the camera: noise model estimated
+                rows = [trial_insert(off + 2000 + i, a.size, a.photons, 6.0, kind, "truth", noise="estimated")
+                        for i in range(n)]
+                ins[f"{kind}@6 noise estimated"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
+                                                    "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
+                print(f"{kind} SNR 6, noise estimated: {ins[f'{kind}@6 noise estimated']['verify']['rate']:.2f}",
+                      flush=True)
+        res["insert"] = ins
+        checkpoint()  # partial results survive an interrupted run
+        # the same SNR counting the punctum's own shot noise (what verify's statistic sees for an added punctum)
+        if not a.no_variants:
+            rows = [trial_insert(off + 2000 + i, a.size, a.photons, 6.0, "added", "truth", own_noise=True) for i in range(n)]
+            ins["added@6 own noise"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
+                                        "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
+            print(f"added SNR 6 incl. own shot noise: {ins['added@6 own noise']['verify']['rate']:.2f}", flush=True)
+            # insertion into a converged RL result
+            rows = [trial_insert(off + 3000 + i, a.size, a.photons, 6.0, "added", "rl") for i in range(max(n // 2, 4))]
+            ins["added@6 into RL"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
+                                      "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
+            print(f"added SNR 6 into RL: {ins['added@6 into RL']['verify']['rate']:.2f}", flush=True)
+        for sz in () if a.no_sizes else (192, 512):
+            rows = [trial_insert(off + 4000 + i, sz, a.photons, 6.0, "added", "truth") for i in range(max(n // 2, 4))]
+            ins[f"added@6 size {sz}"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
+                                         "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
+            print(f"added SNR 6 at {sz}²: {ins[f'added@6 size {sz}']['verify']['rate']:.2f}", flush=True)
+        res["insert"] = ins
+        checkpoint()  # partial results survive an interrupted run
+    if "psf" in parts:
+        psf = {}
+        for ratio in (0.67, 1.0, 1.5):
+            rows = [trial_psf(off + 5000 + i, a.size, ratio) for i in range(max(n // 2, 4))]
+            psf[f"{ratio:g}x"] = {**rate([r["flagged"] for r in rows]),
+                                  "psf_scale_median": float(np.nanmedian([r["psf_scale"] or np.nan for r in rows])),
+                                  "n_peaks_median": float(np.median([r["n_peaks"] or 0 for r in rows]))}
+            print(f"PSF assumed {ratio}× true: flagged {psf[f'{ratio:g}x']}", flush=True)
+        res["psf"] = psf
+        checkpoint()  # partial results survive an interrupted run
+    if "lowcount" in parts:
+        rows = [trial_null(off + 6000 + i, a.size, 5.0, "truth") for i in range(n)]
+        res["lowcount"] = {"photons": 5.0, "any_region": at([r["p_any"] for r in rows], 0.05),
+                           "missing_region": at([r["p_missing"] for r in rows], 0.05),
+                           "any_region@0.1": at([r["p_any"] for r in rows], 0.1)}
+        print(f"low counts (5 photons): any region {res['lowcount']['any_region']}", flush=True)
+    if "real" in parts:
+        res["real"] = {name: real_pairs(name) for name in ("fmd-dev-pairs", "fmd-confocal-pairs")}
+        for name, rows in res["real"].items():
+            print(f"{name}: not flagged {sum(not r['flagged'] for r in rows)}/{len(rows)}", flush=True)
+            for r in rows:
+                print(f"   {r['pair']}: regions {r['regions']} (added {r['added']}, missing {r['missing']}; without "
+                      f"the shift fit {r['regions_without_shift_fit']}), shift {np.round(r['shift_px'], 2)} px, "
+                      f"spread {r['spread']}, scale {r['scale']:.3f}", flush=True)
+    if parts & {"shift", "attack"}:
+        torch.set_num_threads(1)
+        t0 = time.time()
+        net, train_xs = train_unet(a.train_steps, seed=seed)
+        print(f"U-Net trained ({a.train_steps} steps) in {time.time() - t0:.0f} s", flush=True)
+        if "shift" in parts:
+            res["shift"] = {**shift_part(net, train_xs, max(n, 10)), "load": load(), "train_steps": a.train_steps}
+            checkpoint()
+        if "attack" in parts:
+            res["attack"] = {**attack_part(net, 50), "load": load(), "train_steps": a.train_steps}
+            checkpoint()
+    if "timing" in parts:
+        res["timing"] = {**timing(a.quick), "load": load()}
+        print(f"timing: {res['timing']}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer trials (smoke run)")
@@ -446,6 +634,10 @@ def main() -> None:
                                               "attack")
     p.add_argument("--train-steps", type=int, default=400, help="U-Net training steps (shift, attack)")
     p.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="replicates: trial seeds shifted by 100000·S, U-Net seeded S (0 = the reported run)")
+    p.add_argument("--figures", type=Path, default=Path(__file__).with_name("figures"),
+                   help="folder of the failure galleries trust_worst_verify-<kind>.png")
     a = p.parse_args()
     n = a.trials or (8 if a.quick else 40)
     parts = set(a.only.split(",")) if a.only else {"insert", "null", "psf", "lowcount", "real", "timing"}
@@ -463,110 +655,33 @@ def main() -> None:
     snrs = (4.0, 5.0, 6.0, 8.0) if not a.quick else (4.0, 6.0)
     if a.snrs:
         snrs = tuple(float(v) for v in a.snrs.split(","))
-    if "null" in parts:
-        nulls = {}
-        for recon in ("truth", "rl"):
-            rows = [trial_null(1000 + i, a.size, a.photons, recon) for i in range(n if recon == "truth" else max(n // 2, 4))]
-            nulls[recon] = {"any_region": at([r["p_any"] for r in rows], 0.05),
-                            "added_region": at([r["p_added"] for r in rows], 0.05),
-                            "any_region@0.1": at([r["p_any"] for r in rows], 0.1),
-                            "added_region@0.1": at([r["p_added"] for r in rows], 0.1),
-                            "forward_model_flagged": rate([r["fm_flagged"] for r in rows]),
-                            "spread_mean": np.mean([r["spread"] for r in rows], axis=0).tolist(),
-                            "baseline_p95": float(np.percentile([r["baseline"] for r in rows], 95)),
-                            "seconds_median": float(np.median([r["seconds"] for r in rows])),
-                            "max_fitted_shift_px": float(max(r["shift"] for r in rows))}
-            print(f"null {recon}: any region {nulls[recon]['any_region']}, added {nulls[recon]['added_region']}, "
-                  f"max fitted shift {nulls[recon]['max_fitted_shift_px']:.3f} px", flush=True)
-        # the same truths, verify not given the camera (noise model estimated from the recording)
-        rows = [trial_null(1000 + i, a.size, a.photons, "truth", noise="estimated") for i in range(n)]
-        nulls["truth, noise estimated"] = {"any_region": at([r["p_any"] for r in rows], 0.05),
-                                           "any_region@0.1": at([r["p_any"] for r in rows], 0.1)}
-        print(f"null truth, noise estimated: any region {nulls['truth, noise estimated']['any_region']}", flush=True)
-        res["null"] = nulls
-        save(a.out, res)  # partial results survive an interrupted run
-    if "insert" in parts:
-        thr = res.get("null", {}).get("truth", {}).get("baseline_p95")
-        ins = {}
-        for kind in ("added", "missing"):
-            for snr in snrs:
-                rows = [trial_insert(2000 + i, a.size, a.photons, snr, kind, "truth") for i in range(n)]
-                cell = {"verify": at([r["p_hit"] for r in rows], 0.05), "verify@0.1": at([r["p_hit"] for r in rows], 0.1),
-                        "max_fitted_shift_px": float(max(r["shift"] for r in rows))}
-                for key in ("z_verify", "z_min", "oracle_verify", "oracle_min"):
-                    cell[key] = float(np.nanmean([r[key] for r in rows]))
-                if thr is not None:
-                    cell["baseline"] = rate([r["baseline"] > thr for r in rows])
-                ins[f"{kind}@{snr:g}"] = cell
-                print(f"{kind} SNR {snr:g}: verify {cell['verify']['rate']:.2f} (α 0.1: {cell['verify@0.1']['rate']:.2f}) "
-                      f"baseline {cell.get('baseline', {}).get('rate', float('nan')):.2f}; oracle at verify's local "
-                      f"level z {cell['z_verify']:.2f}: {cell['oracle_verify']:.2f}, at a one-template, one-kind scan's "
-                      f"(z {cell['z_min']:.2f}): {cell['oracle_min']:.2f}", flush=True)
-            if 6.0 in snrs and not a.no_variants:  # verify not given the camera: noise model estimated
-                rows = [trial_insert(2000 + i, a.size, a.photons, 6.0, kind, "truth", noise="estimated")
-                        for i in range(n)]
-                ins[f"{kind}@6 noise estimated"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
-                                                    "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
-                print(f"{kind} SNR 6, noise estimated: {ins[f'{kind}@6 noise estimated']['verify']['rate']:.2f}",
-                      flush=True)
-        res["insert"] = ins
-        save(a.out, res)  # partial results survive an interrupted run
-        # the same SNR counting the punctum's own shot noise (what verify's statistic sees for an added punctum)
-        if not a.no_variants:
-            rows = [trial_insert(2000 + i, a.size, a.photons, 6.0, "added", "truth", own_noise=True) for i in range(n)]
-            ins["added@6 own noise"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
-                                        "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
-            print(f"added SNR 6 incl. own shot noise: {ins['added@6 own noise']['verify']['rate']:.2f}", flush=True)
-            # insertion into a converged RL result
-            rows = [trial_insert(3000 + i, a.size, a.photons, 6.0, "added", "rl") for i in range(max(n // 2, 4))]
-            ins["added@6 into RL"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
-                                      "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
-            print(f"added SNR 6 into RL: {ins['added@6 into RL']['verify']['rate']:.2f}", flush=True)
-        for sz in () if a.no_sizes else (192, 512):
-            rows = [trial_insert(4000 + i, sz, a.photons, 6.0, "added", "truth") for i in range(max(n // 2, 4))]
-            ins[f"added@6 size {sz}"] = {"verify": at([r["p_hit"] for r in rows], 0.05),
-                                         "verify@0.1": at([r["p_hit"] for r in rows], 0.1)}
-            print(f"added SNR 6 at {sz}²: {ins[f'added@6 size {sz}']['verify']['rate']:.2f}", flush=True)
-        res["insert"] = ins
-        save(a.out, res)  # partial results survive an interrupted run
-    if "psf" in parts:
-        psf = {}
-        for ratio in (0.67, 1.0, 1.5):
-            rows = [trial_psf(5000 + i, a.size, ratio) for i in range(max(n // 2, 4))]
-            psf[f"{ratio:g}x"] = {**rate([r["flagged"] for r in rows]),
-                                  "psf_scale_median": float(np.nanmedian([r["psf_scale"] or np.nan for r in rows])),
-                                  "n_peaks_median": float(np.median([r["n_peaks"] or 0 for r in rows]))}
-            print(f"PSF assumed {ratio}× true: flagged {psf[f'{ratio:g}x']}", flush=True)
-        res["psf"] = psf
-        save(a.out, res)  # partial results survive an interrupted run
-    if "lowcount" in parts:
-        rows = [trial_null(6000 + i, a.size, 5.0, "truth") for i in range(n)]
-        res["lowcount"] = {"photons": 5.0, "any_region": at([r["p_any"] for r in rows], 0.05),
-                           "missing_region": at([r["p_missing"] for r in rows], 0.05),
-                           "any_region@0.1": at([r["p_any"] for r in rows], 0.1)}
-        print(f"low counts (5 photons): any region {res['lowcount']['any_region']}", flush=True)
+    seeds = list(a.seeds)
+    cases: dict[str, list[Case]] = {}
+    data: dict = {}
+    for k, seed in enumerate(seeds):
+        # the first seed's results stay at the top level (the layout of single-seed runs)
+        r = res if k == 0 else res.setdefault("per_seed", {}).setdefault(str(seed), {})
+        run_parts(a, n, snrs, parts, seed, r, lambda: save(a.out, res), cases, data)
+    if len(seeds) > 1:
+        res.setdefault("per_seed", {})[str(seeds[0])] = {q: res[q] for q in PARTS if q in parts and q in res}
+        res["per_seed"] = {str(s): res["per_seed"][str(s)] for s in seeds}
+        res["summary"] = summarize(res["per_seed"])
+    res["galleries"] = {}
+    for kind, cs in cases.items():
+        path = a.figures / f"trust_worst_verify-{kind}.png"
+        res["galleries"][f"verify-{kind}"] = {
+            "path": str(path), "metric": "-p_hit (p-value of the nearest region of that kind; 1 = none)",
+            "cases": save_gallery(cs, path, f"trust.py: insertions verify misses most ({kind}, SNR {max(snrs):g})")}
     if "real" in parts:
-        res["real"] = {name: real_pairs(name) for name in ("fmd-dev-pairs", "fmd-confocal-pairs")}
-        for name, rows in res["real"].items():
-            print(f"{name}: not flagged {sum(not r['flagged'] for r in rows)}/{len(rows)}", flush=True)
-            for r in rows:
-                print(f"   {r['pair']}: regions {r['regions']} (added {r['added']}, missing {r['missing']}; without "
-                      f"the shift fit {r['regions_without_shift_fit']}), shift {np.round(r['shift_px'], 2)} px, "
-                      f"spread {r['spread']}, scale {r['scale']:.3f}", flush=True)
-    if parts & {"shift", "attack"}:
-        torch.set_num_threads(1)
-        t0 = time.time()
-        net, train_xs = train_unet(a.train_steps)
-        print(f"U-Net trained ({a.train_steps} steps) in {time.time() - t0:.0f} s", flush=True)
-        if "shift" in parts:
-            res["shift"] = {**shift_part(net, train_xs, max(n, 10)), "load": load(), "train_steps": a.train_steps}
-            save(a.out, res)
-        if "attack" in parts:
-            res["attack"] = {**attack_part(net, 50), "load": load(), "train_steps": a.train_steps}
-            save(a.out, res)
-    if "timing" in parts:
-        res["timing"] = {**timing(a.quick), "load": load()}
-        print(f"timing: {res['timing']}", flush=True)
+        for name in ("fmd-dev-pairs", "fmd-confocal-pairs"):
+            root = shared_data(name)
+            if root is not None:
+                data[name] = root
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
+    res["provenance"] = finish(provenance(seeds=seeds, data=data, params={
+        **params, "trials": n, "snrs": list(snrs), "parts": sorted(parts), "seed_stride": SEED_STRIDE,
+        "trial_seed_bases": {"null": 1000, "insert": 2000, "rl": 3000, "sizes": 4000, "psf": 5000, "lowcount": 6000},
+        "psf_sigma": PSF_SIGMA, "camera": CAM, "arbitrary_units": ARB, "alpha_run": ALPHA_RUN}), t_start)
     res["load_end"] = load()
     res["seconds"] = time.time() - t_start
     save(a.out, res)

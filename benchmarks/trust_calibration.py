@@ -20,7 +20,16 @@ phantoms (128×128).
 3. **Fragility**: output change per unit input change (random, finite-difference power iteration,
    FGSM/PGD where differentiable) for the learned model vs Richardson–Lucy and Wiener.
 
-Usage: ``python benchmarks/trust_calibration.py [--quick] [--steps N] [--out benchmarks/trust_calibration.json]``.
+Usage: ``python benchmarks/trust_calibration.py [--quick] [--steps N] [--seeds 0] [--out benchmarks/trust_calibration.json]``.
+
+Reproducibility: ``--seeds S …`` repeats the run with the phantom seeds shifted by 100000·S and the network
+seeds by 1000·S (S = 0, the default, is the reported run; noise seeds follow the phantom seeds). The first
+seed's results stay at the top level; with several, ``per_seed`` holds each and ``summary`` the mean over
+seeds with a 95 % t-interval of the ECEs and AUCs, and the paired AUC differences consistency − head sd and
+consistency − ensemble sd. The JSON holds a ``provenance`` record (command, code hash, the simulated truths
+and the FMD folder by hash, seeds, all parameters, machine, load). Failure cases: the Laplace head's three
+lowest-PSNR test images, in distribution (filaments) and on the other family, as
+``<figures>/trust_calibration_worst_head-<family>.png``, listed under ``galleries``.
 """
 
 from __future__ import annotations
@@ -28,15 +37,22 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 from scipy.ndimage import gaussian_filter
 from scipy.stats import rankdata
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gallery import Case, save_gallery, worst
+from _provenance import finish, provenance
+
 PSF_SIGMA = 1.6
+DATA_STRIDE, NET_STRIDE = 100_000, 1000  # replicate S: phantom seeds + S·DATA_STRIDE, network seeds + S·NET_STRIDE
 CAMERA = dict(photons=40.0, gain=1.0, offset=100.0, read_noise=1.5, background=2.0)
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 K_HALLUCINATION = 3.0
@@ -175,6 +191,40 @@ def fmd_calibration(steps, seed=0):
     return row
 
 
+def mean_ci(values) -> dict:
+    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
+
+    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
+    2.0
+    """
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
+                "values": v.tolist()}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
+            "values": v.tolist()}
+
+
+def summarize(per_seed: dict) -> dict:
+    """Over replicate seeds: ECE after calibration per model, hallucination AUCs, and paired AUC differences."""
+    seeds = list(per_seed)
+    out: dict = {}
+    models = [row["model"] for row in per_seed[seeds[0]]["calibration"]]
+    for i, m in enumerate(models):
+        if all(len(per_seed[s]["calibration"]) > i for s in seeds):
+            for key in ("before", "after"):
+                out[f"ece_{key}/{m}"] = mean_ci([per_seed[s]["calibration"][i][key]["ece"] for s in seeds])
+    for k in ("auc_consistency", "auc_head_sd", "auc_ensemble_sd", "auc_abs_consistency", "auc_abs_head_sd",
+              "auc_abs_ensemble_sd"):
+        out[k] = mean_ci([per_seed[s]["hallucination"][k] for s in seeds])
+    for peer in ("head_sd", "ensemble_sd"):
+        out[f"auc_consistency_minus_{peer}"] = mean_ci([per_seed[s]["hallucination"]["auc_consistency"]
+                                                        - per_seed[s]["hallucination"][f"auc_{peer}"] for s in seeds])
+    out["psnr_mean_over_members"] = mean_ci([per_seed[s]["reproducibility"]["mean"] for s in seeds])
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
@@ -186,10 +236,50 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--hallucination-only", action="store_true",
                    help="only the hallucination part, with variants of the consistency score")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="replicates: phantom seeds + 100000·S, network seeds + 1000·S (0 = the reported run)")
+    p.add_argument("--skip-real", action="store_true", help="skip the FMD calibration (tests)")
+    p.add_argument("--figures", type=Path, default=Path(__file__).with_name("figures"),
+                   help="folder of the galleries trust_calibration_worst_head-<family>.png")
     a = p.parse_args(argv)
     if a.hallucination_only:
         return hallucination_variants(a)
+    t_start = time.time()
+    cases: dict[str, list[Case]] = {}
+    data: dict = {}
+    runs = {str(s): run_one(a, s, cases, data) for s in a.seeds}
+    result = runs[str(a.seeds[0])]
+    if len(a.seeds) > 1:
+        result = {**result, "per_seed": runs, "summary": summarize(runs)}
+    result["galleries"] = {}
+    for name, cs in cases.items():
+        path = a.figures / f"trust_calibration_worst_{name}.png"
+        result["galleries"][name] = {"path": str(path), "metric": "psnr dB (data range 1)",
+                                     "cases": save_gallery(cs, path, f"trust_calibration: worst PSNR, {name}")}
+    if not a.skip_real:
+        from fluorecon.datasets import shared_data
 
+        root = shared_data("fmd-confocal-pairs")
+        if root is not None:
+            data["fmd-confocal-pairs"] = root
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
+    result["provenance"] = finish(provenance(seeds=a.seeds, data=data, params={
+        **params, "data_stride": DATA_STRIDE, "net_stride": NET_STRIDE, "psf_sigma": PSF_SIGMA, "camera": CAMERA,
+        "levels": list(LEVELS), "k_hallucination": K_HALLUCINATION, "net_seeds": {"head": 0, "members": "100 + k",
+                                                                                  "matched": 7, "fmd": 0},
+        "family_offsets": {"train": 0, "cal": 1000, "test": 2000, "other_test": 3000, "other_train": 4000},
+        "noise_seed": "10000 + phantom seed"}), t_start)
+    from fluorecon._atomic import atomic_path
+    from fluorecon.cli.common import to_jsonable
+
+    with atomic_path(a.out) as tmp:
+        tmp.write_text(json.dumps(to_jsonable(result), indent=2))
+    print_tables(result)
+    return result
+
+
+def run_one(a: argparse.Namespace, seed: int, cases: dict, data: dict) -> dict:
+    """One replicate: phantom seeds + ``seed·DATA_STRIDE``, network seeds + ``seed·NET_STRIDE``."""
     import torch
 
     from fluorecon.physics.phantoms import phantom
@@ -206,6 +296,7 @@ def main(argv=None):
     fw = BlurCamera()
 
     def family(kind, n, offset):
+        offset += seed * DATA_STRIDE
         ys = [phantom(kind, (size, size), seed=offset + i).astype(np.float32) for i in range(n)]
         xs = [fw.to_signal(fw.simulate(y, seed=10_000 + offset + i)) for i, y in enumerate(ys)]
         raw = [fw.simulate(y, seed=10_000 + offset + i) for i, y in enumerate(ys)]
@@ -216,22 +307,26 @@ def main(argv=None):
     y_te, x_te, raw_te = family("filaments", n_test, 2000)
     y_ot, x_ot, raw_ot = family(a.other, n_test, 3000)
     y_otr, x_otr, _ = family(a.other, n_train, 4000)
+    for name, ys in (("train", y_tr), ("cal", y_cal), ("test", y_te), (f"{a.other}_test", y_ot),
+                     (f"{a.other}_train", y_otr)):
+        data[f"truths_{name}_seed{seed}"] = np.stack(ys)
+    ns = seed * NET_STRIDE
 
     def resim(ys):
         return lambda i, s: fw.to_signal(fw.simulate(ys[i], seed=s))
 
     timings = {}
     t = time.time()
-    head = train_net(x_tr, y_tr, head="laplace", seed=0, steps=steps, resimulate=resim(y_tr))
+    head = train_net(x_tr, y_tr, head="laplace", seed=ns + 0, steps=steps, resimulate=resim(y_tr))
     timings["train_head_s"] = time.time() - t
     t = time.time()
     # deep ensemble (Lakshminarayanan et al.): members with Laplace heads, total variance =
     # mean of the members' variances (2b²) + variance of their means
-    members = [train_net(x_tr, y_tr, head="laplace", seed=100 + k, steps=steps, resimulate=resim(y_tr))
+    members = [train_net(x_tr, y_tr, head="laplace", seed=ns + 100 + k, steps=steps, resimulate=resim(y_tr))
                for k in range(a.members)]
     timings["train_ensemble_s"] = time.time() - t
     t = time.time()
-    matched = train_net(x_otr, y_otr, head=None, seed=7, steps=steps, resimulate=resim(y_otr))
+    matched = train_net(x_otr, y_otr, head=None, seed=ns + 7, steps=steps, resimulate=resim(y_otr))
     timings["train_matched_s"] = time.time() - t
 
     def head_pred(xs):
@@ -263,6 +358,16 @@ def main(argv=None):
     ]
     from skimage.metrics import peak_signal_noise_ratio as psnr
 
+    per_image: dict[str, list[float]] = {}
+    for fam, ys, xs, means in (("filaments", y_te, x_te, hm_te), (a.other, y_ot, x_ot, head_pred(x_ot)[0])):
+        for i, (y, xn, m) in enumerate(zip(ys, xs, means, strict=True)):
+            score = float(psnr(y, np.clip(m, 0, 1), data_range=1.0))
+            per_image.setdefault(fam, []).append(score)
+            cases[f"head-{fam}"] = worst([*cases.get(f"head-{fam}", []), Case(
+                f"seed {seed} {fam} {i}", score, {"input": np.asarray(xn, np.float32),
+                                                  "result": np.asarray(m, np.float32), "reference": y},
+                {"seed": seed, "image": i})], 3)
+
     member_psnr = [float(np.mean([psnr(y, np.clip(p[k], 0, 1), data_range=1.0) for y, p in zip(y_te, per_te,
                                                                                                strict=True)]))
                    for k in range(a.members)]
@@ -271,7 +376,7 @@ def main(argv=None):
                        "pixel_sd_over_seeds_rel": float(np.mean([np.std(np.stack(p), axis=0, ddof=1).mean()
                                                                  for p in per_te]) / max(np.ptp(cat(y_te)), 1e-12))}
     t = time.time()
-    fmd = fmd_calibration(steps if not a.quick else 10)
+    fmd = None if a.skip_real else fmd_calibration(steps if not a.quick else 10, seed=ns)
     if fmd is not None:
         calibration.append(fmd)
     timings["fmd_s"] = time.time() - t
@@ -333,14 +438,8 @@ def main(argv=None):
                    "n_train": n_train, "n_cal": n_cal, "n_test": n_test, "quick": a.quick},
         "calibration": calibration, "reproducibility": reproducibility, "hallucination": hall,
         "fragility": {"eps_signal_units": eps, "results": frag}, "timings_s": timings,
-        "total_s": time.time() - t_start,
+        "total_s": time.time() - t_start, "seed": seed, "head_psnr_per_image": per_image,
     }
-    from fluorecon._atomic import atomic_path
-    from fluorecon.cli.common import to_jsonable
-
-    with atomic_path(a.out) as tmp:
-        tmp.write_text(json.dumps(to_jsonable(result), indent=2))
-    print_tables(result)
     return result
 
 
@@ -394,6 +493,10 @@ def hallucination_variants(a):
     res = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "k": K_HALLUCINATION, "sigma_matched": sigma_m,
            "fraction_hallucinated": float(lab.mean()), "fraction_unsupported_abs": float(lab_abs.mean()),
            "steps": steps, "variants": rows, "total_s": time.time() - t0}
+    res["provenance"] = finish(provenance(seeds=[0], data={
+        "truths_train": np.stack(y_tr), f"truths_{a.other}_test": np.stack(y_ot), f"truths_{a.other}_train": np.stack(y_otr)},
+        params={**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, "steps": steps,
+                "net_seeds": {"head": 0, "matched": 7}, "noise_seed": "10000 + phantom seed"}), t0)
     from fluorecon._atomic import atomic_path
 
     out = a.out.with_name(a.out.stem + "_hallucination.json")

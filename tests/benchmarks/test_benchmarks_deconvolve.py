@@ -1,0 +1,63 @@
+"""benchmarks/deconvolve.py: provenance of the simulated volumes, per-seed learned rows, the failure galleries."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fluorecon.physics.phantoms import phantom
+from fluorecon.physics.psf import gaussian_psf
+from fluorecon.physics.sampling import fft_convolve
+from fluorecon.utils import array_hash
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("deconvolve_bench", ROOT / "benchmarks" / "deconvolve.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_ttq_cases_are_hashed_and_their_worst_is_drawn(tmp_path, monkeypatch):
+    mod = _module()
+    monkeypatch.setattr(mod, "QUICK_TTQ_SHAPE", (12, 32, 32))
+    monkeypatch.setattr(mod, "TTQ_CASES", mod.TTQ_CASES[:3])
+    out = tmp_path / "d.json"
+    mod.main(["--quick", "--only", "ttq", "--out", str(out)])
+    r = json.loads(out.read_text())
+    prov = r["provenance"]
+    truth = phantom("filaments", (12, 32, 32), seed=11).astype(np.float32)
+    truth = truth / truth.max() * 0.9 + 0.05
+    raw = np.random.default_rng(1).poisson(fft_convolve(truth, gaussian_psf((15,) * 3, (2.5, 1.6, 1.6))) * 300.0)
+    assert prov["data"]["ttq_truth_filaments"]["sha256"] == array_hash(truth)
+    assert prov["data"]["ttq_recording_filaments_300ph"]["sha256"] == array_hash(raw.astype(np.float32))
+    assert prov["seeds"] == [0, 1, 2] and "deterministic" in prov
+    for method, key in (("auto_accel", "auto_accel_nrmse"), ("skimage_oracle", "skimage_oracle_nrmse")):
+        g = r["galleries"][method]
+        assert Path(g["path"]).is_file() and Path(g["path"]).parent == tmp_path / "figures"
+        worst = max(r["ttq"]["cases"], key=lambda c: c[key])
+        assert g["cases"][0]["label"] == f"{worst['structure']} {worst['photons']:g} ph"
+        assert g["cases"][0]["nrmse"] == pytest.approx(worst[key])
+    assert r["provenance_by_section"]["ttq"] == prov
+
+
+def test_learned_rows_per_seed_with_paired_difference(tmp_path, monkeypatch):
+    mod = _module()
+    monkeypatch.setattr(mod, "QUICK_QUALITY_SHAPE", (16, 40, 40))
+    out = tmp_path / "d.json"
+    mod.main(["--quick", "--only", "quality", "--learned-budget", "1", "--seeds", "0", "1", "--out", str(out)])
+    q = json.loads(out.read_text())["quality"]
+    assert [run["seed"] for run in q["learned_runs"]] == [0, 1]
+    d = q["learned_minus_skimage_best_nrmse"]
+    assert d["per_seed"] == pytest.approx([run["nrmse"] - q["skimage_best_nrmse"] for run in q["learned_runs"]])
+    assert d["n"] == 2 and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+    g = json.loads(out.read_text())["galleries"]["learned"]
+    assert g["cases"][0]["nrmse"] == pytest.approx(max(run["nrmse"] for run in q["learned_runs"]))
