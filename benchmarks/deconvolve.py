@@ -46,27 +46,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # _peers, _provenance, _gallery
 from _gallery import Case, save_gallery  # noqa: E402
 from _provenance import finish, provenance  # noqa: E402
+from _stats import mean_ci  # noqa: E402
 
 FIG = HERE / "figures"
 QUICK_QUALITY_SHAPE = (24, 96, 96)
 QUICK_TTQ_SHAPE = (24, 96, 96)
 DATA: dict = {}  # name → array or file: hashed into the provenance record
 CASES: dict[str, list[Case]] = {}  # method → scored volumes, for the failure gallery
-
-
-def mean_ci(values) -> dict:
-    """Mean and 95 % Student-t interval of per-seed values (no interval from a single seed)."""
-    a = np.asarray(values, np.float64)
-    if len(a) < 2:
-        return {"n": len(a), "mean": float(a.mean()), "ci95": None}
-    h = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
-    return {"n": len(a), "mean": float(a.mean()), "ci95": [float(a.mean() - h), float(a.mean() + h)]}
 
 
 def _best(f, n=3):

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 from skimage.restoration import richardson_lucy as sk_rl
 
 from fluorecon.classical.deconvolve import richardson_lucy
@@ -37,16 +36,8 @@ from fluorecon.evaluate.metrics import nrmse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _provenance import finish, provenance
+from _stats import mean_ci
 from deconvolve import ttq_scene  # the scene of `deconvolve.py --only ttq`
-
-
-def mean_ci(values: list[float]) -> dict:
-    """Mean and 95 % Student-t interval (None with one value: no interval from one seed)."""
-    a = np.asarray(values, np.float64)
-    if len(a) < 2:
-        return {"n": len(a), "mean": float(a.mean()), "ci95": None}
-    h = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
-    return {"n": len(a), "mean": float(a.mean()), "ci95": [float(a.mean() - h), float(a.mean() + h)]}
 
 
 def case(kind: str, photons: float, shape: tuple[int, ...], sigma: tuple[float, ...] = (2.5, 1.6, 1.6),

@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from fluorecon.datasets import shared_data
 from fluorecon.evaluate.metrics import psnr
@@ -52,18 +51,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _gallery import Case, save_gallery  # noqa: E402
 from _provenance import finish, provenance  # noqa: E402
+from _stats import mean_ci  # noqa: E402
 
 TUNING_SET = "fmd-dev-pairs"
 QUICK_SIDE = 64  # --quick: real images cropped to their top-left QUICK_SIDE², simulations drawn at that size
-
-
-def mean_ci(values) -> dict:
-    """Mean and 95 % Student-t interval (no interval from one value)."""
-    a = np.asarray(values, np.float64)
-    if len(a) < 2:
-        return {"n": len(a), "mean": float(a.mean()), "ci95": None}
-    h = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
-    return {"n": len(a), "mean": float(a.mean()), "ci95": [float(a.mean() - h), float(a.mean() + h)]}
 
 
 def stretched_widefield(shape=(256, 256), seed=0, photons=40.0, background=0.3, sigma=2.5):

@@ -51,7 +51,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 from fluorecon.geometry import flow as fl
 from fluorecon.geometry.stabilize import stabilize
@@ -64,18 +63,10 @@ sys.path.insert(0, str(HERE))
 from _gallery import Case, save_gallery  # noqa: E402
 from _peers import peer_python  # noqa: E402
 from _provenance import finish, provenance  # noqa: E402
+from _stats import mean_ci  # noqa: E402
 
 DATA: dict = {}  # name → array or file, hashed into the provenance record
 CASES: dict[str, list[Case]] = {}  # method → scored movies, for the failure gallery
-
-
-def mean_ci(values) -> dict:
-    """Mean and 95 % Student-t interval of per-seed values (no interval from one seed)."""
-    a = np.asarray(values, np.float64)
-    if len(a) < 2:
-        return {"n": len(a), "mean": float(a.mean()), "ci95": None}
-    h = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
-    return {"n": len(a), "mean": float(a.mean()), "ci95": [float(a.mean() - h), float(a.mean() + h)]}
 
 
 def _pos_errors(res, true):

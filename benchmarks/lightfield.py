@@ -54,6 +54,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.resolve()))
 from _gallery import Case, save_gallery, worst  # noqa: E402
 from _provenance import finish, provenance  # noqa: E402
+from _stats import mean_ci  # noqa: E402
 
 OUT = HERE / "lightfield.json"
 FIGURES = HERE / "figures"
@@ -65,23 +66,6 @@ WORM_OPTICS = LightFieldOptics(magnification=40, na=0.95, wavelength=0.52, mediu
 
 def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
-def mean_ci(values) -> dict:
-    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
-
-    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
-    2.0
-    """
-    from scipy import stats
-
-    v = np.asarray(values, np.float64)
-    if v.size < 2:
-        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
-                "values": v.tolist()}
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
-            "values": v.tolist()}
 
 
 def _params(args: argparse.Namespace | None) -> dict:

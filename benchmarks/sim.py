@@ -50,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _gallery import Case, save_gallery, worst  # noqa: E402
 from _provenance import finish, provenance  # noqa: E402
+from _stats import mean_ci  # noqa: E402
 
 METHODS = ("widefield", "ours", "ours_true_pattern", "learned", "learned_physics", "pyfairsim")
 DX, NA, LAM = 0.065, 1.3, 0.52
@@ -98,21 +99,6 @@ def _pyfairsim(python: str, raw: np.ndarray) -> dict | None:
             return {"error": r.stderr[-500:]}
         res = np.load(out)
         return {"image": res["image"], "seconds": float(res["seconds"]), "k_px": res["k"].tolist()}
-
-
-def mean_ci(values: list[float]) -> dict:
-    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
-
-    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
-    2.0
-    """
-    v = np.asarray(values, np.float64)
-    if v.size < 2:
-        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
-                "values": v.tolist()}
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
-            "values": v.tolist()}
 
 
 def per_seed_summary(rows: list[dict]) -> dict:

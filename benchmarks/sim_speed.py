@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from fluorecon.evaluate.metrics import psnr
 from fluorecon.physics import phantoms
@@ -33,6 +32,7 @@ from fluorecon.physics.sim import SIMPattern, simulate_sim
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _provenance import finish, provenance  # noqa: E402
+from _stats import mean_ci  # noqa: E402
 
 DX, NA, LAM = 0.065, 1.3, 0.52
 KC = 2 * NA / LAM * DX
@@ -52,21 +52,6 @@ def _affine_psnr(a: np.ndarray, truth: np.ndarray) -> float:
     design = np.stack([a.ravel(), np.ones(a.size)], 1)
     c = np.linalg.lstsq(design, truth.ravel(), rcond=None)[0]
     return float(psnr(a * c[0] + c[1], truth, 1.0))
-
-
-def mean_ci(values: list[float]) -> dict:
-    """Mean and 95 % t-interval (None with fewer than two values).
-
-    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
-    2.0
-    """
-    v = np.asarray(values, np.float64)
-    if v.size < 2:
-        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
-                "values": v.tolist()}
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
-            "values": v.tolist()}
 
 
 def _run(cmd: list[str], out: Path) -> dict:

@@ -42,7 +42,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 from fluorecon.env.microscope import SmartMicroscopeEnv
 from fluorecon.env.policies import (
@@ -59,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _gallery import Case, save_gallery, worst  # noqa: E402
 from _provenance import finish, provenance  # noqa: E402
+from _stats import mean_ci  # noqa: E402
 
 OUT = HERE / "smart_microscope.json"
 EVAL0 = 50_000
@@ -67,21 +67,6 @@ SEARCH = range(1000, 1016)
 
 def _search(args) -> range:
     return range(1000, 1004) if getattr(args, "quick", False) else SEARCH
-
-
-def mean_ci(values) -> dict:
-    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
-
-    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
-    2.0
-    """
-    v = np.asarray(values, np.float64)
-    if v.size < 2:
-        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
-                "values": v.tolist()}
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
-            "values": v.tolist()}
 
 
 def specimens(env: SmartMicroscopeEnv, seeds) -> np.ndarray:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage, stats
+from scipy import ndimage
 
 from fluorecon.classical.localize import filter_localizations, localize
 from fluorecon.datasets import shared_data
@@ -49,6 +49,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.resolve()))
 from _gallery import Case, save_gallery, worst  # noqa: E402
 from _provenance import finish, provenance  # noqa: E402
+from _stats import mean_ci  # noqa: E402
 
 RENDER = 4  # rendered pixels per camera pixel in the galleries (25 nm)
 
@@ -61,21 +62,6 @@ def _metrics(m: dict) -> dict:
     keys = ("jaccard", "recall", "precision", "rmse_lateral", "rmse_axial", "efficiency_lateral", "efficiency_axial",
             "n_truth", "n_pred")
     return {k: (round(float(m[k]), 4) if isinstance(m[k], float) else m[k]) for k in keys if k in m}
-
-
-def mean_ci(values) -> dict:
-    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
-
-    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
-    2.0
-    """
-    v = np.asarray(values, np.float64)
-    if v.size < 2:
-        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
-                "values": v.tolist()}
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
-            "values": v.tolist()}
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
 from fluorecon.classical.denoise import denoise_classical
 from fluorecon.datasets import shared_data
@@ -67,25 +66,11 @@ from fluorecon.tasks.timelapse import denoise_movie, temporal_inference
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gallery import Case, save_gallery, worst
 from _provenance import finish, provenance
+from _stats import mean_ci
 
 OUT = Path(__file__).with_name("time.json")
 FIGURES = Path(__file__).with_name("figures")
 METHODS = ("classical", "n2v-frames", "n2v-t", "deepcad", "convlstm")
-
-
-def mean_ci(values) -> dict:
-    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
-
-    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
-    2.0
-    """
-    v = np.asarray(values, np.float64)
-    if v.size < 2:
-        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
-                "values": v.tolist()}
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
-            "values": v.tolist()}
 
 
 def parse_seeds(tokens: list[str] | None) -> list[int] | None:

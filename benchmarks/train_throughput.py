@@ -50,11 +50,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gallery import Case, save_gallery, worst
 from _provenance import finish, provenance
+from _stats import mean_ci
 
 FIGURES = Path(__file__).with_name("figures")
 
@@ -68,21 +68,6 @@ def train_data(scheme: str) -> np.ndarray:
 def predict_data(size: int = 1024) -> np.ndarray:
     """The seeded random image of a prediction row."""
     return np.random.default_rng(0).random((size, size), dtype=np.float32)
-
-
-def mean_ci(values) -> dict:
-    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
-
-    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
-    2.0
-    """
-    v = np.asarray(values, np.float64)
-    if v.size < 2:
-        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
-                "values": v.tolist()}
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
-            "values": v.tolist()}
 
 
 def parse_seeds(tokens) -> list[int]:

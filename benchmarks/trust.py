@@ -87,6 +87,7 @@ from fluorecon.trust.verify import verify
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gallery import Case, save_gallery, worst
 from _provenance import finish, provenance
+from _stats import mean_ci
 
 PSF_SIGMA = 1.6
 SEED_STRIDE = 100_000  # trial seeds of replicate S: the reported ones + S·SEED_STRIDE
@@ -459,21 +460,6 @@ def load() -> str:
 
 
 PARTS = ("insert", "null", "psf", "lowcount", "real", "timing", "shift", "attack")
-
-
-def mean_ci(values) -> dict:
-    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
-
-    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
-    2.0
-    """
-    v = np.asarray(values, np.float64)
-    if v.size < 2:
-        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
-                "values": v.tolist()}
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
-            "values": v.tolist()}
 
 
 def summarize(per_seed: dict) -> dict:

@@ -43,13 +43,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 from scipy.ndimage import gaussian_filter
 from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gallery import Case, save_gallery, worst
 from _provenance import finish, provenance
+from _stats import mean_ci
 
 PSF_SIGMA = 1.6
 DATA_STRIDE, NET_STRIDE = 100_000, 1000  # replicate S: phantom seeds + S·DATA_STRIDE, network seeds + S·NET_STRIDE
@@ -189,21 +189,6 @@ def fmd_calibration(steps, seed=0):
     row["images"] = names
     row["note"] = "truth = 50-frame average (carries ~1/7 of the single-frame noise)"
     return row
-
-
-def mean_ci(values) -> dict:
-    """Mean and 95 % t-interval over independent values (seeds); ``ci95`` None with fewer than two.
-
-    >>> mean_ci([1.0, 2.0, 3.0])["mean"]
-    2.0
-    """
-    v = np.asarray(values, np.float64)
-    if v.size < 2:
-        return {"n": int(v.size), "mean": float(v.mean()) if v.size else float("nan"), "ci95": None,
-                "values": v.tolist()}
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return {"n": int(v.size), "mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
-            "values": v.tolist()}
 
 
 def summarize(per_seed: dict) -> dict:
