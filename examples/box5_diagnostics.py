@@ -125,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.realisations < 1:
         p.error("--realisations must be ≥ 1")
+    if a.check == "vocabulary":
+        need = [a.models.parent / "box5__common.json", a.models.parent / f"box5_{a.condition}.json"]
+        missing = [str(f) for f in need if not f.exists()]
+        if missing or not a.models.is_dir():
+            p.error(f"no saved Box 5 run for condition {a.condition!r} next to {a.models} (missing: "
+                    f"{', '.join(missing) or a.models}); train it first with examples/box5_discovery.py "
+                    f"--conditions {a.condition} or pass --models <out>/models")
     torch.set_num_threads(1)
     t0 = time.time()
     record = provenance(seeds=[b5.EVAL_SEED], params={"check": a.check, "realisations": a.realisations,

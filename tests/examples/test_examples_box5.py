@@ -182,3 +182,12 @@ def test_diagnostics_grid_reads_clean_recordings_perfectly_and_restores_the_prot
     # the prior without a/e resists the a/e of the test words, but clean evidence outweighs it
     assert row["trigram_map_no_ae"]["cer"] <= 0.05
     assert diag.b5.DEGRADATION["blur_sigma_px"] == 2.5
+
+
+def test_diagnostics_without_a_saved_run_exit_2(tmp_path):
+    diag = _diagnostics()
+    for argv in (["vocabulary", "--models", str(tmp_path / "models")], ["grid", "--realisations", "0"]):
+        with pytest.raises(SystemExit) as e:
+            diag.main(argv)
+        assert e.value.code == 2
+    assert not any(tmp_path.iterdir())  # nothing written
