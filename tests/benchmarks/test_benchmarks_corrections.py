@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench import load_benchmark
 
 from fluorecon.physics.occlusion import simulate_shadows
 from fluorecon.utils import array_hash
@@ -17,11 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("corrections_bench", ROOT / "benchmarks" / "corrections.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("corrections")
 
 
 def test_inpaint_two_seeds_hashed_scenes_and_worst_cases(tmp_path, monkeypatch):

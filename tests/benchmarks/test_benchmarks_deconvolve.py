@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench import load_benchmark
 
 from fluorecon.physics.phantoms import phantom
 from fluorecon.physics.psf import gaussian_psf
@@ -19,11 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("deconvolve_bench", ROOT / "benchmarks" / "deconvolve.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("deconvolve")
 
 
 def test_ttq_cases_are_hashed_and_their_worst_is_drawn(tmp_path, monkeypatch):

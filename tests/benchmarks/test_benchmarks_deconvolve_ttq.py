@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench import load_benchmark
 
 from fluorecon.physics.phantoms import phantom
 from fluorecon.physics.psf import gaussian_psf
@@ -20,11 +19,7 @@ SHAPE = (16, 32, 32)
 
 
 def _module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("deconvolve_ttq_bench", ROOT / "benchmarks" / "deconvolve_ttq.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("deconvolve_ttq")
 
 
 def test_two_noise_seeds_give_two_cases_hashed_data_and_a_paired_summary(tmp_path, capsys):

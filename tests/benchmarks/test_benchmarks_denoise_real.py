@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("denoise_real_bench", ROOT / "benchmarks" / "denoise_real.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("denoise_real")
 
 
 def test_run_hashes_the_pair_records_seeds_and_draws_the_worst(tmp_path, shared_data):

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
+from _bench import load_benchmark
 from skimage import io as skio
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("_gallery", ROOT / "benchmarks" / "_gallery.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["_gallery"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("_gallery", "_gallery", register=True)
 
 
 def test_worst_orders_by_score_and_puts_nan_first():

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+from _bench import load_benchmark
 
 from fluorecon.datasets import shared_data
 from fluorecon.physics import motion
@@ -18,11 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("geometry_bench", ROOT / "benchmarks" / "geometry.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("geometry")
 
 
 def test_quick_run_records_seeds_hashes_and_worst_movies(tmp_path):

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench import load_benchmark
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("learned_sr_bench", ROOT / "benchmarks" / "learned_sr.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("learned_sr")
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 12), (3, 12), (7, 40), (40, 40)])

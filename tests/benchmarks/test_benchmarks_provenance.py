@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench import load_benchmark
 
 from fluorecon.utils import array_hash
 
@@ -16,10 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("_provenance", ROOT / "benchmarks" / "_provenance.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("_provenance", "_provenance")
 
 
 def test_record_holds_command_data_hashes_seeds_machine_and_load(tmp_path):

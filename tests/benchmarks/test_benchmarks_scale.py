@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import zarr
+from _bench import load_benchmark
 
 from fluorecon.utils import array_hash
 
@@ -16,11 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("scale_bench", ROOT / "benchmarks" / "scale.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("scale")
 
 
 def test_first_chunk_fingerprint_is_what_make_volume_writes(tmp_path):
