@@ -14,7 +14,9 @@ count chosen from a wide grid (1…233) on a separate tuning volume per kind (se
 reported volumes never choose it; the grid's optimum is reported with an ``interior`` flag and, for
 the record, the count the truth would have picked on each reported volume. CSBDeep's isotropic CARE
 (peer venv, ``benchmarks/peers/``) gets the same CPU-seconds that our run used (budget-matched, not
-converged). Ours: ``--steps`` optimiser steps (batch 16, 64² patches, 2 threads), seed = volume seed.
+converged) and, on the volumes of ``--converged-seeds`` × ``--converged-factors``, is trained a second time to its own
+validation plateau (capped at ``--converged-cap`` CPU-s; best weights), a separate row. Ours:
+``--steps`` optimiser steps (batch 16, 64² patches, 2 threads), seed = volume seed.
 
 Real part: ``../shared/data/deconwolf-dapi-widefield`` (130 nm pixels, 300 nm steps) resampled
 laterally to 150 nm so that the Z factor is exactly 2. No truth: the stack is split into even and
@@ -71,12 +73,13 @@ def csbdeep_python(build: bool) -> Path | None:
 
 
 def run_csbdeep(py: Path, stack: np.ndarray, f: int, sigma: float, seconds: float,
-                seed: int = 0) -> tuple[np.ndarray | None, dict]:
+                seed: int = 0, until_plateau: int = 0) -> tuple[np.ndarray | None, dict]:
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "stack.npy", Path(d) / "out.npy"
         np.save(src, stack.astype(np.float32))
         r = subprocess.run([str(py), str(HERE / "peers" / "csbdeep_isotropic.py"), str(src), str(dst), "--z-factor", str(f),
-                            "--axial-sigma", f"{sigma:.4f}", "--seconds", f"{seconds:.1f}", "--clock", "cpu", "--seed", str(seed)],
+                            "--axial-sigma", f"{sigma:.4f}", "--seconds", f"{seconds:.1f}", "--clock", "cpu", "--seed", str(seed),
+                            "--until-plateau", str(until_plateau)],
                            capture_output=True, text=True)
         if r.returncode != 0 or not dst.exists():
             return None, {"error": r.stderr[-500:]}
@@ -84,7 +87,7 @@ def run_csbdeep(py: Path, stack: np.ndarray, f: int, sigma: float, seconds: floa
         return np.load(dst), info
 
 
-METHODS = ("linear", "cubic", "rl", "csbdeep", "ours")
+METHODS = ("linear", "cubic", "rl", "csbdeep", "csbdeep_converged", "ours")
 S_LAT, S_AX = 1.0, 3.0  # lateral and axial PSF σ in lateral pixels (axial FWHM 3× lateral)
 # RL iteration grid (roughly geometric): wide enough that the chosen count is interior (checked and reported).
 RL_GRID = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233)
@@ -171,6 +174,16 @@ def tune_rl(f: int, shape: tuple[int, int, int], kern: np.ndarray) -> dict[str, 
     return out
 
 
+def paired_differences(a: list[float], a_ids: list[str], b: list[float], b_ids: list[str]) -> list[float]:
+    """``a − b`` on the volumes both were scored on, in ``b``'s order (methods may cover different volumes).
+
+    >>> paired_differences([0.9, 0.8, 0.7], ["x", "y", "z"], [0.5, 0.6], ["z", "x"])
+    [0.19999999999999996, 0.30000000000000004]
+    """
+    where = dict(zip(a_ids, a, strict=True))
+    return [where[i] - v for i, v in zip(b_ids, b, strict=True) if i in where]
+
+
 def _ci(values: list[float]) -> dict:
     b = bootstrap_ci(values, n=2000, seed=0)
     return {"mean": float(np.mean(values)), "ci": [float(b.low), float(b.high)], "n": len(values)}
@@ -188,6 +201,8 @@ def run_simulated(args, data_hashes: dict) -> dict:
         shape = (8 * f * (2 if args.quick else 4) + 1, 64 if args.quick else 96, 64 if args.quick else 96)
         tuned = tune_rl(f, shape, kern)
         per_volume: dict[str, dict[str, list[float]]] = {}
+        volume_ids: dict[str, list[str]] = {}  # which volumes each method was scored on (for pairing)
+        peer_runs: list[dict] = []
         models: list[dict] = []
         rl_oracle: list[int] = []
         timing: dict[str, float] = {}
@@ -225,6 +240,17 @@ def run_simulated(args, data_hashes: dict) -> dict:
                         timing["csbdeep_steps"] = timing.get("csbdeep_steps", 0) + pinfo.get("steps", 0)
                     else:
                         print("csbdeep failed:", pinfo.get("error", out.shape if out is not None else None))
+                    if seed in args.converged_seeds and f in args.converged_factors:
+                        # The peer's own convergence (validation plateau, best weights), capped in CPU-s.
+                        out, cinfo = run_csbdeep(peer, noisy, f, kernel_sigma, args.converged_cap, seed=seed,
+                                                 until_plateau=args.converged_patience)
+                        if out is not None and out.shape == truth.shape:
+                            preds["csbdeep_converged"] = out.astype(np.float32)
+                            peer_runs.append({"kind": kind, "seed": seed, "budget_matched_steps": pinfo.get("steps"),
+                                              **{k: cinfo.get(k) for k in ("steps", "train_cpu_s", "stopped_by", "epochs",
+                                                                           "best_epoch", "val_loss")}})
+                        else:
+                            print("csbdeep (converged) failed:", cinfo.get("error"))
                 mid = truth.shape[1] // 2
                 for name, p in preds.items():
                     m = volume_metrics(p, truth)
@@ -232,16 +258,21 @@ def run_simulated(args, data_hashes: dict) -> dict:
                         f"×{f} {kind} seed {seed}", m["ssim"],
                         {"linear interp. (XZ)": preds["linear"][:, mid], "result": p[:, mid], "reference": truth[:, mid]},
                         {"factor": f, "kind": kind, "seed": seed}))
+                    volume_ids.setdefault(name, []).append(f"{kind}/seed{seed}")
                     d = per_volume.setdefault(name, {"ssim": [], "nrmse": [], "psnr": []})
                     for k in d:
                         d[k].append(m[k])
         row: dict = {}
         for name in [m for m in METHODS if m in per_volume]:
             row[name] = {k: _ci(v) for k, v in per_volume[name].items()}
-            if name != "ours" and "ours" in per_volume and len(per_volume[name]["ssim"]) == len(per_volume["ours"]["ssim"]):
-                diff = np.subtract(per_volume["ours"]["ssim"], per_volume[name]["ssim"])
-                row[name]["ours_minus_this_ssim"] = _ci(diff.tolist())
+            if name != "ours" and "ours" in per_volume:
+                diff = paired_differences(per_volume["ours"]["ssim"], volume_ids["ours"],
+                                          per_volume[name]["ssim"], volume_ids[name])
+                if diff:
+                    row[name]["ours_minus_this_ssim"] = _ci(diff)
         row["models"] = models
+        if peer_runs:
+            row["csbdeep_converged_runs"] = peer_runs
         row["rl_tuning"] = tuned
         row["rl_oracle_iterations_on_reported_volumes"] = rl_oracle
         row["seconds"] = {k: round(v, 1) for k, v in timing.items()}
@@ -337,6 +368,14 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--no-peer", action="store_true", help="skip CSBDeep isotropic CARE")
     ap.add_argument("--build-peer", action="store_true", help="build the CSBDeep venv if missing")
+    ap.add_argument("--converged-seeds", type=int, nargs="*", default=[0],
+                    help="seeds whose volumes also get CSBDeep trained to its own validation plateau (a second peer "
+                         "row; none: budget-matched only)")
+    ap.add_argument("--converged-factors", type=int, nargs="*", default=None,
+                    help="Z factors that get the converged CSBDeep row (default: all --factors)")
+    ap.add_argument("--converged-cap", type=float, default=900.0, help="CPU-second cap of a converged CSBDeep run")
+    ap.add_argument("--converged-patience", type=int, default=10,
+                    help="epochs (of 50 steps) without a 0.5 %% validation gain that end a converged CSBDeep run")
     ap.add_argument("--out", type=Path, default=HERE / "isotropic.json")
     ap.add_argument("--save-models", type=Path, default=HERE / "models",
                     help="folder for our trained bundles (SHA-256 of their weights go into the JSON; not in git)")
@@ -345,6 +384,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds) or any(f < 2 for f in args.factors):
         ap.error("--seeds must be distinct and every --factors value ≥ 2")
+    if args.converged_factors is None:
+        args.converged_factors = list(args.factors)
+    if not set(args.converged_seeds) <= set(args.seeds) or not set(args.converged_factors) <= set(args.factors):
+        ap.error(f"--converged-seeds {args.converged_seeds} / --converged-factors {args.converged_factors} must be "
+                 f"among --seeds {args.seeds} / --factors {args.factors}")
     torch.set_num_threads(2)
     t0 = time.time()
     hashes: dict = {}

@@ -31,7 +31,11 @@ Method (CSBDeep's own pipeline, as in its isotropic example notebooks)
        ``--clock wall`` (default) measures wall time; ``--clock cpu`` measures the process's CPU
        time over all threads, which is fairer on a shared, loaded machine. The model has no
        ``basedir``, so nothing is written to disk and the *last* weights (not the
-       best-validation ones) are used.
+       best-validation ones) are used. With ``--until-plateau E`` the run is trained to its own
+       convergence instead: it stops once the validation loss has not improved by a relative
+       ``--min-delta`` (default 0.5 %) for E epochs, ``--seconds`` becomes a cap, and the
+       best-validation weights are kept; the JSON line then reports ``stopped_by`` ("plateau"
+       or "budget"), the epochs and the validation-loss curve.
     3. Prediction: ``IsotropicCARE.predict(stack, axes='ZYX', factor=f)`` (zoom along Z with
        linear interpolation, network on the XZ and YZ slices, geometric mean of the two,
        percentile normalisation undone).
@@ -89,6 +93,12 @@ def _parse(argv):
     p.add_argument("--patch-size", type=int, default=64, help="lateral patch size (mult. of 16)")
     p.add_argument("--n-patches", type=int, default=512, help="patches per stack orientation")
     p.add_argument("--steps-per-epoch", type=int, default=50)
+    p.add_argument("--until-plateau", type=int, default=0, metavar="EPOCHS",
+                   help="train to convergence: stop once the validation loss has not improved by "
+                        "--min-delta for EPOCHS epochs and keep the best-validation weights "
+                        "(--seconds is then only a cap); 0 (default) = budget-matched run")
+    p.add_argument("--min-delta", type=float, default=0.005,
+                   help="relative validation-loss improvement that counts as progress (with --until-plateau)")
     return p.parse_args(argv)
 
 
@@ -133,6 +143,8 @@ def main(argv=None):
         _fail(f"--axial-sigma must be >= 0 (got {args.axial_sigma})")
     if not (args.seconds > 0):
         _fail(f"--seconds must be > 0 (got {args.seconds})")
+    if args.until_plateau < 0 or not (0 <= args.min_delta < 1):
+        _fail(f"--until-plateau must be >= 0 and --min-delta in [0, 1) (got {args.until_plateau}, {args.min_delta})")
     if not os.path.isfile(args.stack):
         _fail(f"input file not found: {args.stack}")
     stack = np.load(args.stack, allow_pickle=False)
@@ -227,8 +239,36 @@ def main(argv=None):
             if clock() - _Budget.t0 >= args.seconds:
                 self.model.stop_training = True
 
+    class _Plateau(tf.keras.callbacks.Callback):
+        """Convergence: stop after ``--until-plateau`` epochs without a relative val-loss gain of
+        ``--min-delta``; the best-validation weights are restored however training ends."""
+
+        # ``ref`` only moves on real progress, so a slow drift of sub-threshold gains still ends in a plateau;
+        # ``best`` tracks the weights to keep.
+        ref, best, best_epoch, wait, weights, history, stopped = math.inf, math.inf, -1, 0, None, [], "budget"
+
+        def on_epoch_end(self, epoch, logs=None):
+            v = float((logs or {}).get("val_loss", math.inf))
+            _Plateau.history.append(round(v, 6))
+            if v < _Plateau.best:
+                _Plateau.best, _Plateau.best_epoch = v, epoch
+                _Plateau.weights = self.model.get_weights()
+            if v < _Plateau.ref * (1 - args.min_delta):
+                _Plateau.ref, _Plateau.wait = v, 0
+            else:
+                _Plateau.wait += 1
+                if _Plateau.wait >= args.until_plateau:
+                    _Plateau.stopped = "plateau"
+                    self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if _Plateau.weights is not None:
+                self.model.set_weights(_Plateau.weights)
+
     model.prepare_for_training()
     model.callbacks.append(_Budget())
+    if args.until_plateau:
+        model.callbacks.append(_Plateau())
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     _Budget.t0 = clock()
@@ -272,6 +312,9 @@ def main(argv=None):
         "n_train_patches": int(len(trn)),
         "threads": args.threads,
         "resampled": bool(resampled),
+        **({"until_plateau_epochs": args.until_plateau, "min_delta": args.min_delta, "stopped_by": _Plateau.stopped,
+            "epochs": len(_Plateau.history), "best_epoch": _Plateau.best_epoch + 1, "best_val_loss": _Plateau.best,
+            "val_loss": _Plateau.history} if args.until_plateau else {}),
     }), flush=True)
     return 0
 
