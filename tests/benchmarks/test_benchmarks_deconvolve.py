@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _bench import load_benchmark
+from scipy import ndimage
 
 from fluorecon.physics.phantoms import phantom
 from fluorecon.physics.psf import gaussian_psf
@@ -29,9 +30,13 @@ def test_ttq_cases_are_hashed_and_their_worst_is_drawn(tmp_path, monkeypatch):
     mod.main(["--quick", "--only", "ttq", "--out", str(out)])
     r = json.loads(out.read_text())
     prov = r["provenance"]
-    truth = phantom("filaments", (12, 32, 32), seed=11).astype(np.float32)
-    truth = truth / truth.max() * 0.9 + 0.05
-    raw = np.random.default_rng(1).poisson(fft_convolve(truth, gaussian_psf((15,) * 3, (2.5, 1.6, 1.6))) * 300.0)
+    # the scene rebuilt from the physics primitives: phantom seed 11 on a field larger by the PSF radius (7), centre
+    psf = gaussian_psf((15,) * 3, (2.5, 1.6, 1.6))
+    obj = phantom("filaments", (26, 46, 46), seed=11).astype(np.float32)
+    obj = obj / obj.max() * 0.9 + 0.05
+    truth = obj[7:-7, 7:-7, 7:-7]
+    blurred = np.asarray(fft_convolve(obj, psf, padding="constant"), np.float32)[7:-7, 7:-7, 7:-7]
+    raw = np.random.default_rng(1).poisson(blurred * 300.0)
     assert prov["data"]["ttq_truth_filaments"]["sha256"] == array_hash(truth)
     assert prov["data"]["ttq_recording_filaments_300ph"]["sha256"] == array_hash(raw.astype(np.float32))
     assert prov["seeds"] == [0, 1, 2] and "deterministic" in prov
@@ -42,6 +47,23 @@ def test_ttq_cases_are_hashed_and_their_worst_is_drawn(tmp_path, monkeypatch):
         assert g["cases"][0]["label"] == f"{worst['structure']} {worst['photons']:g} ph"
         assert g["cases"][0]["nrmse"] == pytest.approx(worst[key])
     assert r["provenance_by_section"]["ttq"] == prov
+
+
+def test_recording_is_the_centre_of_a_larger_field_so_no_boundary_convention_matches_it():
+    mod = _module()
+    rng = np.random.default_rng(4)
+    obj = rng.random((20, 30, 34)).astype(np.float32)
+    psf = gaussian_psf((7, 9, 11), (1.5, 2.0, 2.5))
+    truth, blurred = mod.centre_of_field(obj, psf)
+    assert truth.shape == blurred.shape == (14, 22, 24)
+    np.testing.assert_array_equal(truth, obj[3:-3, 4:-4, 5:-5])
+    # independent reference: direct (non-FFT) convolution; the crop is the same whatever the boundary
+    for mode in ("constant", "reflect", "wrap"):
+        ref = ndimage.convolve(obj.astype(np.float64), psf.astype(np.float64), mode=mode)[3:-3, 4:-4, 5:-5]
+        np.testing.assert_allclose(blurred, ref, rtol=1e-4, atol=1e-5)
+    # while a same-size simulation with the reflect boundary (what our RL assumes) differs at the border
+    same = np.asarray(fft_convolve(truth, psf), np.float64)
+    assert np.abs(same - blurred)[0].max() > 1e-2
 
 
 def test_learned_rows_per_seed_with_paired_difference(tmp_path, monkeypatch):

@@ -30,9 +30,12 @@ def test_two_noise_seeds_give_two_cases_hashed_data_and_a_paired_summary(tmp_pat
     prov = res["provenance"]
     assert prov["seeds"] == [0, 1] and prov["params"]["shape"] == "16,32,32" and "--seeds 0 1" in prov["command"]
     # the scene rebuilt here from the physics primitives: truth phantom seed 11, Poisson seed = the noise seed
-    truth = phantom("filaments", SHAPE, seed=11).astype(np.float32)
-    truth = truth / truth.max() * 0.9 + 0.05
-    blurred = fft_convolve(truth, gaussian_psf((17, 17, 17), (2.5, 1.6, 1.6))) * 300.0
+    # on a field larger by the PSF radius (8), whose centre is recorded
+    obj = phantom("filaments", tuple(n + 16 for n in SHAPE), seed=11).astype(np.float32)
+    obj = obj / obj.max() * 0.9 + 0.05
+    truth = obj[8:-8, 8:-8, 8:-8]
+    blurred = np.asarray(fft_convolve(obj, gaussian_psf((17, 17, 17), (2.5, 1.6, 1.6)), padding="constant"),
+                         np.float32)[8:-8, 8:-8, 8:-8] * 300.0
     assert prov["data"]["truth_filaments"]["sha256"] == array_hash(truth)
     for seed in (0, 1):
         raw = np.random.default_rng(seed).poisson(blurred).astype(np.float32)
