@@ -16,7 +16,7 @@ the record, the count the truth would have picked on each reported volume. CSBDe
 (peer venv, ``benchmarks/peers/``) gets the same CPU-seconds that our run used (budget-matched, not
 converged) and, on the volumes of ``--converged-seeds`` × ``--converged-factors``, is trained a second time to its own
 validation plateau (capped at ``--converged-cap`` CPU-s; best weights), a separate row. Ours:
-``--steps`` optimiser steps (batch 16, 64² patches, 2 threads), seed = volume seed.
+``--steps`` optimiser steps (batch 16, 64² patches, ``--threads``), seed = volume seed.
 
 Real part: ``../shared/data/deconwolf-dapi-widefield`` (130 nm pixels, 300 nm steps) resampled
 laterally to 150 nm so that the Z factor is exactly 2. No truth: the stack is split into even and
@@ -29,8 +29,8 @@ between independent halves, not proof of resolution.
 
 Usage: python benchmarks/isotropic.py [--steps 600] [--factors 2 4 8] [--seeds 0 1 2] [--quick]
                                       [--skip-real] [--no-peer]
-Writes benchmarks/isotropic.json (with a provenance record: command, commit, data hashes, seeds,
-machine, load) and benchmarks/figures/isotropic_*.png; prints a table.
+Writes benchmarks/isotropic.json (``--out``; with a provenance record: command, commit, data hashes, seeds,
+machine, load) and benchmarks/figures/isotropic_worst_<method>_f<factors>.png; prints a table.
 """
 
 from __future__ import annotations
@@ -73,13 +73,13 @@ def csbdeep_python(build: bool) -> Path | None:
 
 
 def run_csbdeep(py: Path, stack: np.ndarray, f: int, sigma: float, seconds: float,
-                seed: int = 0, until_plateau: int = 0) -> tuple[np.ndarray | None, dict]:
+                seed: int = 0, until_plateau: int = 0, threads: int = 2) -> tuple[np.ndarray | None, dict]:
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "stack.npy", Path(d) / "out.npy"
         np.save(src, stack.astype(np.float32))
         r = subprocess.run([str(py), str(HERE / "peers" / "csbdeep_isotropic.py"), str(src), str(dst), "--z-factor", str(f),
                             "--axial-sigma", f"{sigma:.4f}", "--seconds", f"{seconds:.1f}", "--clock", "cpu", "--seed", str(seed),
-                            "--until-plateau", str(until_plateau)],
+                            "--until-plateau", str(until_plateau), "--threads", str(threads)],
                            capture_output=True, text=True)
         if r.returncode != 0 or not dst.exists():
             return None, {"error": r.stderr[-500:]}
@@ -234,7 +234,7 @@ def run_simulated(args, data_hashes: dict) -> dict:
                 timing["ours_steps"] = timing.get("ours_steps", 0) + int(res.bundle.provenance.get("steps", 0))
                 if peer is not None:
                     # Same training budget as ours, in CPU-seconds (robust to other load on the machine).
-                    out, pinfo = run_csbdeep(peer, noisy, f, kernel_sigma, cpu_s, seed=seed)
+                    out, pinfo = run_csbdeep(peer, noisy, f, kernel_sigma, cpu_s, seed=seed, threads=args.threads)
                     if out is not None and out.shape == truth.shape:
                         preds["csbdeep"] = out.astype(np.float32)
                         timing["csbdeep_steps"] = timing.get("csbdeep_steps", 0) + pinfo.get("steps", 0)
@@ -243,7 +243,7 @@ def run_simulated(args, data_hashes: dict) -> dict:
                     if seed in args.converged_seeds and f in args.converged_factors:
                         # The peer's own convergence (validation plateau, best weights), capped in CPU-s.
                         out, cinfo = run_csbdeep(peer, noisy, f, kernel_sigma, args.converged_cap, seed=seed,
-                                                 until_plateau=args.converged_patience)
+                                                 until_plateau=args.converged_patience, threads=args.threads)
                         if out is not None and out.shape == truth.shape:
                             preds["csbdeep_converged"] = out.astype(np.float32)
                             peer_runs.append({"kind": kind, "seed": seed, "budget_matched_steps": pinfo.get("steps"),
@@ -283,7 +283,7 @@ def run_simulated(args, data_hashes: dict) -> dict:
               f"{all(tuned[k]['interior'] for k in KINDS)})", flush=True)
     # failure cases (review guideline 5): per method, the three volumes with the lowest SSIM to the truth
     results["worst_cases"] = {
-        name: save_gallery(cs, HERE / "figures" / f"isotropic_worst_{name}.png",
+        name: save_gallery(cs, HERE / "figures" / f"isotropic_worst_{name}_f{'-'.join(map(str, args.factors))}.png",
                            f"isotropic.py: {name}, worst 3 volumes by SSIM (XZ plane through the middle)")
         for name, cs in cases.items()}
     return results
@@ -365,6 +365,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                     help="one simulated volume per phantom kind and seed (phantom, noise and training seed)")
     ap.add_argument("--quick", action="store_true", help="small volumes, for a smoke run")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="CPU threads of ours (torch) and of the peer (TensorFlow); 1 lets two runs (e.g. split by "
+                         "--factors) share two cores without OpenMP spin-waiting inflating the CPU-second budgets")
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--no-peer", action="store_true", help="skip CSBDeep isotropic CARE")
     ap.add_argument("--build-peer", action="store_true", help="build the CSBDeep venv if missing")
@@ -389,7 +392,7 @@ def main(argv=None) -> int:
     if not set(args.converged_seeds) <= set(args.seeds) or not set(args.converged_factors) <= set(args.factors):
         ap.error(f"--converged-seeds {args.converged_seeds} / --converged-factors {args.converged_factors} must be "
                  f"among --seeds {args.seeds} / --factors {args.factors}")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     t0 = time.time()
     hashes: dict = {}
     record = provenance(seeds=args.seeds, params={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
