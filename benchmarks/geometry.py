@@ -1,6 +1,6 @@
 """Geometry benchmark: stitching accuracy and memory, optical flow EPE, deformable stabilization.
 
-Run:  .venv/bin/python benchmarks/geometry.py            (reduced defaults, ~10 min on 2 contended cores)
+Run:  .venv/bin/python benchmarks/geometry.py            (reduced defaults, ~20 min on 2 contended cores)
       .venv/bin/python benchmarks/geometry.py --quick    (tiny sizes: checks the script)
 Writes benchmarks/geometry.json and benchmarks/geometry.md (table).
 
@@ -16,7 +16,11 @@ What is measured (targets of issue 20)
   within 2 GiB (the reduced run uses a smaller grid; memory per chunk does not grow with the grid).
 * (c) optical flow endpoint error on simulated fluorescence movies (advected textures, bleaching,
   Poisson noise): TV-L1 and iLK (scikit-image) vs the CNN trained on simulated flows for ``--flow-budget``
-  seconds. Target: CNN EPE ≤ 0.7 × TV-L1.
+  seconds per training seed (``--flow-seeds``, default 0 1 2; --quick: 0). The CNN learns from
+  ``simulate_flow_batch``; so that the peers get the same information, TV-L1 (``attachment``, ``tightness``,
+  ``num_warp``) and iLK (``radius``) are also grid-searched on 16 pairs drawn from that generator
+  (``--flow-tune-seed``, default 1000, never a test-movie seed). Rows at scikit-image defaults and tuned.
+  Target: CNN EPE ≤ 0.7 × TV-L1 (``met``: default TV-L1; ``met_vs_tuned_tvl1``: tuned TV-L1).
 * (d) stabilization of simulated deformations (random affine + smooth non-affine field): residual
   misalignment = mean |estimated − true field| (px) for affine alone vs affine + learned deformable.
   Target: deformable ≤ 0.5 × affine.
@@ -29,7 +33,8 @@ The machine is shared: the script records ``os.getloadavg()``; timings are noisy
 Reproducibility (issue 15): every JSON it writes carries a ``provenance`` record (command, commit, the
 SHA-256 of every simulated tile stack / movie / series and of the real file, seeds, parameters, machine,
 load). ``--seeds`` (default 0 1 2; ``--quick``: 0) are the simulated tilings of (a) and (e); the flow CNN's
-training seed (0), the movies (100+i) and the stabilization series (0) are fixed. (a) and (e) report
+training seeds are ``--flow-seeds`` and the peers' tuning seed ``--flow-tune-seed``; the movies (100+i) and
+the stabilization series (0) are fixed. (c) reports the CNN per training seed with a t-interval over seeds. (a) and (e) report
 per-seed errors with mean and a 95 % t-interval, (e) also the paired difference peer − ours per seed.
 Failure cases: (c) draws each method's three movies with the largest EPE (flow magnitude: result vs truth)
 to ``figures/geometry_worst_<method>.png`` (``figures/`` beside a non-default ``--out``), listed under
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import resource
@@ -251,37 +257,166 @@ def bench_memory(n: int, tile: int) -> dict:
                 "target": "10×10 of 1024² within 2 GiB"}
 
 
-def bench_flow(quick: bool, budget: float) -> dict:
-    torch.manual_seed(0)
+# Optical flow (c). The CNN learns from fl.simulate_flow_batch; to give TV-L1 and iLK the same information their
+# parameters are searched on a fresh draw of that generator (never on the test movies, seeds FLOW_MOVIE_SEED0 + i).
+FLOW_MOVIE_SEED0 = 100
+FLOW_TUNE_SEED = 1000  # tuning pairs: disjoint from the movies (100+i) and the CNN training seeds (0, 1, 2)
+FLOW_AMPLITUDE = 3.0  # train_flow_simulated's default amplitude: the CNN's training distribution
+FLOW_BORDER = 8  # EPE over the interior, as on the test movies
+# scikit-image 0.26 defaults; they come first on every axis, so the default wins ties.
+TVL1_DEFAULT = {"attachment": 15.0, "tightness": 0.3, "num_warp": 5}
+ILK_DEFAULT = {"radius": 7}
+TVL1_GRID: dict[str, tuple] = {"attachment": (15.0, 2.0, 5.0, 10.0, 30.0), "tightness": (0.3, 0.1, 0.6),
+                               "num_warp": (5, 10)}
+ILK_GRID: dict[str, tuple] = {"radius": (7, 2, 3, 5, 10, 14)}
+TVL1_GRID_QUICK: dict[str, tuple] = {"attachment": (15.0, 5.0), "tightness": (0.3,), "num_warp": (5,)}
+ILK_GRID_QUICK: dict[str, tuple] = {"radius": (7, 3)}
+
+
+def flow_movie_seeds(quick: bool) -> list[int]:
+    """Seeds of the held-out test movies of (c)."""
+    return [FLOW_MOVIE_SEED0 + i for i in range(1 if quick else 4)]
+
+
+def flow_tuning_set(seed: int, n_pairs: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame pairs drawn from the flow CNN's training distribution, for tuning the classical peers.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds both the texture pool and the pair generator (as ``train_flow_simulated`` does).
+    n_pairs, patch : int
+        Number of pairs and their size (px).
+
+    Returns
+    -------
+    movies : numpy.ndarray
+        ``(n_pairs, 2, patch, patch)`` standardised noisy frames.
+    flows : numpy.ndarray
+        ``(n_pairs, 1, 2, patch, patch)`` true flows (px/frame, scikit-image convention).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    # 192² textures: the pool train_flow_simulated builds for its default 96² patches and amplitude 3.
+    textures = fl._texture_pool(6, 192, seed)
+    f0, f1, flow = fl.simulate_flow_batch(textures, n_pairs, patch, FLOW_AMPLITUDE, gen)
+    return torch.cat([f0, f1], 1).numpy(), flow.numpy()[:, None]
+
+
+def tune_classical(method: str, movies: np.ndarray, flows: np.ndarray, grid: dict[str, tuple],
+                   default: dict) -> dict:
+    """Grid-search a classical flow method's parameters by mean EPE on tuning pairs.
+
+    Parameters
+    ----------
+    method : {"tvl1", "ilk"}
+    movies, flows : numpy.ndarray
+        Tuning pairs and their true flows (:func:`flow_tuning_set`).
+    grid : dict
+        Parameter → candidate values; the first value of every axis must be ``default``'s.
+    default : dict
+        scikit-image's default setting (kept when nothing beats it).
+
+    Returns
+    -------
+    dict
+        ``default``/``tuned`` settings with their tuning-set EPE (px) and the whole ``table``.
+    """
+    if {k: v[0] for k, v in grid.items()} != default:
+        raise ValueError(f"the first value of each {method} grid axis must be the default {default}")
+    fn = {"tvl1": fl.flow_tvl1, "ilk": fl.flow_ilk}[method]
+    keys = list(grid)
+    table = []
+    for combo in itertools.product(*grid.values()):
+        setting = dict(zip(keys, combo, strict=True))
+        epe = [fl.endpoint_error(fn(m, **setting), f, FLOW_BORDER) for m, f in zip(movies, flows, strict=True)]
+        table.append({**setting, "epe_px": float(np.mean(epe))})
+    best = min(range(len(table)), key=lambda i: table[i]["epe_px"])  # first minimum: the default on ties
+    return {"grid": {k: list(v) for k, v in grid.items()}, "default": default, "default_epe_px": table[0]["epe_px"],
+            "tuned": {k: table[best][k] for k in keys}, "tuned_epe_px": table[best]["epe_px"], "table": table}
+
+
+def _flow_case(label: str, movie: np.ndarray, flow: np.ndarray, truth: np.ndarray, e: float) -> Case:
+    mag = np.sqrt((np.asarray(flow, np.float32) ** 2).sum(-3))  # (frames − 1, Y, X) flow magnitude
+    tmag = np.sqrt((np.asarray(truth, np.float32) ** 2).sum(-3))
+    mov = np.asarray(movie, np.float32)  # drawn in the |flow| display range of the row
+    return Case(label, -e, {"recording (rescaled)": mov / max(float(mov.max()), 1e-9) * float(tmag.max()),
+                            "result": mag, "reference": tmag}, {"epe_px": e})
+
+
+def bench_flow(quick: bool, budget: float, train_seeds: list[int] | None = None,
+               tune_seed: int = FLOW_TUNE_SEED) -> dict:
+    """(c): TV-L1 and iLK at scikit-image defaults and tuned on training-distribution pairs vs the CNN.
+
+    ``train_seeds`` are the CNN's training seeds (default [0]); each trains for ``budget`` seconds.
+    """
+    train_seeds = [0] if train_seeds is None else list(train_seeds)
+    movie_seeds = flow_movie_seeds(quick)
+    if tune_seed in movie_seeds:
+        raise ValueError(f"the flow tuning seed {tune_seed} is a test-movie seed ({movie_seeds})")
+    tmov, tflo = flow_tuning_set(tune_seed, 4 if quick else 16, 64 if quick else 96)
+    DATA[f"flow_tuning_seed{tune_seed}_pairs"] = tmov
     t0 = time.perf_counter()
-    net = fl.train_flow_simulated(steps=100_000, budget_s=budget, seed=0, cache=False)
-    train_s = time.perf_counter() - t0
-    res: dict[str, list[float]] = {"tvl1": [], "ilk": [], "cnn": [], "cnn+finetune": []}
-    n = 1 if quick else 4
-    for seed in range(n):
+    tuning = {"tvl1": tune_classical("tvl1", tmov, tflo, TVL1_GRID_QUICK if quick else TVL1_GRID, TVL1_DEFAULT),
+              "ilk": tune_classical("ilk", tmov, tflo, ILK_GRID_QUICK if quick else ILK_GRID, ILK_DEFAULT)}
+    tuning.update({"seed": tune_seed, "pairs": len(tmov), "patch": int(tmov.shape[-1]), "seconds": time.perf_counter() - t0,
+                   "distribution": f"fl.simulate_flow_batch (the CNN's training generator): amplitude {FLOW_AMPLITUDE}, "
+                                   "photons log-uniform 3–300, bleaching 0–40 %; EPE over the interior (8 px border "
+                                   "excluded)"})
+    print({m: (tuning[m]["tuned"], tuning[m]["tuned_epe_px"], tuning[m]["default_epe_px"]) for m in ("tvl1", "ilk")},
+          flush=True)
+    nets, train_s, train_steps = {}, [], []
+    for ts in train_seeds:
+        torch.manual_seed(ts)
+        t0 = time.perf_counter()
+        nets[ts] = fl.train_flow_simulated(steps=100_000, budget_s=budget, seed=ts, cache=False)
+        train_s.append(time.perf_counter() - t0)
+        train_steps.append(int(nets[ts].trained_steps))
+    classical = ("tvl1", "ilk", "tvl1_tuned", "ilk_tuned")
+    res: dict[str, list[float]] = {k: [] for k in classical}
+    per_seed: dict[str, dict[str, list[float]]] = {str(ts): {"cnn": [], "cnn+finetune": []} for ts in train_seeds}
+    for seed in movie_seeds:
         sim = motion.advected_movie((96, 96) if quick else (128, 128), n_frames=3, photons=30.0, bleaching=0.1,
-                                    seed=100 + seed)
+                                    seed=seed)
         truth = sim["flows"]
-        DATA[f"flow_movie{100 + seed}"] = np.asarray(sim["movie"])
-        ft = fl.finetune_unsupervised(fl.clone_net(net), sim["movie"], 10 if quick else 60, patch=64)
-        for name, f in (("tvl1", fl.flow_tvl1(sim["movie"])), ("ilk", fl.flow_ilk(sim["movie"])),
-                        ("cnn", fl.cnn_flow(sim["movie"], net)), ("cnn+finetune", fl.cnn_flow(sim["movie"], ft))):
-            e = fl.endpoint_error(f, truth, 8)
+        DATA[f"flow_movie{seed}"] = np.asarray(sim["movie"])
+        flows = {"tvl1": fl.flow_tvl1(sim["movie"]), "ilk": fl.flow_ilk(sim["movie"]),
+                 "tvl1_tuned": fl.flow_tvl1(sim["movie"], **tuning["tvl1"]["tuned"]),
+                 "ilk_tuned": fl.flow_ilk(sim["movie"], **tuning["ilk"]["tuned"])}
+        for name, f in flows.items():
+            e = fl.endpoint_error(f, truth, FLOW_BORDER)
             res[name].append(e)
-            mag = np.sqrt((np.asarray(f, np.float32) ** 2).sum(-3))  # (frames − 1, Y, X) flow magnitude
-            tmag = np.sqrt((np.asarray(truth, np.float32) ** 2).sum(-3))
-            mov = np.asarray(sim["movie"], np.float32)  # drawn in the |flow| display range of the row
-            CASES.setdefault(name.replace("+", "_"), []).append(Case(
-                f"movie {100 + seed}", -e, {"recording (rescaled)": mov / max(float(mov.max()), 1e-9) * float(tmag.max()),
-                                            "result": mag, "reference": tmag}, {"epe_px": e}))
+            CASES.setdefault(name, []).append(_flow_case(f"movie {seed}", sim["movie"], f, truth, e))
+        for ts, net in nets.items():
+            ft = fl.finetune_unsupervised(fl.clone_net(net), sim["movie"], 10 if quick else 60, patch=64, seed=ts)
+            for name, f in (("cnn", fl.cnn_flow(sim["movie"], net)), ("cnn+finetune", fl.cnn_flow(sim["movie"], ft))):
+                e = fl.endpoint_error(f, truth, FLOW_BORDER)
+                per_seed[str(ts)][name].append(e)
+                label = f"movie {seed}" if len(train_seeds) == 1 else f"movie {seed}, CNN seed {ts}"
+                CASES.setdefault(name.replace("+", "_"), []).append(_flow_case(label, sim["movie"], f, truth, e))
+    for name in ("cnn", "cnn+finetune"):  # per movie: mean over training seeds
+        res[name] = list(np.mean([per_seed[str(ts)][name] for ts in train_seeds], axis=0))
     out = {k: float(np.mean(v)) for k, v in res.items()}
     out["per_movie"] = {k: list(map(float, v)) for k, v in res.items()}
     out.update({"ratio_cnn_tvl1": out["cnn"] / out["tvl1"], "ratio_cnn_finetune_tvl1": out["cnn+finetune"] / out["tvl1"],
-                "train_seconds": train_s, "train_steps": int(net.trained_steps), "movies": n,
+                "ratio_cnn_tvl1_tuned": out["cnn"] / out["tvl1_tuned"],
+                "ratio_cnn_finetune_tvl1_tuned": out["cnn+finetune"] / out["tvl1_tuned"],
+                "ratio_cnn_ilk_tuned": out["cnn"] / out["ilk_tuned"],
+                "train_seconds": float(np.mean(train_s)), "train_steps": int(np.mean(train_steps)),
+                "train_seeds": train_seeds, "train_steps_per_seed": train_steps, "movies": len(movie_seeds),
+                "movie_seeds": movie_seeds, "tuning": tuning,
+                "per_seed": {ts: {k: list(map(float, v)) for k, v in d.items()} for ts, d in per_seed.items()},
                 "setting": "128² (quick: 96²), 3 frames, 30 photons at intensity 1, bleaching 10 %/frame, flow RMS 1.5 px "
                            "+ translation ≤ 1.5 px per frame; EPE over the interior (8 px border excluded)",
                 "target": "CNN EPE ≤ 0.7 × TV-L1"})
+    # The classical peers are deterministic: the spread over CNN training seeds is the only randomness left
+    # (the 4 movies are fixed), so these are t-intervals over training seeds.
+    for name in ("cnn", "cnn+finetune"):
+        means = [float(np.mean(per_seed[str(ts)][name])) for ts in train_seeds]
+        out[f"{name}_over_train_seeds_mean_ci95"] = mean_ci(means)
+        out[f"ratio_{name.replace('+', '_')}_tvl1_tuned_over_train_seeds_mean_ci95"] = mean_ci(
+            np.divide(means, out["tvl1_tuned"]))
     out["met"] = bool(min(out["ratio_cnn_tvl1"], out["ratio_cnn_finetune_tvl1"]) <= 0.7)
+    out["met_vs_tuned_tvl1"] = bool(min(out["ratio_cnn_tvl1_tuned"], out["ratio_cnn_finetune_tvl1_tuned"]) <= 0.7)
     print(out, flush=True)
     return out
 
@@ -334,11 +469,27 @@ def to_markdown(r: dict) -> str:
         lines += [f"Second point: {m2['grid']} grid of {m2['tile']} tiles → peak RSS {m2['peak_rss_mib']:.0f} MiB in "
                   f"{m2['seconds']:.0f} s (mosaic {m2['mosaic_shape']}, {m2['mosaic_float32_mib']:.0f} MiB as float32)."]
     f = r["flow"]
-    lines += ["", "## Optical flow (EPE, px)", "", "| TV-L1 | iLK | CNN | CNN + unsup. fine-tune | CNN/TV-L1 | met |",
-              "|---|---|---|---|---|---|",
-              f"| {f['tvl1']:.3f} | {f['ilk']:.3f} | {f['cnn']:.3f} | {f['cnn+finetune']:.3f} | "
-              f"{f['ratio_cnn_tvl1']:.2f} | {f['met']} |", "",
-              f"CNN trained {f['train_steps']} steps in {f['train_seconds']:.0f} s on simulated flows. {f['setting']}."]
+    lines += ["", "## Optical flow (EPE, px)", ""]
+    if "tvl1_tuned" in f:
+        tu = f["tuning"]
+        lines += ["| TV-L1 default | TV-L1 tuned | iLK default | iLK tuned | CNN | CNN + unsup. fine-tune | "
+                  "CNN/TV-L1 default | CNN/TV-L1 tuned | met (default) | met (tuned) |", "|---|---|---|---|---|---|---|---|---|---|",
+                  f"| {f['tvl1']:.3f} | {f['tvl1_tuned']:.3f} | {f['ilk']:.3f} | {f['ilk_tuned']:.3f} | {f['cnn']:.3f} | "
+                  f"{f['cnn+finetune']:.3f} | {f['ratio_cnn_tvl1']:.2f} | {f['ratio_cnn_tvl1_tuned']:.2f} | {f['met']} | "
+                  f"{f['met_vs_tuned_tvl1']} |", "",
+                  f"Peers tuned on {tu['pairs']} pairs of {tu['patch']}² from {tu['distribution']} (seed {tu['seed']}; "
+                  f"test movies {f['movie_seeds']}): TV-L1 {tu['tvl1']['tuned']} (tuning EPE {tu['tvl1']['tuned_epe_px']:.3f} "
+                  f"vs default {tu['tvl1']['default_epe_px']:.3f}), iLK {tu['ilk']['tuned']} "
+                  f"({tu['ilk']['tuned_epe_px']:.3f} vs {tu['ilk']['default_epe_px']:.3f}).",
+                  f"CNN training seeds {f['train_seeds']}, {f['train_steps']} steps (mean) in {f['train_seconds']:.0f} s each "
+                  f"on simulated flows; CNN EPE mean ± 95 % t-interval over training seeds: "
+                  f"{f['cnn_over_train_seeds_mean_ci95']['mean']:.3f} {f['cnn_over_train_seeds_mean_ci95']['ci95']}. "
+                  f"{f['setting']}."]
+    else:  # a JSON written before the peers were tuned
+        lines += ["| TV-L1 | iLK | CNN | CNN + unsup. fine-tune | CNN/TV-L1 | met |", "|---|---|---|---|---|---|",
+                  f"| {f['tvl1']:.3f} | {f['ilk']:.3f} | {f['cnn']:.3f} | {f['cnn+finetune']:.3f} | "
+                  f"{f['ratio_cnn_tvl1']:.2f} | {f['met']} |", "",
+                  f"CNN trained {f['train_steps']} steps in {f['train_seconds']:.0f} s on simulated flows. {f['setting']}."]
     s = r["stabilize"]
     lines += ["", "## Deformable stabilization (residual misalignment, px)", "",
               "| none | affine | affine + deformable | ratio | met |", "|---|---|---|---|---|",
@@ -350,7 +501,7 @@ def to_markdown(r: dict) -> str:
 
 
 def _record(r: dict, a: argparse.Namespace, seeds: list[int], command: list[str], t_start: float,
-            figures: Path) -> dict:
+            figures: Path, flow_seeds: list[int] | None = None) -> dict:
     """Add the galleries of this run and its provenance record to ``r``."""
     if CASES:
         r["galleries"] = {m: {"path": str(figures / f"geometry_worst_{m}.png"),
@@ -360,12 +511,27 @@ def _record(r: dict, a: argparse.Namespace, seeds: list[int], command: list[str]
                               "scores": {c.label: c.score for c in cs}}
                           for m, cs in CASES.items()}
     params = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, "seeds": seeds,
-              "fixed_seeds": {"flow_training": 0, "flow_movies": "100+i", "stabilize_series": 0, "big_grid": 1}}
+              "fixed_seeds": {"flow_training": flow_seeds if flow_seeds is not None else [0],
+                              "flow_movies": flow_movie_seeds(a.quick), "flow_tuning": a.flow_tune_seed,
+                              "stabilize_series": 0, "big_grid": 1}}
     prov = provenance(seeds=seeds, data=DATA, params=params, argv=command)
     prov["date_utc"] = r.get("date", prov["date_utc"])
     prov["load_average_start"] = r.get("load_before", prov["load_average_start"])
     r["provenance"] = finish(prov, t_start)
     return r
+
+
+def _seed_list(ap: argparse.ArgumentParser, flag: str, values: list[str] | None, default: list[int]) -> list[int]:
+    """Parse '0 1 2' or '0,1,2' into distinct integers (exit 2 with a clear message otherwise)."""
+    if values is None:
+        return default
+    try:
+        out = [int(v) for v in ",".join(values).split(",") if v.strip()]
+    except ValueError:
+        ap.error(f"{flag} takes integers, e.g. '{flag} 0 1 2'; got {' '.join(values)!r}")
+    if not out or len(set(out)) != len(out):
+        ap.error(f"{flag} needs distinct integers")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -384,15 +550,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", nargs="+", default=None,
                     help="simulated tilings of (a) and (e): '0 1 2' or '0,1,2' (default 0 1 2; --quick: 0)")
     ap.add_argument("--flow-only", action="store_true", help="only optical flow (→ geometry_flow.json)")
+    ap.add_argument("--flow-seeds", nargs="+", default=None,
+                    help="training seeds of the flow CNN, one net per seed (default 0 1 2; --quick: 0)")
+    ap.add_argument("--flow-tune-seed", type=int, default=FLOW_TUNE_SEED,
+                    help=f"seed of the training-distribution pairs TV-L1/iLK are tuned on (default {FLOW_TUNE_SEED}; "
+                         f"must differ from the test movies {FLOW_MOVIE_SEED0}+i)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the reduced run used 1)")
     a = ap.parse_args(argv)
-    try:
-        seeds = ([0] if a.quick and not a.peers else [0, 1, 2]) if a.seeds is None else \
-            [int(v) for v in ",".join(a.seeds).split(",") if v.strip()]
-    except ValueError:
-        ap.error(f"--seeds takes integers, e.g. '--seeds 0 1 2'; got {' '.join(a.seeds)!r}")
-    if not seeds or len(set(seeds)) != len(seeds):
-        ap.error("--seeds needs distinct integers")
+    seeds = _seed_list(ap, "--seeds", a.seeds, [0] if a.quick and not a.peers else [0, 1, 2])
+    flow_seeds = _seed_list(ap, "--flow-seeds", a.flow_seeds, [0] if a.quick else [0, 1, 2])
+    if a.flow_tune_seed in flow_movie_seeds(a.quick):
+        ap.error(f"--flow-tune-seed {a.flow_tune_seed} is a test-movie seed {flow_movie_seeds(a.quick)}: "
+                 "the peers must be tuned on other data")
     flow_budget = a.flow_budget if a.flow_budget is not None else 10.0 if a.quick else 150.0
     deform_budget = a.deform_budget if a.deform_budget is not None else 5.0 if a.quick else 90.0
     out_dir = a.out.resolve().parent
@@ -405,8 +574,10 @@ def main(argv: list[str] | None = None) -> None:
     if a.flow_only:
         r = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
              "load_before": [round(v, 2) for v in os.getloadavg()], "command": " ".join(sys.argv),
-             "flow": bench_flow(a.quick, flow_budget), "load_after": [round(v, 2) for v in os.getloadavg()]}
-        (out_dir / "geometry_flow.json").write_text(json.dumps(_record(r, a, seeds, command, t_start, figures), indent=2))
+             "flow": bench_flow(a.quick, flow_budget, flow_seeds, a.flow_tune_seed),
+             "load_after": [round(v, 2) for v in os.getloadavg()]}
+        (out_dir / "geometry_flow.json").write_text(json.dumps(_record(r, a, seeds, command, t_start, figures, flow_seeds),
+                                                               indent=2))
         return
     if a.peers or a.memory_only:
         r = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -429,11 +600,11 @@ def main(argv: list[str] | None = None) -> None:
     if not a.skip_memory:
         r["memory"] = bench_memory(2 if a.quick else a.memory_grid, 256 if a.quick else 1024)
         print(r["memory"], flush=True)
-    r["flow"] = bench_flow(a.quick, flow_budget)
+    r["flow"] = bench_flow(a.quick, flow_budget, flow_seeds, a.flow_tune_seed)
     r["stabilize"] = bench_stabilize(a.quick, deform_budget)
     r["load_after"] = [round(v, 1) for v in os.getloadavg()]
     r["self_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    _record(r, a, seeds, command, t_start, figures)
+    _record(r, a, seeds, command, t_start, figures, flow_seeds)
     a.out.write_text(json.dumps(r, indent=2))
     md = to_markdown(r)
     a.out.with_suffix(".md").write_text(md)
