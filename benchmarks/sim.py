@@ -16,7 +16,10 @@ resolution: FRC (1/7) against the truth, relative to the widefield OTF cut-off.
 Reproducibility: the JSON holds a ``provenance`` record (command, code hash, every simulated truth and the real
 raw file by hash, seeds, all parameters, machine, load), ``summary["per_seed"]`` (per-seed means, their mean
 with a 95 % t-interval, and the paired per-seed differences against the peers), and ``galleries``: the three
-lowest-PSNR scenes of every method as ``<figures>/sim_worst_<method>.png`` (``--figures``).
+lowest-PSNR scenes of every method as ``<figures>/sim_worst_<method>.png`` (``--figures``). Learned − classical:
+``<name>_minus_ours_<metric>_at_<photons>`` (per scene) and ``..._per_network`` (per network × scene) count every
+modulation of a truth as a scene of its own; ``..._units`` (:func:`crossed_ci`) is the interval to quote: truth
+seeds (their scenes averaged) crossed with the networks' training seeds.
 """
 
 from __future__ import annotations
@@ -136,6 +139,65 @@ def _paired(diffs: list[float], seed: int = 0) -> dict:
     half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
     return {"n": int(d.size), "mean": float(d.mean()), "boot_ci95": np.percentile(boot, [2.5, 97.5]).tolist(),
             "t_ci95": [float(d.mean() - half), float(d.mean() + half)], "positive": int((d > 0).sum())}
+
+
+def unit_diffs(rows: list[dict], name: str, metric: str) -> tuple[list[int], np.ndarray]:
+    """Paired differences ``name − ours`` at the level of the independent units: a ``(truth seeds, networks)`` table.
+
+    A truth seed's scenes (its modulations and phantom kinds: the same structures imaged again) are averaged;
+    each network (training seed, ``<name>_per_seed``) keeps its own column.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Scene rows of one group and photon level, each with ``seed``, ``ours`` and ``<name>_per_seed``.
+    name, metric : str
+        The learned method (``learned``, ``learned_physics``) and ``psnr`` or ``ssim``.
+
+    Returns
+    -------
+    seeds : list of int
+        The truth seeds, the table's row order.
+    diffs : ndarray (T, N)
+    """
+    seeds = sorted({r["seed"] for r in rows})
+    table = [np.mean([[p[metric] - r["ours"][metric] for p in r[f"{name}_per_seed"]] for r in rows
+                      if r["seed"] == s], axis=0) for s in seeds]
+    return seeds, np.asarray(table, np.float64)
+
+
+def crossed_ci(diffs: np.ndarray) -> dict:
+    """Mean of a ``(truths × networks)`` table of paired differences with 95 % t-intervals over independent units.
+
+    ``truths``: t-interval over the truth means (networks averaged: ignores which networks were trained);
+    ``networks``: over the network means; ``crossed``: both sources at once, standard error
+    ``√(s²_truth/T + s²_net/N)`` (s² of the row / column means; conservative, it counts the interaction twice)
+    with Welch–Satterthwaite degrees of freedom — the interval to quote. With one network it is ``truths``,
+    with one truth ``networks``; ``None`` when neither has two units.
+
+    Examples
+    --------
+    >>> r = crossed_ci(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    >>> r["mean"], r["positive_truths"], round(r["crossed"]["df"], 3)     # df = 1.25² / (1²/1 + 0.25²/1)
+    (2.5, 2, 1.471)
+    """
+    d = np.asarray(diffs, np.float64)
+    if d.ndim != 2 or d.size == 0 or not np.all(np.isfinite(d)):
+        raise ValueError(f"diffs must be a finite, non-empty (truths, networks) table, got shape {d.shape}")
+    n_t, n_n = d.shape
+    rows, cols = d.mean(axis=1), d.mean(axis=0)
+    out = {"n_truths": n_t, "n_networks": n_n, "mean": float(d.mean()), "truths": mean_ci(rows),
+           "networks": mean_ci(cols), "positive_truths": int((rows > 0).sum()),
+           "positive_networks": int((cols > 0).sum()), "positive_cells": int((d > 0).sum()), "crossed": None}
+    parts = [(float(v.var(ddof=1)) / v.size, v.size - 1) for v in (rows, cols) if v.size > 1]
+    if parts:
+        var = sum(p for p, _ in parts)
+        # Welch–Satterthwaite: the degrees of freedom of a sum of independent variance estimates
+        df = var**2 / sum(p**2 / k for p, k in parts) if var > 0 else float("inf")
+        half = float(stats.t.ppf(0.975, df) * np.sqrt(var)) if var > 0 else 0.0
+        out["crossed"] = {"se": float(np.sqrt(var)), "df": float(df),
+                          "ci95": [float(d.mean() - half), float(d.mean() + half)]}
+    return out
 
 
 def simulations(seeds: list[int], quick: bool, peer: str, learned_budget: float, learned_seeds: list[int],
@@ -315,6 +377,11 @@ def main() -> None:
                                                                              for r in at])
                     g[f"{name}_minus_ours_{metric}_at_{int(ph)}_per_network"] = _paired(
                         [p[metric] - r["ours"][metric] for r in at for p in r[f"{name}_per_seed"]])
+                    # The two above treat scenes of one truth (and networks × scenes) as independent; this is
+                    # over the independent units: truth seeds (scenes averaged) crossed with training seeds.
+                    unit_seeds, table = unit_diffs(at, name, metric)
+                    g[f"{name}_minus_ours_{metric}_at_{int(ph)}_units"] = {"truth_seeds": unit_seeds,
+                                                                          **crossed_ci(table)}
         for ph in sorted({r["photons"] for r in rows}):
             for m in sorted({r["modulation"] for r in rows}):
                 at = [r for r in rows if r["photons"] == ph and r["modulation"] == m]

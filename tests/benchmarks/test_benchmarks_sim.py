@@ -1,4 +1,5 @@
-"""benchmarks/sim.py: provenance (truths by hash), per-seed summary and worst-case galleries on a tiny run."""
+"""benchmarks/sim.py: provenance (truths by hash), per-seed summary and worst-case galleries on a tiny run;
+the learned − classical intervals over independent units (truth seeds crossed with training seeds)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+from _bench import load_benchmark
+from scipy import stats
 
 from fluorecon.physics import phantoms
 from fluorecon.utils import array_hash
@@ -35,3 +39,50 @@ def test_quick_run_provenance_seeds_and_gallery(tmp_path):
     gal = res["galleries"]["ours"]
     assert Path(gal["path"]).exists() and Path(gal["path"]).parent == tmp_path
     assert gal["cases"][0]["score"] == min(scores) and len(gal["cases"]) == 3
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return load_benchmark("sim")      # loaded once: importing it (torch, fluorecon) dominates these tests
+
+
+def test_crossed_ci_matches_scipy_t(sim):
+    """Hand-built 3 truths × 3 networks table; references from scipy.stats.t with the scale written out."""
+    d = np.array([[0.4, 0.8, 1.0], [0.5, 0.7, 1.1], [0.6, 0.9, 1.5]])
+    r = sim.crossed_ci(d)
+    rows, cols = [0.7333333333, 0.7666666667, 1.0], [0.5, 0.8, 1.2]       # row / column means by hand
+    assert np.isclose(r["mean"], 0.8333333333) and r["n_truths"] == 3 and r["n_networks"] == 3
+    want_t = stats.t.interval(0.95, 2, loc=np.mean(rows), scale=stats.sem(rows))
+    np.testing.assert_allclose(r["truths"]["ci95"], want_t, rtol=1e-8)
+    want_n = stats.t.interval(0.95, 2, loc=np.mean(cols), scale=stats.sem(cols))
+    np.testing.assert_allclose(r["networks"]["ci95"], want_n, rtol=1e-8)
+    a, b = stats.sem(rows) ** 2, stats.sem(cols) ** 2
+    df = (a + b) ** 2 / (a**2 / 2 + b**2 / 2)                          # Welch–Satterthwaite
+    want_x = stats.t.interval(0.95, df, loc=np.mean(rows), scale=np.sqrt(a + b))
+    np.testing.assert_allclose(r["crossed"]["ci95"], want_x, rtol=1e-8)
+    assert np.isclose(r["crossed"]["df"], df)
+    # the crossed interval contains both one-factor intervals' spread: wider than the truths-only one
+    assert r["crossed"]["ci95"][1] - r["crossed"]["ci95"][0] > want_t[1] - want_t[0]
+    assert r["positive_truths"] == 3 and r["positive_cells"] == 9
+
+
+def test_crossed_ci_one_network_is_the_truth_interval_and_bad_input(sim):
+    d = np.array([[1.0], [2.0], [4.0]])
+    r = sim.crossed_ci(d)
+    want = stats.t.interval(0.95, 2, loc=7 / 3, scale=stats.sem([1.0, 2.0, 4.0]))
+    np.testing.assert_allclose(r["crossed"]["ci95"], want, rtol=1e-8)
+    assert r["networks"]["ci95"] is None and sim.crossed_ci(np.array([[3.0]]))["crossed"] is None
+    with pytest.raises(ValueError, match="table"):
+        sim.crossed_ci(np.array([1.0, 2.0]))
+
+
+def test_unit_diffs_average_a_truths_scenes_and_keep_networks(sim):
+    """Two truth seeds × two modulations × three networks: the unit is the truth seed, not the scene."""
+    def row(seed, m, ours, nets):
+        return {"seed": seed, "modulation": m, "ours": {"psnr": ours},
+                "learned_physics_per_seed": [{"psnr": v} for v in nets]}
+    rows = [row(0, 0.5, 20.0, [21.0, 22.0, 23.0]), row(0, 0.8, 22.0, [22.0, 22.0, 22.0]),
+            row(1, 0.5, 20.0, [20.0, 20.5, 21.0]), row(1, 0.8, 21.0, [21.0, 21.5, 22.0])]
+    seeds, d = sim.unit_diffs(rows, "learned_physics", "psnr")
+    assert seeds == [0, 1]
+    np.testing.assert_allclose(d, [[0.5, 1.0, 1.5], [0.0, 0.5, 1.0]])
