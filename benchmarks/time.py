@@ -8,11 +8,17 @@ the recurrent ``convlstm``):
   deforming, bleaching specimen, Poisson–Gaussian camera) with ground truth → PSNR to the noiseless
   recording, flicker against it, temporal-FRC cut-off against it;
 - ``real``: ``../shared/data/huanglab-lysosome-repeats`` (live lysosomes): every method restores the
-  even frames only; the held-out odd raw frames score it (:func:`heldout_frame_error`, in place and
-  along the TV-L1 flow of the raw even frames, one flow for all methods), plus the Noise2Self
-  J-invariant held-out-pixel score on the even frames (:func:`jinv_heldout_pixel_error`, every method
-  made J-invariant by the same grid masking) and flicker against the raw temporal low-pass. Learned
-  methods run for each of ``--seeds``. Settings were chosen on ``2.tif`` (``--tune``); report others;
+  even frames only (every network is trained on them, the classical denoiser calibrates on them); the
+  held-out odd raw frames score it (:func:`heldout_frame_error`, in place and along the TV-L1 flow of
+  the raw even frames, one flow for all methods), plus the Noise2Self J-invariant held-out-pixel score
+  (:func:`jinv_heldout_pixel_error`, every method made J-invariant by the same grid masking) taken on
+  the odd frames too (``jinv_mse_heldout``; the split is :func:`jinv_split`, recorded under ``jinv``):
+  a network that memorised the noise of its training pixels gains nothing there. ``jinv_mse`` is the
+  older score on the even (training) frames, kept for comparison only. ``paired_frames`` holds paired
+  bootstrap CIs over the held-out frames against ``classical``, ``input/fused`` and the same seed's
+  ``n2v-frames``: within one movie, frames correlated (not a CI over specimens). Flicker against the
+  raw temporal low-pass. Learned methods run for each of ``--seeds``. Settings were chosen on
+  ``2.tif`` (``--tune``); report others;
 - ``speed``: inference frames/s of a spatiotemporal network on 128² frames.
 
     .venv/bin/python benchmarks/time.py sim --budget 40 --frames 100
@@ -47,7 +53,7 @@ import torch
 
 from fluorecon.classical.denoise import denoise_classical
 from fluorecon.datasets import shared_data
-from fluorecon.evaluate.metrics import psnr
+from fluorecon.evaluate.metrics import bootstrap_ci, psnr
 from fluorecon.evaluate.temporal import (
     flicker,
     heldout_frame_error,
@@ -71,6 +77,9 @@ from _stats import mean_ci
 OUT = Path(__file__).with_name("time.json")
 FIGURES = Path(__file__).with_name("figures")
 METHODS = ("classical", "n2v-frames", "n2v-t", "deepcad", "convlstm")
+# the frame-level intervals resample frames of one recording: they say how stable a difference is across
+# this movie's frames, not how it would vary over specimens (the independent unit, issue 15)
+FRAME_CI_SCOPE = "within one movie (frames correlated)"
 
 
 def parse_seeds(tokens: list[str] | None) -> list[int] | None:
@@ -203,6 +212,89 @@ def bench_sim(args: argparse.Namespace, res: dict, data: dict, cases: dict) -> N
     res["summary"] = summary
 
 
+def jinv_split(n_frames: int) -> dict[str, Any]:
+    """The frame split of ``real``: what every method trains (or calibrates) on and what scores it.
+
+    Every method restores the even frames and is trained or calibrated on them; the odd frames are held
+    out of everything and score both the held-out-frame error and the Noise2Self J-invariant score. A
+    J-invariant score on training pixels rewards a network that memorised their noise; on frames no
+    method has seen it is a held-out score for all of them alike.
+
+    Parameters
+    ----------
+    n_frames : int
+        Frames of the movie (at least 3: two trained frames around one held-out frame).
+
+    Returns
+    -------
+    dict
+        ``train_frames`` and ``scored_frames`` (movie indices, disjoint) and the ``rule`` in words.
+
+    Examples
+    --------
+    >>> s = jinv_split(5)
+    >>> s["train_frames"], s["scored_frames"]
+    ([0, 2, 4], [1, 3])
+    """
+    if n_frames < 3:
+        raise ValueError(f"the held-out split needs a movie of at least 3 frames, got {n_frames}")
+    return {"train_frames": list(range(0, n_frames, 2)), "scored_frames": list(range(1, n_frames, 2)),
+            "rule": "train/calibrate and restore on the even frames; the odd frames (never trained on) score "
+                    "the held-out frame error and the J-invariant score"}
+
+
+def _jinv_scores(restore: Any, frames: np.ndarray) -> tuple[float, list[float]]:
+    """Noise2Self score of ``restore`` on ``frames`` (made J-invariant by grid masking): mean and per frame."""
+    err = (j_invariant(restore, frames).astype(np.float64) - frames) ** 2
+    return float(err.mean()), [float(v) for v in err.mean(axis=(1, 2))]
+
+
+def _n2v_peer(key: str, rows: dict) -> str | None:
+    """The plain ``n2v-frames`` row trained with the same seed as row ``key`` (None if absent or ``key`` is it)."""
+    seed = next((p for p in key.split("/") if p.startswith("seed")), None)
+    peers = [k for k in rows if k.startswith("n2v-frames/") and k.count("/") == 2 and k.endswith(f"/{seed}")]
+    return peers[0] if seed and peers and peers[0] != key else None
+
+
+def paired_frames(rows: dict, seed: int = 0) -> dict[str, dict]:
+    """Paired percentile-bootstrap 95 % CIs of per-frame differences ``row − peer`` (lower is better).
+
+    Peers: ``classical``, ``input/fused`` (the fusion without a network) and the same seed's plain
+    ``n2v-frames``. Metrics: the held-out frame error in place (``per_frame``) and along the flow
+    (``mc_per_frame``), and the held-out J-invariant score (``jinv_per_frame_heldout``). Every interval
+    is over the frames of one movie (labelled ``scope``): frames are correlated, so it is narrower than
+    an interval over specimens would be.
+
+    Parameters
+    ----------
+    rows : dict
+        The ``rows`` of a ``real`` run.
+    seed : int
+        Bootstrap resampling seed.
+
+    Returns
+    -------
+    dict
+        ``{"<row> - <peer>": {metric: {"mean", "ci95", "n_frames", "frames_better", "scope"}}}``.
+    """
+    fields = {"in_place": "per_frame", "along_flow": "mc_per_frame", "jinv_heldout": "jinv_per_frame_heldout"}
+    out: dict[str, dict] = {}
+    for key, row in rows.items():
+        for peer in ("classical", "input/fused", _n2v_peer(key, rows)):
+            if peer is None or peer == key or peer not in rows:
+                continue
+            pair = {}
+            for name, field in fields.items():
+                if field in row and field in rows[peer]:
+                    d = np.asarray(row[field], np.float64) - np.asarray(rows[peer][field], np.float64)
+                    ci = bootstrap_ci(d, seed=seed)
+                    pair[name] = {"mean": ci.value, "ci95": [ci.low, ci.high], "n_frames": int(d.size),
+                                  "frames_better": int((d < 0).sum()), "scope": FRAME_CI_SCOPE}
+            if pair:
+                out[f"{key} - {peer}"] = pair
+    return out
+
+
 def _flows(kept: np.ndarray, sigma: float, attachment: float) -> np.ndarray:
     from scipy import ndimage
 
@@ -225,10 +317,18 @@ def bench_real(args: argparse.Namespace, res: dict, data: dict, cases: dict) -> 
     movie = read_image(root / args.file).data.astype(np.float32)
     if movie.ndim != 3:
         movie = movie.reshape(-1, *movie.shape[-2:])
-    kept, held = movie[0::2], movie[1::2]
+    try:
+        split = jinv_split(movie.shape[0])
+    except ValueError as e:
+        print(f"time.py real: {args.file}: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
+    kept, held = movie[split["train_frames"]], movie[split["scored_frames"]]
     rows = res.setdefault("rows", {})
     res.update(kind="real-tune" if args.tune else "real", file=args.file, frames=int(movie.shape[0]),
                budget_s=args.budget, steps=args.steps, seeds=args.seeds, flow_sigma=args.flow_sigma)
+    res["jinv"] = {**split, "score": "jinv_mse_heldout (per frame: jinv_per_frame_heldout), on scored_frames",
+                   "jinv_mse": "older score on train_frames: not held out for the networks, comparison only"}
+    res["paired_frames_scope"] = FRAME_CI_SCOPE
     if args.tune:
         # method-independent setting: the flow's pre-smoothing and TV-L1 attachment (noisy frames need a
         # smoother flow), chosen on the raw interpolation's error
@@ -241,6 +341,7 @@ def bench_real(args: argparse.Namespace, res: dict, data: dict, cases: dict) -> 
     fl = _flows(kept, args.flow_sigma, args.flow_attachment)
     rows["input"] = {"heldout_mse": heldout_frame_error(kept, held), "heldout_mse_mc": heldout_frame_error(kept, held, fl),
                      "jinv_mse": jinv_heldout_pixel_error(lambda x: x, kept), "flicker_raw": flicker(kept, raw=kept)}
+    rows["input"]["jinv_mse_heldout"], rows["input"]["jinv_per_frame_heldout"] = _jinv_scores(lambda x: x, held)
     print("input", rows["input"], flush=True)
     # the fusion without a network: the 5×5 ring median (J-invariant) fused with the raw pixel
     rm = temporal_inference(lambda x: x, kept, "fused")[0]
@@ -256,11 +357,13 @@ def bench_real(args: argparse.Namespace, res: dict, data: dict, cases: dict) -> 
             for s in (args.seeds if m != "classical" else (0,)):
                 c0 = time.process_time()
                 out, info, restore = _run(kept, m, args, seed=s, window=w)
-                # one J-invariant prediction (16 masked passes) serves the Noise2Self score and the
-                # blind-spot / fused inference rows of the same trained network
+                # the J-invariant prediction of the training frames feeds the blind-spot / fused inference
+                # rows; the Noise2Self score is taken on the odd frames, which no method was trained on
                 prior = j_invariant(restore, kept)
+                jinv_held, jinv_frames = _jinv_scores(restore, held)
                 row = {"heldout_mse": heldout_frame_error(out, held), "heldout_mse_mc": heldout_frame_error(out, held, fl),
                        "jinv_mse": float(np.mean((prior.astype(np.float64) - kept) ** 2)),
+                       "jinv_mse_heldout": jinv_held, "jinv_per_frame_heldout": jinv_frames,
                        "flicker_raw": flicker(out, raw=kept), "cpu_s": round(time.process_time() - c0, 1),
                        "mc_per_frame": _per_frame(out, held, fl), "per_frame": _per_frame(out, held, None), **info}
                 key = m if m == "classical" else f"{m}/w{w}/seed{s}"
@@ -278,6 +381,7 @@ def bench_real(args: argparse.Namespace, res: dict, data: dict, cases: dict) -> 
                                            "flicker_raw": flicker(r, raw=kept), "mc_per_frame": _per_frame(r, held, fl),
                                            "per_frame": _per_frame(r, held, None)}
                     print(f"{key}/{inf}", rows[f"{key}/{inf}"], flush=True)
+                res["paired_frames"] = paired_frames(rows)
                 _save(res)
 
 
