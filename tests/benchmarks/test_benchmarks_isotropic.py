@@ -114,3 +114,15 @@ def test_inconsistent_options_are_refused_with_exit_2(argv, capsys):
         _module().main(argv)
     assert e.value.code == 2
     assert "must be" in capsys.readouterr().err
+
+
+def test_fsc_z_reports_frequency_and_length_in_their_own_units():
+    mod = _module()
+    rng = np.random.default_rng(2)
+    smooth = ndimage.gaussian_filter(rng.random((40, 40, 48)), 2.0).astype(np.float32)
+    same = mod.fsc_z(smooth, smooth)  # identical halves: agree up to the last ring
+    assert same["cutoff_cycles_per_px"] > 0.45 and same["resolution_px"] < 2.3
+    a, b = rng.random((40, 40, 48)), rng.random((40, 40, 48))  # independent noise: no common signal
+    indep = mod.fsc_z(a.astype(np.float32), b.astype(np.float32))
+    assert indep["cutoff_cycles_per_px"] < 0.1 and indep["resolution_px"] > 10
+    assert same["n_planes"] == indep["n_planes"] > 5
