@@ -409,7 +409,9 @@ def main(argv=None) -> int:
     real = None if args.skip_real else run_real(args, hashes)
     prov = finish(provenance(seeds=args.seeds, data=hashes, params=record["params"],
                              argv=None if argv is None else ["benchmarks/isotropic.py", *argv]), t0)
-    prov["date_utc"], prov["load_average_start"] = record["date_utc"], record["load_average_start"]
+    # the code that ran is the code at the start (a commit made during a long run must not be credited)
+    for key in ("date_utc", "load_average_start", "git_commit", "source_sha256"):
+        prov[key] = record[key]
     report = {"provenance": prov, "steps": args.steps, "seeds": args.seeds,
               "scaling": "none: every method's output is scored as it comes (no fit against the truth)",
               "ci": "bootstrap over independent volumes (phantom kinds × seeds), per-volume mean over XZ slices",
