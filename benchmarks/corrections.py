@@ -55,6 +55,7 @@ from _peers import _last_json, peer_python  # noqa: E402
 from _provenance import finish, provenance  # noqa: E402
 
 SEEDS: list[int] | None = None  # --seeds: overrides the seeded parts' own seeds
+OUT_STEM: Path = HERE / "corrections"  # --out: leica_rescore reads the stored leica run from here
 INPAINT_SIZES = {"quick": ((128, 128), 100), "full": ((192, 192), 400)}  # shape, training steps
 DATA: dict[str, Any] = {}  # name → array or file, hashed into the provenance record
 CASES: dict[str, list[Case]] = {}  # "<part>_<method>" → scored cases, for the failure gallery
@@ -332,8 +333,9 @@ def leica_rescore(quick: bool = False) -> dict[str, Any]:
     """Re-score the blind spectra stored by the last full ``leica`` run (same NMF code) against the
     corrected references (A532 mirrored, PMT gains from the metadata); no NMF is re-run."""
     root = shared_data("poissonnmf-leica-spectral")
-    prev = json.loads((HERE / "corrections.json").read_text()).get("leica", {}) if (HERE / "corrections.json").exists() \
-        else {}
+    # the run being written (--out), so that `--parts leica,leica_rescore` re-scores the spectra it just found
+    stored = OUT_STEM.with_suffix(".json")
+    prev = json.loads(stored.read_text()).get("leica", {}) if stored.exists() else {}
     if root is None or "ours" not in prev:
         return {"skipped": "no data or no stored leica run"}
     spec, _ = _leica_library(root)
@@ -557,8 +559,9 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(args.parts.split(",")) - set(PARTS)
     if unknown:
         ap.error(f"unknown --parts {sorted(unknown)}; choose from {','.join(PARTS)}")
-    global UNMIX_CASES, SEEDS
+    global UNMIX_CASES, SEEDS, OUT_STEM
     SEEDS = args.seeds
+    OUT_STEM = Path(args.out)
     if args.unmix_cases:
         UNMIX_CASES = [tuple(int(v) for v in c.split("x")) for c in args.unmix_cases.split(",")]  # type: ignore[misc]
     torch.set_num_threads(1)

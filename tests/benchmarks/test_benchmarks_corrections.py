@@ -45,3 +45,26 @@ def test_bad_part_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         _module().main(["--parts", "inpaint,nope", "--out", str(tmp_path / "c")])
     assert e.value.code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_leica_rescore_reads_the_run_being_written(tmp_path, shared_data):
+    """`--parts leica,leica_rescore --out X` must re-score X's spectra, not benchmarks/corrections.json's."""
+    mod = _module()
+    lib = Path(shared_data("poissonnmf-leica-spectral")) / "reference-spectra"
+    bands = []
+    for name in ("Alexa_Fluor_488.emn", "Alexa_Fluor_532.emn", "Ethidium_bromide.emn"):
+        d = np.loadtxt(lib / name)
+        # band integral by hand (trapezoid on the file's own samples), independent of band_integrate
+        row = []
+        for lo, hi in mod.LEICA_BANDS:
+            m = (d[:, 0] >= lo) & (d[:, 0] <= hi)
+            row.append(float(np.trapezoid(d[m, 1], d[m, 0])) if m.sum() > 1 else 0.0)
+        bands.append(row)
+    stored = {"leica": {"binned": 1, "ours": {"spectra": bands}, "sklearn": {"spectra": bands[::-1]}}}
+    (tmp_path / "c.json").write_text(json.dumps(stored))
+    mod.main(["--parts", "leica_rescore", "--out", str(tmp_path / "c")])
+    res = json.loads((tmp_path / "c.json").read_text())["leica_rescore"]
+    # the stored spectra are the library itself (up to the integration rule) → near-zero angles for both,
+    # whatever their order; a re-score of another run would not give this
+    for who in ("ours", "sklearn"):
+        assert res[who]["library_as_is"]["mean_deg"] < 3.0, res[who]["library_as_is"]

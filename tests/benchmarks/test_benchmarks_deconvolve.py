@@ -78,3 +78,17 @@ def test_learned_rows_per_seed_with_paired_difference(tmp_path, monkeypatch):
     assert d["n"] == 2 and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
     g = json.loads(out.read_text())["galleries"]["learned"]
     assert g["cases"][0]["nrmse"] == pytest.approx(max(run["nrmse"] for run in q["learned_runs"]))
+
+
+def test_beads_section_agrees_with_the_published_psf(tmp_path, shared_data):
+    """`--only beads`: the PSF measured from the 4 beads of the biapol crop against the published averaged PSF
+    (an independent measurement of the same microscope): high correlation, FWHMs within 15 % per axis."""
+    shared_data("biapol-confocal-deconv")
+    mod = _module()
+    mod.main(["--only", "beads", "--out", str(tmp_path / "d.json")])
+    b = json.loads((tmp_path / "d.json").read_text())["beads"]
+    assert b["beads_used"] == 4
+    assert b["correlation"] > 0.9
+    for ours, ref in zip(b["fwhm_px_ours"], b["fwhm_px_published_loaded"], strict=True):
+        assert abs(ours - ref) / ref < 0.15
+    assert "beads_Bead_Image1_crop.tif" in json.loads((tmp_path / "d.json").read_text())["provenance"]["data"]

@@ -163,3 +163,65 @@ def test_merge_and_filter():
     assert m["uncertainty [nm]"][order][0] == pytest.approx(10 / np.sqrt(3))
     f = filter_localizations(t, min_photons=8, max_uncertainty=15)
     assert f["x [nm]"].tolist() == [100.0, 104.0, 98.0]
+
+
+# ----------------------------------------------------------------------------- nothing detected (empty table)
+CAM_EMPTY = SMLMCamera(baseline=100.0, gain=1.0, read_noise=1.0)
+
+
+def _expected_frame(spots, bg=10.0, sigma_px=1.3, shape=(24, 24)):
+    """Forward model: background + Σ photons × integrated Gaussian at (x, y) in pixels (pixel k spans [k, k+1))."""
+    img = np.full(shape, bg)
+    for x, y, n in spots:
+        ex = integrated_gaussian(np.array([x]), np.array([sigma_px]), shape[1])[0]
+        ey = integrated_gaussian(np.array([y]), np.array([sigma_px]), shape[0])[0]
+        img = img + n * np.outer(ey, ex)
+    return img
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"fit_sigma": True}, {"psf": AstigmaticPSF(130.0, 300.0, 400.0)}])
+def test_fit_mle_empty_has_the_keys_and_dtypes_of_a_fit(kwargs):
+    """The cause of the KeyError: an empty batch must return every key a one-ROI fit of the same mode returns."""
+    _, mu = _rois(1, 4.3, 3.8, 800.0, 5.0, 1.3)
+    one, none = fit_mle(mu[None], 1.3, **kwargs), fit_mle(np.zeros((0, 9, 9)), 1.3, **kwargs)
+    assert {k: v.dtype for k, v in none.items()} == {k: v.dtype for k, v in one.items()}
+    assert all(len(v) == 0 for v in none.values()) and "deviance" in none
+
+
+def test_localize_empty_frame_gives_empty_table_with_the_columns_of_a_fit():
+    truth = (11.3, 8.6)  # pixels
+    one = CAM_EMPTY.simulate(_expected_frame([(*truth, 5000.0)])[None], seed=1)
+    empty = CAM_EMPTY.simulate(_expected_frame([])[None], seed=2)
+    got = localize(one, CAM_EMPTY, 100.0, 130.0)
+    assert len(got["frame"]) == 1
+    assert abs(got["x [nm]"][0] / 100.0 - truth[0]) < 0.1 and abs(got["y [nm]"][0] / 100.0 - truth[1]) < 0.1
+    for frames in (empty, np.full((2, 24, 24), 100.0, np.float32)):  # background + noise, and a flat baseline
+        none = localize(frames, CAM_EMPTY, 100.0, 130.0)
+        assert {k: v.dtype for k, v in none.items()} == {k: v.dtype for k, v in got.items()}
+        assert all(len(v) == 0 for v in none.values())
+    # 3D: the empty table keeps the z columns
+    astig = localize(empty, CAM_EMPTY, 100.0, psf=AstigmaticPSF(130.0, 300.0, 400.0))
+    assert {"z [nm]", "crlb_z [nm]", "deviance"} <= set(astig) and len(astig["z [nm]"]) == 0
+    with pytest.raises(FluoreconError, match="no frames"):
+        localize(np.zeros((0, 24, 24)), CAM_EMPTY, 100.0, 130.0)
+
+
+def test_localize_movie_with_empty_frames():
+    """Emitters are found only in the frames that hold them, where the forward model put them."""
+    truth = {2: (6.4, 15.2), 4: (17.7, 5.5)}  # frame (from 1) → (x, y) in pixels
+    exp = np.stack([_expected_frame([(*truth[f], 5000.0)] if f in truth else []) for f in range(1, 6)])
+    got = localize(CAM_EMPTY.simulate(exp, seed=3), CAM_EMPTY, 100.0, 130.0)
+    assert got["frame"].tolist() == [2, 4]
+    for k, f in enumerate(got["frame"]):
+        assert abs(got["x [nm]"][k] / 100.0 - truth[f][0]) < 0.1 and abs(got["y [nm]"][k] / 100.0 - truth[f][1]) < 0.1
+
+
+def test_post_processing_of_an_empty_table():
+    none = localize(CAM_EMPTY.simulate(_expected_frame([])[None], seed=2), CAM_EMPTY, 100.0, 130.0)
+    assert render(none, 10.0, (2400.0, 2400.0)).shape == (240, 240)
+    assert not render(none, 10.0, (2400.0, 2400.0), method="gaussian").any()
+    m = merge(none)
+    assert len(m["frame"]) == 0 and m["intensity [photon]"].dtype == np.float64
+    assert len(filter_localizations(none, min_photons=10, max_deviance=3.0)["frame"]) == 0
+    with pytest.raises(FluoreconError, match="table is empty"):
+        drift_correct(none, segments=2)

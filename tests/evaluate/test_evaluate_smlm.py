@@ -59,3 +59,9 @@ def test_frc_resolution_tracks_localization_precision():
     assert 15 < res[0] < 80 and 50 < res[1] < 200
     with pytest.raises(FluoreconError, match="frame"):
         frc_localizations({"x [nm]": np.zeros(3), "y [nm]": np.zeros(3)})
+
+
+def test_frc_of_an_empty_table_says_so():
+    empty = {"frame": np.zeros(0, np.int64), "x [nm]": np.zeros(0), "y [nm]": np.zeros(0)}
+    with pytest.raises(FluoreconError, match="table is empty"):
+        frc_localizations(empty, 10.0, fov_nm=(1000.0, 1000.0))

@@ -152,3 +152,34 @@ def test_train_localizer_cli(tmp_path):
     assert r.exit_code == 2
     r = runner.invoke(app, ["train-localizer", "-o", str(tmp_path / "n"), "--psf-sigma", "130", "--steps", "1"])
     assert r.exit_code == 2 and "pixel size" in r.output
+
+
+def test_empty_movie_gives_empty_table_through_the_task_and_render():
+    """Nothing to detect: an empty table with the columns of a non-empty run, a blank rendering, clear warnings."""
+    cam = SMLMCamera(**CAM)
+    blank = ImageData(cam.simulate(np.full((6, 24, 24), 20.0), seed=0), "TYX", (0.1, 0.1), {})
+    opts = {**CAM, "psf_sigma": 130.0, "drift": True, "merge": True, "max_deviance": 3.0, "min_photons": 10.0}
+    full = get("localize")(_movie(6, 24, 0.5)[0], **opts)
+    res = get("localize")(blank, **opts)
+    assert len(full.image) > 0 and len(res.image) == 0 and res.image.names == full.image.names
+    assert res.params_used["n_localizations"] == 0 and res.params_used["mean_uncertainty_nm"] is None
+    assert any("table is empty" in w for w in res.warnings)  # drift correction skipped, with the reason
+    assert res.outputs["rendering"].shape == (240, 240) and not res.outputs["rendering"].any()
+    e = res.forward.expected(res)  # no emitters: the recording's background is unexplained, not a crash
+    assert e.shape == blank.data.shape
+    img = get("render")(inputs={"table": res.image}, pixel_size=20.0)
+    assert img.image.shape == (120, 120) and not img.image.any()
+
+
+@pytest.mark.parametrize("kind", ["decode", "deepstorm"])
+def test_learned_localizer_empty_result_has_the_columns_of_a_non_empty_one(kind):
+    from fluorecon.learn.smlm_nets import SimConfig, train_localizer
+
+    cam = SMLMCamera(**CAM)
+    model = train_localizer(kind, SimConfig(camera=cam.model_dump(mode="json")), steps=1, size=16, batch=2)
+    frames = cam.simulate(np.full((4, 16, 16), 20.0), seed=0)
+    some, none = model.localize(frames, threshold=1e-3), model.localize(frames, threshold=1e9)
+    assert len(some["frame"]) > 0 and all(len(v) == 0 for v in none.values())
+    assert {k: v.dtype for k, v in none.items()} == {k: v.dtype for k, v in some.items()}
+    with pytest.raises(FluoreconError, match="no frames"):
+        model.localize(frames[:0])

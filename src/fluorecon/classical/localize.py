@@ -193,7 +193,8 @@ def fit_mle(rois: np.ndarray, sigma: float = 1.3, *, psf: GaussianPSF | Astigmat
     dict
         ``x``, ``y`` (pixels within the ROI, pixel k spans [k, k+1)), ``photons``, ``background``
         (per pixel), ``sigma`` (pixels) or ``z`` (nm), ``crlb_x``, ``crlb_y``, ``crlb_photons``,
-        ``crlb_background`` (+ ``crlb_sigma``/``crlb_z``), ``loglik``, ``converged``.
+        ``crlb_background`` (+ ``crlb_sigma``/``crlb_z``), ``loglik``, ``deviance`` (per degree of
+        freedom), ``converged``; the same keys, of length 0, for ``N = 0``.
 
     Examples
     --------
@@ -209,13 +210,18 @@ def fit_mle(rois: np.ndarray, sigma: float = 1.3, *, psf: GaussianPSF | Astigmat
     if d.ndim != 3 or d.shape[1] != d.shape[2]:
         raise FluoreconError(f"ROIs must be (N, R, R), got {tuple(d.shape)}")
     n_spots, r, _ = d.shape
-    if n_spots == 0:
-        return {k: np.zeros(0) for k in ("x", "y", "photons", "background", "crlb_x", "crlb_y", "crlb_photons",
-                                         "crlb_background", "loglik", "converged", "sigma", "crlb_sigma")}
     if psf is not None and not isinstance(psf, AstigmaticPSF):
         sigma = psf.sigma / pixel_size
         psf = None
     mode = "z" if psf is not None else ("sigma" if fit_sigma else "xy")
+    if n_spots == 0:
+        # Nothing detected: the same keys and dtypes as a non-empty fit of this mode (callers index them all).
+        empty = {k: np.zeros(0, np.float64) for k in ("x", "y", "photons", "background", "crlb_x", "crlb_y",
+                                                       "crlb_photons", "crlb_background", "loglik", "deviance")}
+        empty["converged"] = np.zeros(0, bool)
+        for k in (("z", "crlb_z") if mode == "z" else ("sigma", "crlb_sigma")):
+            empty[k] = np.zeros(0, np.float64)
+        return empty
     gam = torch.as_tensor(np.asarray(read_var, np.float64)).reshape(-1, r * r) if np.ndim(read_var) else \
         torch.full((1, 1), float(read_var), dtype=torch.float64)
     gam = gam.expand(n_spots, r * r) if gam.shape[0] != n_spots else gam
@@ -355,13 +361,16 @@ def localize(frames: np.ndarray, camera: SMLMCamera, pixel_size: float, psf_sigm
     dict of columns: ``frame``, ``x [nm]``, ``y [nm]`` (``z [nm]``), ``sigma [nm]``,
     ``intensity [photon]``, ``offset [photon]``, ``bkgstd [photon]``, ``uncertainty [nm]`` (lateral
     CRLB, ``sqrt((σx² + σy²)/2)``), ``crlb_x [nm]``, ``crlb_y [nm]`` (``crlb_z [nm]``),
-    ``crlb_intensity [photon]``, ``loglik``.
+    ``crlb_intensity [photon]``, ``loglik``, ``deviance`` (Poisson deviance per degree of freedom).
+    With nothing detected every column is present with length 0 (same dtypes).
     """
     x = np.asarray(frames, np.float32)
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3:
         raise FluoreconError(f"an SMLM movie must be (T, Y, X), got {x.ndim} dimensions")
+    if x.shape[0] == 0:
+        raise FluoreconError("the SMLM movie has no frames", hint="give a movie with at least one frame")
     if not pixel_size or pixel_size <= 0:
         raise FluoreconError("the camera pixel size is missing or ≤ 0", hint="give --pixel-size in nm")
     if psf is None:
@@ -536,6 +545,10 @@ def drift_correct(table: Any, *, segments: int = 10, pixel_size: float = 20.0, m
     cols = _cols(table)
     _need(cols, ("frame", "x [nm]", "y [nm]"))
     fr = cols["frame"].astype(np.int64)
+    if len(fr) == 0:
+        # checked before the frame count, which an empty table would misreport as 1
+        raise FluoreconError("drift correction needs localizations: the table is empty",
+                             hint="lower the detection threshold, or check the camera parameters")
     t_max = int(fr.max(initial=1))
     if segments < 2 or t_max < segments:
         raise FluoreconError(f"drift correction needs at least {max(segments, 2)} frames in ≥ 2 segments")
@@ -640,7 +653,8 @@ def merge(table: Any, max_distance: float = 50.0, max_gap: int = 1) -> dict[str,
         if k == "frame":
             out[k] = first
         elif k in ("intensity [photon]",):
-            out[k] = np.bincount(track, v.astype(np.float64), nt)
+            # float64 even for an empty table (np.bincount of no entries returns int64)
+            out[k] = np.bincount(track, v.astype(np.float64), nt).astype(np.float64)
         elif k == "uncertainty [nm]":
             out[k] = 1.0 / np.sqrt(wsum)
         elif np.issubdtype(v.dtype, np.number):

@@ -163,6 +163,8 @@ def frc_localizations(table: Any, pixel_size: float = 10.0, *, blocks: int = 20,
     if "frame" not in cols:
         raise FluoreconError("FRC needs a 'frame' column to split the localizations in time")
     fr = cols["frame"].astype(np.int64)
+    if len(fr) == 0:
+        raise FluoreconError("FRC needs localizations: the table is empty")
     t_max = int(fr.max(initial=1))
     nb = max(2, min(blocks, t_max))
     blk = np.minimum(((fr - 1) * nb) // max(t_max, 1), nb - 1)

@@ -293,6 +293,8 @@ class LocalizerModel:
         x = np.asarray(frames, np.float32)
         if x.ndim != 3:
             raise FluoreconError(f"a movie must be (T, Y, X), got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise FluoreconError("the movie has no frames", hint="give a movie with at least one frame")
         if self.kind == "decode" and x.shape[0] < 2:
             raise FluoreconError("the DECODE-style localizer uses neighbouring frames as context: the movie has "
                                  "one frame", hint="give a movie with ≥ 2 frames, or use --method mle")
@@ -335,9 +337,9 @@ class LocalizerModel:
                                  "uncertainty [nm]": np.full(n, px / up / math.sqrt(12))}.items():
                         cols.setdefault(c, []).append(np.asarray(v))
             report(min(1.0, (s + batch) / t), f"localized {min(s + batch, t)}/{t} frames")
-        out = {k: np.concatenate(v) for k, v in cols.items()} if cols else {}
-        if not out:
-            out = {"frame": np.zeros(0, np.int64), "x [nm]": np.zeros(0), "y [nm]": np.zeros(0)}
+        # every frame appends all columns (length 0 when nothing is detected), so an empty movie result
+        # has the same columns and dtypes as a non-empty one
+        out = {k: np.concatenate(v) for k, v in cols.items()}
         out["frame"] = out["frame"].astype(np.int64)
         return out
 
@@ -359,7 +361,8 @@ def _deepstorm_extract(dens: np.ndarray, up: int, threshold: float) -> dict[str,
     mass = ndimage.uniform_filter(dens, size=3) * 9
     pk = np.argwhere((dens == mx) & (mass >= threshold) & (dens > 0))
     if len(pk) == 0:
-        return {"x": np.zeros(0), "y": np.zeros(0), "mass": np.zeros(0)}
+        # mass in the density's dtype, as ``ws`` below, so empty and non-empty tables agree
+        return {"x": np.zeros(0), "y": np.zeros(0), "mass": np.zeros(0, dens.dtype)}
     pad = np.pad(dens, 1)
     i, j = pk[:, 0] + 1, pk[:, 1] + 1
     w = np.stack([pad[i + di, j + dj] for di in (-1, 0, 1) for dj in (-1, 0, 1)], 1)
