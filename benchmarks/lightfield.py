@@ -1,6 +1,6 @@
 """Light-field benchmark: RL vs RL on pyolaf's own projectors, RL vs learned on simulations, the real worm.
 
-    .venv/bin/python benchmarks/lightfield.py [peer] [sim] [worm] [--pyolaf /tmp/pyolaf-venv/bin/python]
+    .venv/bin/python benchmarks/lightfield.py [peer] [sim] [worm] [--pyolaf ~/.cache/peer-pyolaf/bin/python]
         [--seeds 0] [--budget 120] [--out benchmarks/lightfield.json] [--figures benchmarks/figures] [--quick]
 
 - ``peer``: the same operator (fluorecon's kernels) and the same RL update, projected by fluorecon
@@ -289,7 +289,8 @@ def main() -> None:
     global OUT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("parts", nargs="*", choices=("peer", "sim", "worm"), help="parts to run")
-    ap.add_argument("--pyolaf", default="/tmp/pyolaf-venv/bin/python", help="python of a venv with pyolaf")
+    ap.add_argument("--pyolaf", default=str(Path.home() / ".cache/peer-pyolaf/bin/python"),
+                    help="python of a venv with pyolaf (benchmarks/peers/pyolaf_setup.sh creates it)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="sim: seeds (network s, volumes s+1, noise s+2)")
     ap.add_argument("--budget", type=float, default=float(os.environ.get("LF_BUDGET", "120")),
                     help="training seconds of the learned network (default $LF_BUDGET or 120)")

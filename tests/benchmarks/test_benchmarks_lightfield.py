@@ -19,7 +19,7 @@ from fluorecon.utils import array_hash
 ROOT = Path(__file__).resolve().parents[2]
 PYOLAF_RUN = ROOT / "benchmarks" / "peers" / "pyolaf_run.py"
 # the peer needs its own venv (benchmarks/peers/README.md); PYOLAF_PYTHON points at another one
-PYOLAF_PYTHON = Path(os.environ.get("PYOLAF_PYTHON", "/tmp/pyolaf-venv/bin/python"))
+PYOLAF_PYTHON = Path(os.environ.get("PYOLAF_PYTHON", Path.home() / ".cache/peer-pyolaf/bin/python"))
 needs_pyolaf = pytest.mark.skipif(not PYOLAF_PYTHON.exists(), reason=f"no pyolaf venv at {PYOLAF_PYTHON}")
 # Runs pyolaf_run.main with pyolaf's two projection functions wrapped by call counters, so the test can see
 # that the projections really ran inside pyolaf (not in a re-implementation).
