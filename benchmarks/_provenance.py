@@ -21,6 +21,7 @@ import os
 import platform
 import shlex
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +86,12 @@ def _load() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
+
+
+# Most scripts assemble their record after the run; the stamp taken when a script imports this module (its first
+# seconds) stands in for the start's date and load (see ``finish``).
+_IMPORTED = {"t": time.time(), "date_utc": datetime.now(UTC).isoformat(timespec="seconds"), "load": _load()}
+_IMPORT_TOLERANCE_S = 60.0
 
 
 def _data_entry(value: Any) -> dict:
@@ -162,11 +169,32 @@ def bundle_entry(path: str | Path) -> dict:
 
 
 def finish(record: dict, t_start_wall: float | None = None) -> dict:
-    """Add the end time and load average (call just before writing the results)."""
-    import time
+    """Add the end time and load average (call just before writing the results).
 
+    With ``t_start_wall`` (``time.time()`` at the start of the measured run), a record created later than that start
+    — assembled at the end — gets the start's date instead of its own, and the load sampled when the script imported
+    this module when that was within a minute of the start (else ``None``: not sampled).
+
+    Examples
+    --------
+    >>> import time
+    >>> rec = provenance(argv=["bench.py"])
+    >>> rec["date_utc"] = "2099-01-01T00:00:00+00:00"  # as if assembled long after the start
+    >>> out = finish(rec, time.time() - 5)
+    >>> out["date_utc"] < out["date_utc_end"], out["wall_s"] >= 5
+    (True, True)
+    """
+    now = time.time()
     record["date_utc_end"] = datetime.now(UTC).isoformat(timespec="seconds")
     record["load_average_end"] = _load()
     if t_start_wall is not None:
-        record["wall_s"] = round(time.time() - t_start_wall, 1)
+        record["wall_s"] = round(now - t_start_wall, 1)
+        created = datetime.fromisoformat(record["date_utc"]).timestamp() if record.get("date_utc") else now
+        if created - t_start_wall > 1.0:
+            record["date_utc"] = datetime.fromtimestamp(t_start_wall, UTC).isoformat(timespec="seconds")
+            near = abs(_IMPORTED["t"] - t_start_wall) <= _IMPORT_TOLERANCE_S
+            record["load_average_start"] = _IMPORTED["load"] if near else None
+            record["start_stamp"] = ("record assembled at the end: date = the run's start; load sampled at import, "
+                                     f"{t_start_wall - _IMPORTED['t']:.0f} s before the start" if near else
+                                     "record assembled at the end: date = the run's start; start load not sampled")
     return record

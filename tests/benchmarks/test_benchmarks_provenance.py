@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +72,17 @@ def test_bundle_entry_hashes_every_weights_file_of_a_saved_bundle(tmp_path):
                                        hashlib.sha256((path / "weights.safetensors").read_bytes()).hexdigest()}
     with pytest.raises(FileNotFoundError, match="safetensors"):
         p.bundle_entry(tmp_path)
+
+
+def test_finish_dates_a_record_assembled_at_the_end_from_the_run_start():
+    """Scripts build their record after the run: `finish` must not report the end as the start."""
+    mod = _module()
+    t_start = time.time() - 120.0  # a two-minute run
+    rec = mod.provenance(argv=["bench.py"])  # created now, i.e. at the run's end
+    out = mod.finish(rec, t_start)
+    start = datetime.fromisoformat(out["date_utc"]).timestamp()
+    end = datetime.fromisoformat(out["date_utc_end"]).timestamp()
+    assert abs(start - t_start) <= 1.0 and abs((end - start) - out["wall_s"]) <= 1.5
+    # a record stamped at the start is left alone
+    rec2 = mod.provenance(argv=["bench.py"])
+    assert mod.finish(rec2, time.time())["date_utc"] == rec2["date_utc"]

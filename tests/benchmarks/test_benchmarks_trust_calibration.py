@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,10 @@ def test_tiny_run_provenance_seeds_and_gallery(tmp_path):
     truths = np.stack([phantom("filaments", (64, 64), seed=102_000 + i).astype(np.float32) for i in range(2)])
     assert res["provenance"]["data"]["truths_test_seed1"]["sha256"] == array_hash(truths)
     assert res["provenance"]["seeds"] == [0, 1]
+    # the record's start is the run's start (it is assembled at the end): start + wall time = end, to the second
+    prov = res["provenance"]
+    span = (datetime.fromisoformat(prov["date_utc_end"]) - datetime.fromisoformat(prov["date_utc"])).total_seconds()
+    assert prov["wall_s"] > 2 and abs(span - prov["wall_s"]) <= 1.5
     assert sorted(res["per_seed"]) == ["0", "1"] and res["per_seed"]["1"]["seed"] == 1
     # per-seed values in the summary are the per-seed runs' (NaN AUCs, e.g. no hallucinated pixel, are null)
     aucs = [res["per_seed"][s]["hallucination"]["auc_consistency"] for s in ("0", "1")]
