@@ -322,36 +322,11 @@ def real_data() -> dict:
             "sha256_raw": hashlib.sha256((folder / "raw.tif").read_bytes()).hexdigest()}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--pyfairsim", default="/tmp/venv-fairsim/bin/python")
-    ap.add_argument("--learned-budget", type=float, default=0.0,
-                    help="seconds of training per learned model (0: skip)")
-    ap.add_argument("--correction-budget", type=float, default=0.0,
-                    help="CPU seconds of training per physics-informed correction network (0: skip)")
-    ap.add_argument("--learned-seeds", type=int, nargs="+", default=[1234, 1235, 1236],
-                    help="training seeds of the learned models (their mean is reported, each kept in the JSON)")
-    ap.add_argument("--photons", type=float, nargs="+", default=None, help="photon levels (default by --quick)")
-    ap.add_argument("--mods", type=float, nargs="+", default=None, help="modulation depths (default by --quick)")
-    ap.add_argument("--skip-real", action="store_true", help="do not run the real 3D-SIM data")
-    ap.add_argument("--out", type=Path, default=HERE / "sim.json", help="JSON output (default: benchmarks/sim.json)")
-    ap.add_argument("--figures", type=Path, default=HERE / "figures",
-                    help="folder of the worst-case galleries sim_worst_<method>.png")
-    args = ap.parse_args()
-    t_wall = time.time()
-    cases: dict[str, list[Case]] = {}
-    truths: dict[str, np.ndarray] = {}
-    out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": platform.platform(),
-           "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "load_before": os.getloadavg()[0], "seeds": args.seeds}
-    out["simulations"] = simulations(args.seeds, args.quick, args.pyfairsim, args.learned_budget, args.learned_seeds,
-                                     tuple(args.photons) if args.photons else None,
-                                     tuple(args.mods) if args.mods else None, args.correction_budget, cases, truths)
-    out["real"] = {"skipped": "--skip-real"} if args.skip_real else real_data()
-    out["load_after"] = os.getloadavg()[0]
-    sims = [r for r in out["simulations"] if "ours" in r]
+def summarise(simulations: list[dict]) -> dict:
+    """The run's summary from its scene rows: means per method, paired learned − classical differences (per scene,
+    per network × scene, and over the independent units: truth seeds crossed with training seeds), estimation
+    errors, timings and per-seed means. Pure: ``--summarise JSON`` recomputes it from a stored run."""
+    sims = [r for r in simulations if "ours" in r]
     summary = {}
     for group, rows in (("nominal", [r for r in sims if not r["distorted"]]),
                         ("distorted", [r for r in sims if r["distorted"]])):
@@ -408,7 +383,57 @@ def main() -> None:
         summary["pyfairsim_k_error_px_max"] = max(r["pyfairsim"]["k_error_px"] for r in nominal if "pyfairsim" in r
                                                   and "k_error_px" in r["pyfairsim"])
     summary["per_seed"] = per_seed_summary(sims)
-    out["summary"] = summary
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--pyfairsim", default="/tmp/venv-fairsim/bin/python")
+    ap.add_argument("--learned-budget", type=float, default=0.0,
+                    help="seconds of training per learned model (0: skip)")
+    ap.add_argument("--correction-budget", type=float, default=0.0,
+                    help="CPU seconds of training per physics-informed correction network (0: skip)")
+    ap.add_argument("--learned-seeds", type=int, nargs="+", default=[1234, 1235, 1236],
+                    help="training seeds of the learned models (their mean is reported, each kept in the JSON)")
+    ap.add_argument("--photons", type=float, nargs="+", default=None, help="photon levels (default by --quick)")
+    ap.add_argument("--mods", type=float, nargs="+", default=None, help="modulation depths (default by --quick)")
+    ap.add_argument("--skip-real", action="store_true", help="do not run the real 3D-SIM data")
+    ap.add_argument("--out", type=Path, default=HERE / "sim.json", help="JSON output (default: benchmarks/sim.json)")
+    ap.add_argument("--figures", type=Path, default=HERE / "figures",
+                    help="folder of the worst-case galleries sim_worst_<method>.png")
+    ap.add_argument("--summarise", type=Path, default=None, metavar="JSON",
+                    help="recompute the summary of a stored run (its `simulations`) and print the learned − "
+                         "classical differences over independent units; runs nothing")
+    args = ap.parse_args()
+    if args.summarise is not None:
+        if not args.summarise.is_file():
+            ap.error(f"--summarise {args.summarise}: no such file (give a JSON written by sim.py)")
+        stored = json.loads(args.summarise.read_text())
+        if not isinstance(stored, dict) or "simulations" not in stored:
+            ap.error(f"--summarise {args.summarise}: not a sim.py result (no 'simulations' list)")
+        summary = summarise(stored["simulations"])
+        for group in ("nominal", "distorted"):
+            for key, v in sorted(summary.get(group, {}).items()):
+                if key.endswith("_units") and v.get("crossed"):
+                    lo, hi = v["crossed"]["ci95"]
+                    print(f"{group} {key.removesuffix('_units')}: {v['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] "
+                          f"(truths {v['n_truths']} × networks {v['n_networks']}, df {v['crossed']['df']:.1f}, "
+                          f"cells > 0: {v['positive_cells']}/{v['n_truths'] * v['n_networks']})")
+        return
+    t_wall = time.time()
+    cases: dict[str, list[Case]] = {}
+    truths: dict[str, np.ndarray] = {}
+    out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": platform.platform(),
+           "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "load_before": os.getloadavg()[0], "seeds": args.seeds}
+    out["simulations"] = simulations(args.seeds, args.quick, args.pyfairsim, args.learned_budget, args.learned_seeds,
+                                     tuple(args.photons) if args.photons else None,
+                                     tuple(args.mods) if args.mods else None, args.correction_budget, cases, truths)
+    out["real"] = {"skipped": "--skip-real"} if args.skip_real else real_data()
+    out["load_after"] = os.getloadavg()[0]
+    out["summary"] = summary = summarise(out["simulations"])
     out["galleries"] = {}
     for name, cs in cases.items():
         path = args.figures / f"sim_worst_{name}.png"

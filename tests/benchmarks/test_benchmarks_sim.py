@@ -86,3 +86,32 @@ def test_unit_diffs_average_a_truths_scenes_and_keep_networks(sim):
     seeds, d = sim.unit_diffs(rows, "learned_physics", "psnr")
     assert seeds == [0, 1]
     np.testing.assert_allclose(d, [[0.5, 1.0, 1.5], [0.0, 0.5, 1.0]])
+
+
+def test_summarise_recomputes_unit_level_differences_from_a_stored_run(tmp_path):
+    """`--summarise JSON` prints learned − classical over independent units, without running anything."""
+    run = {"simulations": []}
+    # 2 truths × 2 modulations (scenes of one truth are averaged) × 2 networks, 20 photons, known differences
+    for seed, base in ((0, 1.0), (1, 3.0)):
+        for m in (0.5, 0.8):
+            ours = {"psnr": 20.0, "ssim": 0.5, "frc_cutoff_ratio": 1.5}
+            nets = [{"psnr": 20.0 + base, "ssim": 0.5}, {"psnr": 20.0 + base + 2.0, "ssim": 0.5}]
+            run["simulations"].append({
+                "seed": seed, "kind": "filaments", "photons": 20.0, "modulation": m, "distorted": False,
+                "ours": ours, "ours_true_pattern": ours, "widefield": ours,
+                "learned_physics": {"psnr": 20.0 + base + 1.0, "ssim": 0.5, "frc_cutoff_ratio": 1.5},
+                "learned_physics_per_seed": nets, "phase_errors_centre_rad": [0.01, 0.02], "k_error_px": 0.01,
+                "ours_estimate_cpu_s": 0.05, "ours_reconstruct_cpu_s": 0.05, "ours_estimate_s": 0.05,
+                "ours_reconstruct_s": 0.05})
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run))
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sim.py"), "--summarise", str(path)],
+                         capture_output=True, text=True, cwd=ROOT, check=True)
+    line = next(x for x in res.stdout.splitlines() if "learned_physics_minus_ours_psnr_at_20" in x)
+    # cells: truth 0 → (1, 3), truth 1 → (3, 5): mean 3; row means 2, 4 and column means 2, 4, each s² = 2:
+    # se = √(2/2 + 2/2) = √2, Welch–Satterthwaite df = 2² / (1²/1 + 1²/1) = 2
+    half = stats.t.ppf(0.975, 2) * np.sqrt(2.0)
+    assert f"+3.000 [{3 - half:+.3f}, {3 + half:+.3f}]" in line and "cells > 0: 4/4" in line
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sim.py"), "--summarise", str(tmp_path / "no.json")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "no such file" in bad.stderr
