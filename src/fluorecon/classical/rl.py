@@ -532,7 +532,8 @@ def _rl_single(image: np.ndarray, psf: np.ndarray, n_iter: int, *, padding, back
     for k in range(1, n_iter + 1):
         # Biggs–Andrews prediction step
         if accelerate and x_prev is not None and k >= 3 and alpha > 0:
-            xk = x + alpha * (x - x_prev)
+            # x + α(x − x_prev) in one new buffer (the expression form holds three volume-sized temporaries)
+            xk = torch.sub(x, x_prev).mul_(alpha).add_(x)
             xk.clamp_(min=0)
         else:
             xk = x
@@ -585,8 +586,9 @@ def _rl_single(image: np.ndarray, psf: np.ndarray, n_iter: int, *, padding, back
             x_new = xk * conv
             g = x_new - xk
             if g_prev is not None:
-                den = float(torch.sum(g_prev * g_prev))
-                alpha = float(torch.sum(g * g_prev)) / den if den > 0 else 0.0
+                # inner products without a volume-sized product temporary
+                den = float(torch.dot(g_prev.reshape(-1), g_prev.reshape(-1)))
+                alpha = float(torch.dot(g.reshape(-1), g_prev.reshape(-1))) / den if den > 0 else 0.0
                 alpha = min(max(alpha, 0.0), 0.99)
             if alphas is not None:
                 alpha = float(alphas[k - 1]) if k - 1 < len(alphas) else 0.0
