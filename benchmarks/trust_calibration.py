@@ -65,7 +65,7 @@ from fluorecon.trust.uncertainty import ConformalCalibrator, calibration_report,
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gallery import Case, save_gallery, worst
-from _provenance import _load, finish, provenance
+from _provenance import finish, provenance
 from _stats import mean_ci
 
 PSF_SIGMA = 1.6
@@ -486,8 +486,6 @@ def main(argv=None):
     if a.hallucination_only:
         return hallucination_variants(a)
     t_start = time.time()
-    # the record is assembled at the end; keep the start's date and load now
-    started = {"date_utc": datetime.now(UTC).isoformat(timespec="seconds"), "load_average_start": _load()}
     cases: dict[str, list[Case]] = {}
     data: dict = {}
     runs = {str(s): run_one(a, s, cases, data) for s in a.seeds}
@@ -513,7 +511,6 @@ def main(argv=None):
         "noise_seed": "10000 + phantom seed", "psnr_tol_db": PSNR_TOL_DB, "rl_grid": list(RL_GRID),
         "wiener_grid": list(WIENER_GRID), "fmd_train": f"fmd-dev-pairs/noisy/{FMD_TRAIN_GLOB}",
         "fmd_calibration": "leave one image out over fmd-confocal-pairs"}), t_start)
-    result["provenance"].update(started)
     from fluorecon._atomic import atomic_path
     from fluorecon.cli.common import to_jsonable
 
@@ -689,7 +686,6 @@ def hallucination_variants(a):
     torch.set_num_threads(a.threads)
     BATCH["n"] = a.batch
     t0 = time.time()
-    started = {"date_utc": datetime.now(UTC).isoformat(timespec="seconds"), "load_average_start": _load()}
     steps = a.steps or (20 if a.quick else 200)
     n_train, n_test = (4, 2) if a.quick else (24, 8)
     size = 64 if a.quick else 128
@@ -733,7 +729,6 @@ def hallucination_variants(a):
         "truths_train": np.stack(y_tr), f"truths_{a.other}_test": np.stack(y_ot), f"truths_{a.other}_train": np.stack(y_otr)},
         params={**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, "steps": steps,
                 "net_seeds": {"head": 0, "matched": 7}, "noise_seed": "10000 + phantom seed"}), t0)
-    res["provenance"].update(started)
     from fluorecon._atomic import atomic_path
 
     out = a.out.with_name(a.out.stem + "_hallucination.json")
