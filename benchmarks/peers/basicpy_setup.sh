@@ -13,32 +13,7 @@
 set -euo pipefail
 
 VENV="${1:-${HOME}/.cache/peer-basicpy}"
-PYTHON="${PYTHON:-python3}"
 BASICPY_SPEC="${BASICPY_SPEC:-basicpy==2.0.0}"
 
-check() {
-    "${VENV}/bin/python" -c "import basicpy" >/dev/null 2>&1
-}
-
-if [ -x "${VENV}/bin/python" ] && check; then
-    echo "peer-basicpy: already set up in ${VENV}" >&2
-    echo "${VENV}"
-    exit 0
-fi
-
-echo "peer-basicpy: creating venv ${VENV} with $("${PYTHON}" --version 2>&1)" >&2
-mkdir -p "$(dirname "${VENV}")"
-"${PYTHON}" -m venv "${VENV}"
-"${VENV}/bin/python" -m pip install --quiet --upgrade pip >&2
-"${VENV}/bin/python" -m pip install --progress-bar off "${BASICPY_SPEC}" >&2
-
-if ! check; then
-    echo "peer-basicpy: installation finished but 'import basicpy' fails:" >&2
-    "${VENV}/bin/python" -c "import basicpy" >&2 || true
-    exit 1
-fi
-"${VENV}/bin/python" - <<'PY' >&2
-import importlib.metadata as md
-print("peer-basicpy:", ", ".join(f"{p} {md.version(p)}" for p in ("basicpy", "numpy", "scipy", "torch")))
-PY
-echo "${VENV}"
+. "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+peer_venv peer-basicpy "${VENV}" basicpy "basicpy numpy scipy torch" "${BASICPY_SPEC}"

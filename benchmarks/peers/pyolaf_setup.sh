@@ -11,32 +11,7 @@
 set -euo pipefail
 
 VENV="${1:-${HOME}/.cache/peer-pyolaf}"
-PYTHON="${PYTHON:-python3}"
 PYOLAF_SPEC="${PYOLAF_SPEC:-pyolaf==0.2.1}"
 
-check() {
-    "${VENV}/bin/python" -c "import pyolaf" >/dev/null 2>&1
-}
-
-if [ -x "${VENV}/bin/python" ] && check; then
-    echo "peer-pyolaf: already set up in ${VENV}" >&2
-    echo "${VENV}"
-    exit 0
-fi
-
-echo "peer-pyolaf: creating venv ${VENV} with $("${PYTHON}" --version 2>&1)" >&2
-mkdir -p "$(dirname "${VENV}")"
-"${PYTHON}" -m venv "${VENV}"
-"${VENV}/bin/python" -m pip install --quiet --upgrade pip >&2
-"${VENV}/bin/python" -m pip install --progress-bar off "${PYOLAF_SPEC}" >&2
-
-if ! check; then
-    echo "peer-pyolaf: installation finished but 'import pyolaf' fails:" >&2
-    "${VENV}/bin/python" -c "import pyolaf" >&2 || true
-    exit 1
-fi
-"${VENV}/bin/python" - <<'PY' >&2
-import importlib.metadata as md
-print("peer-pyolaf:", ", ".join(f"{p} {md.version(p)}" for p in ("pyolaf", "numpy", "scipy")))
-PY
-echo "${VENV}"
+. "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+peer_venv peer-pyolaf "${VENV}" pyolaf "pyolaf numpy scipy" "${PYOLAF_SPEC}"
